@@ -1,0 +1,101 @@
+"""The one Settings object: built from SPACES_* environment variables, then CLI flags at the edge.
+
+No other module reads ``os.environ``; components receive the Settings (or the fields they need).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def templates_dir() -> Path:
+    """templates/ beside the packages in a checkout, or the copy shipped inside the wheel."""
+    for candidate in (PACKAGE_DIR.parent / "templates", PACKAGE_DIR / "_templates"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("templates/ is missing from this installation of spaces-runtime")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPACES_", extra="ignore")
+
+    # where the platform listens and keeps its state
+    host: str = "127.0.0.1"
+    port: int = 7000
+    data_dir: Path = Path.home() / ".local" / "share" / "spaces-runtime"
+    backend: Literal["process", "docker"] = "process"
+    # the host name apps are reached under as {owner}-{name}.{public_host}; defaults to "localhost:{port}"
+    public_host: str | None = None
+    # writing endpoints need this token when listening beyond loopback; read by the CLI as SPACES_TOKEN
+    token: str | None = None
+    # the CLI's target
+    server: str = "http://127.0.0.1:7000"
+
+    # uploads
+    max_upload_bytes: int = 200 * 1024 * 1024
+    max_unpacked_bytes: int = 1024 * 1024 * 1024
+    max_upload_files: int = 20_000
+
+    # environments
+    python_version: str = "3.11"
+    default_gradio_version: str = "6.31.0"
+    default_streamlit_version: str = "1.67.0"
+    uv_cache_dir: Path | None = None  # None: uv's own default, shared across data dirs
+    index_url: str | None = None
+    extra_index_url: str | None = None
+    ca_bundle: Path | None = None  # for TLS-intercepting proxies; reaches pip/uv during builds only
+
+    # supervision
+    startup_timeout_s: float = 30 * 60
+    probe_interval_s: float = 1.0
+    restart_backoff_initial_s: float = 1.0
+    restart_backoff_max_s: float = 60.0
+    crash_loop_restarts: int = 5  # restarts inside crash_loop_window_s before RUNTIME_ERROR
+    crash_loop_window_s: float = 120.0
+    stop_grace_s: float = 10.0
+    sleep_after_s: float = 0  # 0: never put idle apps to sleep
+    log_max_bytes: int = 2 * 1024 * 1024
+
+    # docker backend
+    base_image: str = "python:3.11-slim"
+    hardware: str = "cpu-basic"
+    docker_network: str = "spaces-runtime"
+
+    # model runner
+    runner_enabled: bool = True
+    runner_socket: Path | None = None  # default: {data_dir}/runner.sock
+    runner_tcp_port: int | None = None
+    runner_device: Literal["auto", "cpu", "cuda"] = "auto"
+    runner_memory_budget_mb: int = 4096
+
+    examples_dir: Path | None = Field(default=None, description="deploy these app folders on start")
+
+    @property
+    def public_link_host(self) -> str:
+        return self.public_host or f"localhost:{self.port}"
+
+    @property
+    def listens_beyond_loopback(self) -> bool:
+        return self.host not in ("127.0.0.1", "localhost", "::1")
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "spaces.db"
+
+    @property
+    def apps_dir(self) -> Path:
+        return self.data_dir / "apps"
+
+    @property
+    def envs_dir(self) -> Path:
+        return self.data_dir / "envs"
+
+    @property
+    def runner_socket_path(self) -> Path:
+        return self.runner_socket or self.data_dir / "runner.sock"

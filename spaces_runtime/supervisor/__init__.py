@@ -1,0 +1,1 @@
+"""Supervisor: desired state → backend (process | docker); health probes, restarts, stages, logs, sleep."""
