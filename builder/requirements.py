@@ -1,0 +1,92 @@
+"""requirements.txt, pre-requirements.txt and packages.txt: one entry a line, with the line it came from."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from spaces_runtime.errors import SpecError
+
+REQUIREMENTS = "requirements.txt"
+PRE_REQUIREMENTS = "pre-requirements.txt"
+PACKAGES = "packages.txt"
+
+_NAME = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(\[[^\]]*\])?")
+_INLINE_COMMENT = re.compile(r"\s+#.*$")
+# lines that point at other files or at local code: their content would escape the environment's hash
+_INCLUDES = ("-r", "--requirement", "-c", "--constraint")
+_LOCAL = ("-e", "--editable", ".", "/", "file:")
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+    number: int
+
+
+def read_lines(folder: Path, name: str) -> list[Line]:
+    """Non-blank, non-comment lines of ``folder/name`` (none when the file is missing)."""
+    path = folder / name
+    if not path.is_file():
+        return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"is not UTF-8 text ({exc.reason}); save it as UTF-8", file=name) from None
+    lines = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = _INLINE_COMMENT.sub("", raw).strip()
+        if stripped and not stripped.startswith("#"):
+            lines.append(Line(stripped, number))
+    return lines
+
+
+def read_requirements(folder: Path, name: str) -> list[Line]:
+    """Like ``read_lines`` but rejects includes and local paths, which the environment hash cannot see."""
+    lines = read_lines(folder, name)
+    for line in lines:
+        _check(line, name)
+    return lines
+
+
+def _check(line: Line, name: str) -> None:
+    first = line.text.split()[0]
+    if first in _INCLUDES or any(first.startswith(f"{flag}=") for flag in _INCLUDES):
+        raise SpecError(f"'{line.text}' includes another file, which is not supported; "
+                        f"copy that file's lines into {name}", file=name, line=line.number)
+    if first in _LOCAL[:2] or line.text.startswith(_LOCAL[2:]):
+        raise SpecError(f"'{line.text}' installs local code, which is not supported; "
+                        "put the code in the app folder and import it, or name a package on an index",
+                        file=name, line=line.number)
+
+
+def package_name(requirement: str) -> str | None:
+    """The PEP 503 normalised project name of a requirement line, or None for options and bare URLs."""
+    if requirement.startswith("-") or "://" in requirement.split("@")[0]:
+        return None
+    match = _NAME.match(requirement)
+    return normalise_name(match.group(1)) if match else None
+
+
+def extras(requirement: str) -> set[str]:
+    """The extras of a requirement: ``gradio[oauth, mcp]==5`` → {"oauth", "mcp"}."""
+    match = _NAME.match(requirement)
+    if not match or not match.group(2):
+        return set()
+    return {e.strip().lower() for e in match.group(2)[1:-1].split(",") if e.strip()}
+
+
+def normalise_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def normalise(requirement: str) -> str:
+    """A requirement written so that spacing and name spelling do not change the environment hash."""
+    name = package_name(requirement)
+    compact = re.sub(r"\s+", "", requirement) if " @ " not in requirement else requirement.strip()
+    if name is None:
+        return compact
+    match = _NAME.match(compact)
+    assert match is not None  # package_name found a name, so the compact form has one too
+    return name + compact[len(match.group(1)):]
