@@ -53,14 +53,18 @@ def make(spec: AppSpec, settings: Settings) -> BuildPlan:
     origins = _origins(spec)
     sdk_version = _sdk_version(spec, settings)
     requirements, notes = _pin_sdk(spec, sdk_version, origins)
-    needs_env = spec.sdk in ("gradio", "streamlit")
-    env_hash = hash_env(python_version, spec.sdk, sdk_version, spec.pre_requirements, requirements,
+    pre_requirements = list(spec.pre_requirements)
+    if spec.sdk == "static" and (requirements or pre_requirements):
+        # a static site runs no Python code of its own; Hugging Face ignores its requirements too
+        notes.append(f"{REQUIREMENTS} is ignored: sdk static serves files and installs nothing")
+        requirements, pre_requirements = [], []
+    env_hash = hash_env(python_version, spec.sdk, sdk_version, pre_requirements, requirements,
                         (settings.index_url, settings.extra_index_url))
     plan = BuildPlan(sdk=spec.sdk, sdk_version=sdk_version, python_version=python_version,
-                     requirements=requirements, pre_requirements=list(spec.pre_requirements),
-                     env_hash=env_hash, needs_env=needs_env, app_file=spec.app_file, app_port=spec.app_port,
-                     origins=origins, index_url=settings.index_url, extra_index_url=settings.extra_index_url,
-                     notes=notes)
+                     requirements=requirements, pre_requirements=pre_requirements, env_hash=env_hash,
+                     needs_env=spec.sdk in ("gradio", "streamlit"), app_file=spec.app_file,
+                     app_port=spec.app_port, origins=origins, index_url=settings.index_url,
+                     extra_index_url=settings.extra_index_url, notes=notes)
     return replace(plan, steps=_steps(plan))
 
 
