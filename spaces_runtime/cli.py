@@ -1,0 +1,238 @@
+"""The `spaces` command. The only place that wires components together; errors end as one line, no traceback."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spaces_runtime.config import Settings
+from spaces_runtime.errors import SpacesError
+from spaces_runtime.names import split_id
+from spaces_runtime.remote import PlatformClient
+from spaces_runtime.stages import ERROR_STAGES, Stage
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="spaces-runtime: deploy Gradio and Streamlit apps on your own machines and share a link.")
+out = Console()
+err = Console(stderr=True)
+
+ServerOpt = Annotated[str | None, typer.Option("--server", help="platform URL (default: SPACES_SERVER)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
+IdArg = Annotated[str, typer.Argument(metavar="OWNER/NAME")]
+
+
+def client(server: str | None) -> PlatformClient:
+    settings = Settings()
+    return PlatformClient(server or settings.server, token=settings.token)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+# --- serve ---------------------------------------------------------------------------------------------------
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default 7000)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="where spaces, envs and logs live")] = None,
+    backend: Annotated[str | None, typer.Option(help="process | docker")] = None,
+    examples: Annotated[Path | None, typer.Option(help="deploy every app folder in this folder on start")] = None,
+    public_host: Annotated[str | None, typer.Option(help="host name in shared links (default localhost:PORT)")] = None,
+) -> None:
+    """Run the platform: REST API, gallery, gateway, supervisor and model runner."""
+    from spaces_runtime.wiring import run_server
+
+    overrides = {"host": host, "port": port, "data_dir": data_dir, "backend": backend, "examples_dir": examples,
+                 "public_host": public_host}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    run_server(settings)
+
+
+# --- deploy and lifecycle ---------------------------------------------------------------------------------------
+def default_space_id(folder: Path) -> str:
+    owner = re.sub(r"[^a-z0-9\-_.]", "-", getpass.getuser().lower()).strip("-._") or "me"
+    name = re.sub(r"[^a-z0-9\-_.]", "-", folder.resolve().name.lower()).strip("-._") or "app"
+    return f"{owner}/{name}"
+
+
+@app.command()
+def deploy(
+    folder: Annotated[Path, typer.Argument(help="the app folder")],
+    name: Annotated[str | None, typer.Option("--name", help="OWNER/NAME (default: you/folder-name)")] = None,
+    server: ServerOpt = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for RUNNING")] = 1800,
+    as_json: JsonOpt = False,
+) -> None:
+    """Upload an app folder, stream its build log, and wait until it runs; prints its link."""
+    space_id = name or default_space_id(folder)
+    split_id(space_id)
+    api = client(server)
+    api.deploy(space_id, folder)
+    if not as_json:
+        err.print(f"[bold]uploaded[/] {folder} → {space_id}; building…")
+    for line in api.follow_log(space_id, "build"):
+        if not as_json:
+            err.print(line, markup=False, highlight=False, style="red" if "error" in line.lower() else "dim")
+    space = wait_for_outcome(api, space_id, timeout, quiet=as_json)
+    if as_json:
+        print_json(space)
+    if space["stage"] != Stage.RUNNING:
+        report_failure(api, space)
+        raise typer.Exit(1)
+    if not as_json:
+        out.print(f"[green]RUNNING[/] {space['title']}  {space['url']}")
+        out.print(f"        also at {space['host_url']}", highlight=False)
+
+
+def wait_for_outcome(api: PlatformClient, space_id: str, timeout: float, quiet: bool) -> dict[str, Any]:
+    """Poll until the space runs or fails; show stage changes."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    with err.status("waiting for the app…", spinner="dots") as status:
+        while True:
+            space = api.get(space_id)
+            if space["stage"] != last and not quiet:
+                status.update(f"{space['stage']}…")
+                last = space["stage"]
+            if space["stage"] == Stage.RUNNING or space["stage"] in ERROR_STAGES:
+                return space
+            if space["stage"] in (Stage.PAUSED, Stage.STOPPED) or time.monotonic() > deadline:
+                return space
+            time.sleep(0.5)
+
+
+def report_failure(api: PlatformClient, space: dict[str, Any]) -> None:
+    err.print(f"[red]{space['stage']}[/] {space['id']}: {space.get('error') or 'did not reach RUNNING'}",
+              highlight=False)
+    kind = "run" if space["stage"] == Stage.RUNTIME_ERROR else "build"
+    tail = "\n".join(api.log_text(space["id"], kind).splitlines()[-25:])
+    if tail:
+        err.print(f"--- last lines of the {kind} log ---", style="dim")
+        err.print(tail, markup=False, highlight=False)
+
+
+@app.command("list")
+def list_spaces(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """List the spaces on the platform."""
+    spaces = client(server).list()
+    if as_json:
+        print_json(spaces)
+        return
+    table = Table("", "space", "stage", "sdk", "url", box=None)
+    for s in spaces:
+        style = "red" if s["stage"] in ERROR_STAGES else "green" if s["stage"] == Stage.RUNNING else "yellow"
+        table.add_row(s["emoji"], s["id"], f"[{style}]{s['stage']}[/]", s["sdk"] or "", s["url"])
+    out.print(table if spaces else "no spaces yet: spaces deploy ./my-app")
+
+
+@app.command()
+def status(space_id: IdArg, server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """Show one space: stage, link, error."""
+    split_id(space_id)
+    space = client(server).get(space_id)
+    if as_json:
+        print_json(space)
+        return
+    out.print(f"{space['emoji']} [bold]{space['title']}[/] ({space['id']})")
+    out.print(f"stage: {space['stage']}\nsdk:   {space['sdk']}\nurl:   {space['url']}", highlight=False)
+    if space.get("error"):
+        err.print(f"error: {space['error']}", markup=False, highlight=False)
+
+
+@app.command()
+def logs(
+    space_id: IdArg,
+    build: Annotated[bool, typer.Option("--build", help="the build log (default: the run log)")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
+    server: ServerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print a space's run log (or --build log)."""
+    split_id(space_id)
+    api, kind = client(server), "build" if build else "run"
+    if follow:
+        for line in api.follow_log(space_id, kind):
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        return
+    text = api.log_text(space_id, kind)
+    if as_json:
+        print_json({"id": space_id, "kind": kind, "lines": text.splitlines()})
+    else:
+        sys.stdout.write(text)
+
+
+def _lifecycle(verb: str, space_id: str, server: str | None, as_json: bool) -> None:
+    split_id(space_id)
+    result = client(server).action(space_id, verb)
+    if as_json:
+        print_json(result)
+    else:
+        out.print(f"{space_id}: {result.get('stage')}")
+
+
+@app.command()
+def restart(space_id: IdArg, server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """Restart a space (rebuilds only what changed)."""
+    _lifecycle("restart", space_id, server, as_json)
+
+
+@app.command()
+def pause(space_id: IdArg, server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """Stop a space until it is restarted."""
+    _lifecycle("pause", space_id, server, as_json)
+
+
+@app.command()
+def delete(space_id: IdArg, server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """Delete a space, its code and its logs."""
+    _lifecycle("delete", space_id, server, as_json)
+
+
+# --- local authoring ----------------------------------------------------------------------------------------------
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="folder to create")],
+    sdk: Annotated[str, typer.Option(help="gradio | streamlit | docker | static")] = "gradio",
+) -> None:
+    """Scaffold a new app folder from the templates."""
+    from spaces_runtime.scaffold import scaffold
+
+    created = scaffold(folder, sdk, Settings())
+    out.print(f"created {folder} ({sdk}): {', '.join(created)}")
+    out.print(f"next: spaces run {folder}   or   spaces deploy {folder}")
+
+
+@app.command()
+def run(
+    folder: Annotated[Path, typer.Argument(help="the app folder")],
+    port: Annotated[int, typer.Option(help="port to serve on")] = 7860,
+) -> None:
+    """Build and run one app locally exactly as the platform would, in the foreground."""
+    from spaces_runtime.local import run_local
+
+    raise typer.Exit(run_local(folder, port, Settings()))
+
+
+def main() -> None:
+    try:
+        app()
+    except SpacesError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

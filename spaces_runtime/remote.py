@@ -1,0 +1,105 @@
+"""The CLI's view of a platform: a thin httpx client over the REST API, errors mapped back into the tree."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from spaces_runtime.errors import AuthError, NotFoundError, ServerUnreachableError, SpacesError
+
+# Never uploaded: they are rebuilt by the platform, or are private to the author's machine.
+PACK_EXCLUDES = frozenset({".git", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache",
+                           ".ruff_cache", ".DS_Store", "flagged", ".gradio"})
+
+
+def pack(folder: Path) -> bytes:
+    """A gzip'd tar of the folder's contents (paths relative to the folder), leaving build litter out."""
+    if not folder.is_dir():
+        raise SpacesError(f"{folder} is not a folder", hint="pass the app folder that holds app.py and README.md")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(folder)
+            if any(part in PACK_EXCLUDES for part in relative.parts):
+                continue
+            tar.add(path, arcname=str(relative), recursive=False)
+    return buffer.getvalue()
+
+
+class PlatformClient:
+    def __init__(self, server: str, token: str | None = None, timeout: float = 60.0) -> None:
+        self.server = server.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerUnreachableError(f"cannot reach the platform at {self.server} ({exc})",
+                                         hint="start it with `spaces serve`, or set --server / SPACES_SERVER") from exc
+        raise_for_error(response)
+        return response.json()
+
+    def deploy(self, space_id: str, folder: Path) -> dict[str, Any]:
+        return self._call("PUT", f"/api/spaces/{space_id}", content=pack(folder),
+                          headers={"Content-Type": "application/gzip"})
+
+    def list(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/spaces")  # type: ignore[no-any-return]
+
+    def get(self, space_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/spaces/{space_id}")  # type: ignore[no-any-return]
+
+    def action(self, space_id: str, verb: str) -> dict[str, Any]:
+        if verb == "delete":
+            return self._call("DELETE", f"/api/spaces/{space_id}")  # type: ignore[no-any-return]
+        return self._call("POST", f"/api/spaces/{space_id}/{verb}")  # type: ignore[no-any-return]
+
+    def log_text(self, space_id: str, kind: str) -> str:
+        try:
+            response = self._http.get(f"/api/spaces/{space_id}/logs/{kind}", params={"follow": 0})
+        except httpx.TransportError as exc:
+            raise ServerUnreachableError(f"cannot reach the platform at {self.server} ({exc})") from exc
+        raise_for_error(response)
+        return response.text
+
+    def follow_log(self, space_id: str, kind: str) -> Iterator[str]:
+        """Lines of a log as they are written; ends when the server ends the stream (build done)."""
+        try:
+            with self._http.stream("GET", f"/api/spaces/{space_id}/logs/{kind}", params={"follow": 1},
+                                   timeout=httpx.Timeout(10.0, read=None)) as response:
+                raise_for_error(response)
+                event = "message"
+                for line in response.iter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:") and event == "message":
+                        yield line[6:] if line.startswith("data: ") else line[5:]
+                    elif line == "":
+                        if event == "end":
+                            return
+                        event = "message"
+        except httpx.TransportError as exc:
+            raise ServerUnreachableError(f"lost the platform at {self.server} ({exc})") from exc
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    if response.is_stream_consumed is False:
+        response.read()
+    try:
+        body = response.json()
+        message, hint = body.get("message") or body.get("detail"), body.get("hint")
+    except ValueError:
+        message, hint = response.text.strip() or response.reason_phrase, None
+    if isinstance(message, list):  # FastAPI's validation errors
+        message = "; ".join(str(item.get("msg", item)) for item in message)
+    kind = {401: AuthError, 404: NotFoundError}.get(response.status_code, SpacesError)
+    raise kind(f"{message} (HTTP {response.status_code})", hint=hint)

@@ -1,0 +1,1 @@
+"""The FastAPI server: REST API, gallery, event streams; the gateway sits in front of it."""

@@ -1,0 +1,207 @@
+"""The REST API (the CLI and the gallery both read it). OpenAPI at /openapi.json."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import BaseModel
+
+from spaces_runtime.config import Settings
+from spaces_runtime.deployer import Deployer
+from spaces_runtime.errors import AuthError
+from spaces_runtime.events import EventHub
+from spaces_runtime.logs import LogBook
+from spaces_runtime.names import space_id as make_space_id
+from spaces_runtime.server.uploads import receive
+from spaces_runtime.server.views import space_view
+from spaces_runtime.store import Store
+
+LIKER_COOKIE = "spaces_liker"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class Platform:
+    """What the HTTP layer needs, handed over by the CLI's wiring."""
+
+    def __init__(self, settings: Settings, store: Store, logs: LogBook, deployer: Deployer, hub: EventHub,
+                 runner: Any = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.logs = logs
+        self.deployer = deployer
+        self.hub = hub
+        self.runner = runner
+
+    def view(self, space_id: str) -> dict[str, Any]:
+        return space_view(self.store.get(space_id), self.settings.public_link_host)
+
+
+def platform(request: Request) -> Platform:
+    return request.app.state.platform  # type: ignore[no-any-return]
+
+
+PlatformDep = Annotated[Platform, Depends(platform)]
+
+
+def require_token(p: PlatformDep, authorization: Annotated[str | None, Header()] = None) -> None:
+    """Writing endpoints need the token whenever one is configured (always, when listening beyond loopback)."""
+    expected = p.settings.token
+    if not expected:
+        return
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise AuthError("this endpoint needs the platform's token",
+                        hint="set SPACES_TOKEN to the token in the server's data dir (file 'token')")
+
+
+Writer = Depends(require_token)
+router = APIRouter(prefix="/api")
+
+
+@router.get("/health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.put("/spaces/{owner}/{name}", status_code=202, dependencies=[Writer])
+async def deploy(owner: str, name: str, request: Request, p: PlatformDep) -> dict[str, Any]:
+    """Body: a gzip'd tar of the app folder. Answers at once; the build goes on (follow logs/build)."""
+    space_id = make_space_id(owner, name)
+    archive = await receive(request.stream(), p.settings.data_dir / "tmp", p.deployer.limits)
+    try:
+        await p.deployer.accept_upload(owner, name, archive)
+    finally:
+        archive.unlink(missing_ok=True)
+    return p.view(space_id)
+
+
+@router.get("/spaces")
+def list_spaces(p: PlatformDep) -> list[dict[str, Any]]:
+    return [space_view(r, p.settings.public_link_host) for r in p.store.list()]
+
+
+@router.get("/spaces/{owner}/{name}")
+def get_space(owner: str, name: str, p: PlatformDep) -> dict[str, Any]:
+    return p.view(make_space_id(owner, name))
+
+
+@router.get("/spaces/{owner}/{name}/events")
+def space_events(owner: str, name: str, p: PlatformDep) -> list[dict[str, Any]]:
+    space_id = make_space_id(owner, name)
+    p.store.get(space_id)
+    return [event.model_dump() for event in p.store.events(space_id)]
+
+
+@router.get("/spaces/{owner}/{name}/logs/{kind}", response_model=None)
+async def logs(owner: str, name: str, kind: Literal["build", "run"], p: PlatformDep,
+               follow: Annotated[int, Query()] = 1) -> Response:
+    """``follow=1`` (default): text/event-stream, one `data:` per line; the build log ends when the build does.
+    ``follow=0``: the whole log as plain text."""
+    space_id = make_space_id(owner, name)
+    p.store.get(space_id)
+    if not follow:
+        return PlainTextResponse(p.logs.read(space_id, kind))
+    return StreamingResponse(_log_events(p, space_id, kind), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _log_events(p: Platform, space_id: str, kind: Literal["build", "run"]) -> AsyncIterator[str]:
+    lines = p.logs.follow(space_id, kind)
+    next_chunk: asyncio.Task[str] | None = None
+    try:
+        while True:
+            next_chunk = next_chunk or asyncio.ensure_future(anext(lines))
+            done, _ = await asyncio.wait({next_chunk}, timeout=1.0)
+            if not done:
+                if kind == "build" and not p.deployer.is_deploying(space_id):
+                    break  # the build ended before we subscribed, or its end was already sent
+                yield ": keep-alive\n\n"
+                continue
+            try:
+                chunk = next_chunk.result()
+            except StopAsyncIteration:
+                break
+            next_chunk = None
+            yield "".join(f"data: {line}\n" for line in chunk.splitlines()) + "\n"
+        stage = p.store.find(space_id)
+        yield f"event: end\ndata: {stage.stage.value if stage else 'DELETED'}\n\n"
+    finally:
+        if next_chunk is not None:
+            next_chunk.cancel()
+        with contextlib.suppress(Exception):
+            await lines.aclose()  # type: ignore[attr-defined]
+
+
+@router.get("/events")
+async def all_events(p: PlatformDep) -> StreamingResponse:
+    """Stage changes of every space as server-sent events (the gallery's live badges)."""
+
+    async def stream() -> AsyncIterator[str]:
+        yield "retry: 2000\n\n"
+        events = p.hub.listen()
+        while True:
+            try:
+                event = await asyncio.wait_for(anext(events), timeout=15)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.post("/spaces/{owner}/{name}/restart", status_code=202, dependencies=[Writer])
+async def restart(owner: str, name: str, p: PlatformDep) -> dict[str, Any]:
+    space_id = make_space_id(owner, name)
+    await p.deployer.restart(space_id)
+    return p.view(space_id)
+
+
+@router.post("/spaces/{owner}/{name}/pause", dependencies=[Writer])
+async def pause(owner: str, name: str, p: PlatformDep) -> dict[str, Any]:
+    space_id = make_space_id(owner, name)
+    await p.deployer.pause(space_id)
+    return p.view(space_id)
+
+
+@router.delete("/spaces/{owner}/{name}", dependencies=[Writer])
+async def delete(owner: str, name: str, p: PlatformDep) -> dict[str, str]:
+    space_id = make_space_id(owner, name)
+    await p.deployer.delete(space_id)
+    return {"id": space_id, "stage": "DELETED"}
+
+
+class LikeBody(BaseModel):
+    liked: bool = True
+
+
+@router.post("/spaces/{owner}/{name}/like")
+def like(owner: str, name: str, body: LikeBody, request: Request, response: Response,
+         p: PlatformDep) -> dict[str, Any]:
+    """One like per browser: the liker is a random id kept in a cookie."""
+    space_id = make_space_id(owner, name)
+    liker = request.cookies.get(LIKER_COOKIE) or uuid.uuid4().hex
+    response.set_cookie(LIKER_COOKIE, liker, max_age=10 * 365 * 24 * 3600, samesite="lax", httponly=True)
+    count = p.store.set_like(space_id, liker, body.liked)
+    return {"id": space_id, "likes": count, "liked": body.liked}
+
+
+@router.get("/spaces/{owner}/{name}/like")
+def liked(owner: str, name: str, request: Request, p: PlatformDep) -> dict[str, Any]:
+    space_id = make_space_id(owner, name)
+    liker = request.cookies.get(LIKER_COOKIE)
+    return {"id": space_id, "likes": p.store.get(space_id).likes,
+            "liked": bool(liker) and p.store.has_liked(space_id, liker or "")}
+
+
+def read_token(data_dir: Path) -> str | None:
+    path = data_dir / "token"
+    return path.read_text().strip() if path.exists() else None

@@ -1,0 +1,89 @@
+"""Builds the platform's components from Settings and hands each its collaborators (used by `spaces serve`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from spaces_runtime.config import Settings
+from spaces_runtime.deployer import Deployer, EnvironmentBuilder, VenvEnvironmentBuilder
+from spaces_runtime.events import EventHub
+from spaces_runtime.logs import LogBook
+from spaces_runtime.server.api import Platform
+from spaces_runtime.stages import Stage
+from spaces_runtime.store import Store
+from spaces_runtime.supervisor.backend import Backend
+from spaces_runtime.supervisor.loop import Supervisor
+
+log = logging.getLogger("spaces_runtime")
+
+
+def ensure_token(settings: Settings) -> str | None:
+    """Listening beyond loopback, writing endpoints need a token: generated once into the data dir."""
+    if settings.token or not settings.listens_beyond_loopback:
+        return settings.token
+    path = settings.data_dir / "token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def make_backend(settings: Settings) -> tuple[Backend, EnvironmentBuilder]:
+    if settings.backend == "docker":
+        from spaces_runtime.docker_wiring import docker_parts
+
+        return docker_parts(settings)
+    from spaces_runtime.supervisor.process import ProcessBackend
+
+    return ProcessBackend(settings), VenvEnvironmentBuilder(settings)
+
+
+def make_runner(settings: Settings) -> tuple[object | None, dict[str, str]]:
+    """The model runner and the env vars that point apps at it; (None, {}) when disabled or torch is missing."""
+    if not settings.runner_enabled:
+        return None, {}
+    try:
+        from spaces_runtime.runner.appkit import appkit_env
+        from spaces_runtime.runner.service import RunnerService
+    except ImportError as exc:
+        log.warning("model runner disabled: %s (install the 'runner' extra)", exc)
+        return None, {}
+    return RunnerService(settings), appkit_env(settings)
+
+
+def build_platform(settings: Settings) -> Platform:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.token = ensure_token(settings)
+    store = Store(settings.db_path)
+    logs = LogBook(settings.data_dir / "logs", settings.log_max_bytes)
+    hub = EventHub()
+    backend, environments = make_backend(settings)
+    runner, runner_env = make_runner(settings)
+    deployer: Deployer | None = None
+
+    def on_stage(space_id: str, stage: Stage, reason: str, error: str | None) -> None:
+        assert deployer is not None
+        deployer.set_stage(space_id, stage, reason, error)
+
+    supervisor = Supervisor(backend, logs, settings, on_stage)
+    deployer = Deployer(settings, store, logs, supervisor, hub, environments, app_env=lambda _id: dict(runner_env))
+    return Platform(settings, store, logs, deployer, hub, runner=runner)
+
+
+def run_server(settings: Settings) -> None:
+    import uvicorn
+
+    from spaces_runtime.server.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    platform = build_platform(settings)
+    if settings.token and settings.listens_beyond_loopback:
+        log.info("writing endpoints need the token in %s", Path(settings.data_dir) / "token")
+    log.info("gallery at http://%s/  (apps at /spaces/OWNER/NAME/ and http://OWNER-NAME.%s/)",
+             settings.public_link_host, settings.public_link_host)
+    uvicorn.run(create_app(platform), host=settings.host, port=settings.port, log_level="info",
+                proxy_headers=False, ws_max_size=64 * 1024 * 1024, timeout_graceful_shutdown=settings.stop_grace_s + 5)
