@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the platform needs into ./.venv (idempotent; quick when already done).
+#   scripts/setup.sh          the platform and its model runner
+#   scripts/setup.sh --test   plus the test tools, the Docker Engine and Chromium
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+if ! command -v uv >/dev/null 2>&1; then
+  python3 -m pip install --quiet uv
+fi
+UV=$(command -v uv)
+[ -x .venv/bin/python ] || "$UV" venv --quiet -p 3.11 .venv
+
+# torch==2.13.0 (CPU) lies on this kind of machine's disk; uv looks there only when told.
+links=()
+[ -d /opt/wheels ] && links=(--find-links /opt/wheels)
+extras="runner"
+[ "$want_test" = 1 ] && extras="runner,test"
+VIRTUAL_ENV=.venv "$UV" pip install --quiet "${links[@]}" -e ".[$extras]"
+
+if [ "$want_test" = 1 ]; then
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "setup: installing Debian's chromium (browser tests)" >&2
+    sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+    $sudo_ apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+  bash scripts/install-docker.sh
+fi

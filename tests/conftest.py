@@ -1,0 +1,24 @@
+"""Suite-wide rules: on CI (env CI set) a skipped test is a failure — Docker and browser tests must really run."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("CI") and _skipped:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"CI is set and {len(_skipped)} test(s) skipped: that is a failure here:", red=True)
+            for node in _skipped:
+                reporter.write_line(f"  {node}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
