@@ -81,6 +81,7 @@ class Deployer:
         self.environments = environments
         self.app_env = app_env or (lambda _space_id: {})
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wakes: set[asyncio.Task[None]] = set()
         self.limits = UploadLimits(settings.max_upload_bytes, settings.max_unpacked_bytes, settings.max_upload_files)
 
     # --- stage bookkeeping (also the supervisor's on_stage) -----------------------------------------------
@@ -303,12 +304,25 @@ class Deployer:
         record = self.store.find(space_id)
         if record is None or record.stage != Stage.SLEEPING:
             return
-        if self.supervisor.knows(space_id):
-            with contextlib.suppress(SpacesError):
-                await self.supervisor.wake(space_id)
+        if self.supervisor.stage(space_id) is not None:
+            task = asyncio.create_task(self._wake_quietly(space_id), name=f"wake {space_id}")
+            self._wakes.add(task)
+            task.add_done_callback(self._wakes.discard)
         elif record.code_dir and space_id not in self._tasks:
             self._begin(space_id, "woken by a visit")
             self._launch_deploy(space_id, Path(record.code_dir))
+
+
+    async def _wake_quietly(self, space_id: str) -> None:
+        with contextlib.suppress(SpacesError):  # a failed wake reports its own stage
+            await self.supervisor.wake(space_id)
+
+    def runtime(self, space_id: str) -> dict[str, Any] | None:
+        for instance in self.supervisor.instances():
+            if instance.space_id == space_id:
+                return {"backend_ref": instance.backend_ref, "upstream": instance.upstream,
+                        "started_at": instance.started_at, "backend": self.supervisor.backend.name}
+        return None
 
 
 def _pending_detail(stage: Stage) -> str:

@@ -42,7 +42,9 @@ class Platform:
         self.runner = runner
 
     def view(self, space_id: str) -> dict[str, Any]:
-        return space_view(self.store.get(space_id), self.settings.public_link_host)
+        view = space_view(self.store.get(space_id), self.settings.public_link_host)
+        view["runtime"] = self.deployer.runtime(space_id)
+        return view
 
 
 def platform(request: Request) -> Platform:
