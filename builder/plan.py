@@ -136,10 +136,17 @@ def _steps(plan: BuildPlan) -> list[str]:
     steps = [f"create a Python {plan.python_version} virtualenv with uv (env {plan.env_hash[:12]})"]
     if plan.pre_requirements:
         steps.append(f"install {len(plan.pre_requirements)} pre-requirement(s) from {PRE_REQUIREMENTS}")
-    steps.append(f"install {plan.sdk}=={plan.sdk_version} and {len(plan.requirements) - 1} "
-                 f"requirement(s) from {REQUIREMENTS}")
+    steps.append(f"install {describe(plan.requirements, plan.sdk)}")
     steps.append(f"start {plan.app_file} with {plan.sdk}")
     return steps
+
+
+def describe(requirements: list[str], sdk: str) -> str:
+    """"gradio==6.31.0 and 2 requirement(s) from requirements.txt", for logs and steps."""
+    pins = [r for r in requirements if package_name(r) == sdk]
+    rest = len(requirements) - len(pins)
+    parts = [*pins, f"{rest} requirement(s) from {REQUIREMENTS}"] if rest else pins
+    return " and ".join(parts) or "nothing"
 
 
 def code_hash(folder: Path) -> str:

@@ -20,8 +20,8 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from builder.plan import BuildPlan
-from builder.requirements import PRE_REQUIREMENTS, REQUIREMENTS
+from builder.plan import BuildPlan, describe
+from builder.requirements import PRE_REQUIREMENTS
 from builder.uverrors import explain_install_failure, explain_venv_failure
 from spaces_runtime.config import Settings
 from spaces_runtime.errors import BuildError
@@ -110,8 +110,7 @@ class VenvBuilder:
                 log(f"==> installing {len(plan.pre_requirements)} pre-requirement(s) from {PRE_REQUIREMENTS}")
                 self._install(plan, plan.pre_requirements, scratch, log)
             if plan.requirements:
-                log(f"==> installing {', '.join(plan.requirements[:1])} and "
-                    f"{len(plan.requirements) - 1} requirement(s) from {REQUIREMENTS}")
+                log(f"==> installing {describe(plan.requirements, plan.sdk)}")
                 self._install(plan, plan.requirements, scratch, log)
             seconds = time.monotonic() - started
             _write_marker(scratch, plan, seconds)
