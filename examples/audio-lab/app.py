@@ -1,6 +1,7 @@
 """Audio Lab: measure a sound file (duration, rate, loudness, peak), change its gain or reverse it,
 and synthesise test tones. Plain numpy + soundfile, so every number is reproducible."""
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -15,7 +16,7 @@ WAVEFORMS = ["sine", "square", "triangle", "sawtooth"]
 
 def dbfs(level: float) -> float:
     """Level relative to digital full scale (1.0), in decibels, rounded for display."""
-    return round(max(20 * np.log10(level), SILENCE_DBFS), 2) if level > 0 else SILENCE_DBFS
+    return round(max(20 * math.log10(level), SILENCE_DBFS), 2) if level > 0 else SILENCE_DBFS
 
 
 def measure(data: np.ndarray, sample_rate: int) -> dict:
