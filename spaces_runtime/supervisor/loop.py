@@ -1,0 +1,359 @@
+"""The supervision loop: desired state → backend; readiness probes, restarts with backoff, stages, sleep.
+
+One small loop (uvicorn's supervisors): every ``probe_interval_s`` it looks at each app once: has the process
+ended, is a starting app ready yet, has a running app been idle long enough to sleep. Everything that changes an
+app's state holds that app's lock, so the loop and the public calls never interleave on one app.
+
+Stages are reported through ``on_stage(space_id, stage, reason, error)``; the deployer persists them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from spaces_runtime.config import Settings
+from spaces_runtime.errors import AppRuntimeError, NotFoundError, SpacesError
+from spaces_runtime.logs import LogBook
+from spaces_runtime.stages import Stage
+from spaces_runtime.supervisor.backend import Backend, ExitInfo, Instance, LaunchSpec
+from spaces_runtime.supervisor.backoff import RestartPolicy
+from spaces_runtime.supervisor.probes import probe, readiness_url
+
+StageCallback = Callable[[str, Stage, str, str | None], Awaitable[None] | None]
+log = logging.getLogger(__name__)
+
+ERROR_TAIL_LINES = 20
+RETIRE_AFTER_S = 2.0  # a replaced version keeps running this long, so requests already sent to it finish
+_STARTING = frozenset({Stage.APP_STARTING, Stage.RUNNING_APP_STARTING})
+
+
+@dataclass
+class _App:
+    spec: LaunchSpec
+    stage: Stage = Stage.STOPPED
+    instance: Instance | None = None
+    ready: bool = False
+    launched_at: float = 0.0  # monotonic
+    restart_at: float | None = None  # a crashed app starts again at this time
+    restarts: list[float] = field(default_factory=list)
+    # crashes after the app has served once are restarted; a crash before that is a broken app
+    has_served: bool = False
+    last_touch: float = field(default_factory=time.monotonic)
+    generation: int = 0  # bumped by every public call, so a slow replacement knows it was superseded
+    replacing: bool = False
+    candidate: Instance | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Supervisor:
+    def __init__(self, backend: Backend, logs: LogBook, settings: Settings, on_stage: StageCallback) -> None:
+        self.backend = backend
+        self.logs = logs
+        self.settings = settings
+        self.on_stage = on_stage
+        self.policy = RestartPolicy.from_settings(settings)
+        self._apps: dict[str, _App] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._retiring: dict[asyncio.Task[None], Instance] = {}
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the tick loop (idempotent)."""
+        if self._task is None or self._task.done():
+            self._client = self._client or httpx.AsyncClient()
+            self._task = asyncio.create_task(self._run(), name="spaces-supervisor")
+
+    async def shutdown(self) -> None:
+        """Stop every app (SIGTERM, then SIGKILL after stop_grace_s) and the loop; stages are left as they are,
+        since the platform, not the apps, is going away."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        grace = self.settings.stop_grace_s
+        doomed = [i for app in self._apps.values() for i in (app.instance, app.candidate) if i is not None]
+        for task, instance in list(self._retiring.items()):
+            task.cancel()
+            doomed.append(instance)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(self.backend.stop(i, grace) for i in doomed),
+                                                  return_exceptions=True), grace + 5)
+        for app in self._apps.values():
+            app.instance = app.candidate = None
+            app.ready = False
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # --- public calls ----------------------------------------------------------------------------------
+    async def run_app(self, spec: LaunchSpec) -> Stage:
+        """Start ``spec``, or replace the serving version of the app without downtime. Returns the stage the
+        app settles in: RUNNING, or RUNTIME_ERROR (or whatever a later call moved it to)."""
+        await self.start()
+        app = self._apps.get(spec.space_id)
+        if app is not None and app.ready and app.instance is not None:
+            return await self._replace(app, spec)
+        if app is None:
+            app = self._apps[spec.space_id] = _App(spec=spec)
+        return await self._start_fresh(app, spec, "starting the app")
+
+    async def stop_app(self, space_id: str, stage: Stage | None = Stage.PAUSED) -> None:
+        """Stop the app and report ``stage`` (PAUSED, STOPPED, SLEEPING, DELETING; None reports nothing).
+        DELETING also forgets the app."""
+        app = self._apps.get(space_id)
+        if app is None:
+            return
+        async with app.lock:
+            app.generation += 1
+            await self._stop_instance(app)
+            if stage is None:
+                app.stage = Stage.STOPPED
+                _notify(app)
+            else:
+                await self._report(app, stage, "stopped")
+            if stage is Stage.DELETING:
+                self._apps.pop(space_id, None)
+
+    async def restart_app(self, space_id: str) -> Stage:
+        """Stop the app and start its last spec again (a hard restart, for a broken app)."""
+        app = self._app(space_id)
+        await self.start()
+        return await self._start_fresh(app, app.spec, "restarting on request")
+
+    async def wake(self, space_id: str) -> None:
+        """Start a SLEEPING app again; return once it serves, raise AppRuntimeError if it does not."""
+        app = self._app(space_id)
+        await self.start()
+        async with app.lock:
+            if app.stage is Stage.SLEEPING:
+                app.generation += 1
+                await self._begin(app, app.spec, "waking up after a visit")
+        stage = await self._settle(app)
+        if stage is not Stage.RUNNING:
+            raise AppRuntimeError(f"{space_id} did not wake up: its stage is {stage}")
+
+    def upstream(self, space_id: str) -> str | None:
+        """The base URL to proxy to while the app serves, else None."""
+        app = self._apps.get(space_id)
+        if app is None or not app.ready or app.instance is None:
+            return None
+        return app.instance.upstream
+
+    def touch(self, space_id: str) -> None:
+        """The gateway saw a visit: the app is not idle."""
+        app = self._apps.get(space_id)
+        if app is not None:
+            app.last_touch = time.monotonic()
+
+    def stage(self, space_id: str) -> Stage | None:
+        app = self._apps.get(space_id)
+        return app.stage if app is not None else None
+
+    def instances(self) -> list[Instance]:
+        return [app.instance for app in self._apps.values() if app.instance is not None]
+
+    # --- starting and replacing ------------------------------------------------------------------------
+    def _app(self, space_id: str) -> _App:
+        app = self._apps.get(space_id)
+        if app is None:
+            raise NotFoundError(f"the supervisor has no app {space_id}", hint="deploy it first")
+        return app
+
+    async def _start_fresh(self, app: _App, spec: LaunchSpec, reason: str) -> Stage:
+        async with app.lock:
+            app.generation += 1
+            await self._stop_instance(app)
+            await self._begin(app, spec, reason)
+        return await self._settle(app)
+
+    async def _begin(self, app: _App, spec: LaunchSpec, reason: str) -> None:
+        app.spec = spec
+        app.has_served = False
+        app.restarts = []
+        app.restart_at = None
+        await self._report(app, Stage.APP_STARTING, reason)
+        await self._launch(app)
+
+    async def _settle(self, app: _App) -> Stage:
+        while app.stage in _STARTING:
+            await app.changed.wait()
+        return app.stage
+
+    async def _replace(self, app: _App, spec: LaunchSpec) -> Stage:
+        async with app.lock:
+            app.generation += 1
+            generation = app.generation
+            app.replacing = True
+            await self._report(app, Stage.RUNNING_APP_STARTING, "starting the new version")
+        try:
+            self.logs.start_section(spec.space_id, "run", f"starting the new version ({spec.sdk})")
+            app.candidate = await self.backend.launch(spec, self.logs.sink(spec.space_id, "run"))
+            failure = await self._await_ready(spec, app.candidate)
+        except SpacesError as exc:
+            failure = str(exc)
+        finally:
+            app.replacing = False
+        async with app.lock:
+            candidate, app.candidate = app.candidate, None
+            if app.generation != generation:  # stopped or redeployed meanwhile
+                if candidate is not None:
+                    await self.backend.stop(candidate, self.settings.stop_grace_s)
+                return app.stage
+            if failure is not None:
+                if candidate is not None:
+                    await self.backend.stop(candidate, self.settings.stop_grace_s)
+                await self._fail(app, failure)
+                return app.stage
+            await self._swap(app, spec, candidate)
+            return app.stage
+
+    async def _swap(self, app: _App, spec: LaunchSpec, candidate: Instance | None) -> None:
+        old = app.instance
+        app.spec, app.instance, app.ready, app.has_served = spec, candidate, True, True
+        app.restarts, app.restart_at, app.launched_at = [], None, time.monotonic()
+        app.last_touch = time.monotonic()
+        await self._report(app, Stage.RUNNING, "the new version is serving")
+        if old is not None:
+            task = asyncio.create_task(self._retire(old))
+            self._retiring[task] = old
+            task.add_done_callback(lambda done: self._retiring.pop(done, None))
+
+    async def _retire(self, old: Instance) -> None:
+        await asyncio.sleep(RETIRE_AFTER_S)
+        await self.backend.stop(old, self.settings.stop_grace_s)
+
+    async def _await_ready(self, spec: LaunchSpec, instance: Instance) -> str | None:
+        """Poll a replacement until it serves; None on success, else why it failed."""
+        deadline = time.monotonic() + spec.startup_timeout_s
+        while True:
+            ended = await self.backend.exited(instance)
+            if ended is not None:
+                return f"the new version {ended.reason} before it was ready"
+            if await probe(self._http(), spec, instance.upstream):
+                return None
+            if time.monotonic() > deadline:
+                return _timeout_reason(spec, instance)
+            await asyncio.sleep(self.settings.probe_interval_s)
+
+    async def _launch(self, app: _App) -> None:
+        spec = app.spec
+        self.logs.start_section(spec.space_id, "run", f"starting {spec.sdk} app {spec.app_file}")
+        try:
+            app.instance = await self.backend.launch(spec, self.logs.sink(spec.space_id, "run"))
+        except SpacesError as exc:
+            self.logs.write(spec.space_id, "run", f"could not start the app: {exc}")
+            await self._fail(app, str(exc))
+            return
+        app.ready, app.launched_at, app.restart_at = False, time.monotonic(), None
+
+    async def _stop_instance(self, app: _App) -> None:
+        instance, app.instance, app.ready, app.restart_at = app.instance, None, False, None
+        if instance is not None:
+            await self.backend.stop(instance, self.settings.stop_grace_s)
+
+    # --- the loop ----------------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            apps = list(self._apps.values())
+            await asyncio.gather(*(self._check_safely(app) for app in apps))
+            await asyncio.sleep(self.settings.probe_interval_s)
+
+    async def _check_safely(self, app: _App) -> None:
+        try:
+            async with app.lock:
+                await self._check(app)
+        except Exception:  # one app's trouble must not stop the supervision of the others
+            log.exception("supervising %s failed", app.spec.space_id)
+
+    async def _check(self, app: _App) -> None:
+        now = time.monotonic()
+        if app.instance is None and app.restart_at is not None and now >= app.restart_at:
+            await self._launch(app)
+        if app.instance is None:
+            return
+        ended = await self.backend.exited(app.instance)
+        if ended is not None:
+            await self._on_exit(app, ended)
+        elif not app.ready:
+            await self._check_ready(app, now)
+        elif self._idle(app, now):
+            await self._stop_instance(app)
+            await self._report(app, Stage.SLEEPING, f"no visits for {self.settings.sleep_after_s:g} s")
+
+    def _idle(self, app: _App, now: float) -> bool:
+        after = self.settings.sleep_after_s
+        return after > 0 and not app.replacing and now - app.last_touch > after
+
+    async def _check_ready(self, app: _App, now: float) -> None:
+        assert app.instance is not None
+        if await probe(self._http(), app.spec, app.instance.upstream):
+            app.ready, app.has_served, app.last_touch = True, True, time.monotonic()
+            await self._report(app, Stage.RUNNING, "the app answers")
+        elif now - app.launched_at > app.spec.startup_timeout_s:
+            reason = _timeout_reason(app.spec, app.instance)
+            self.logs.write(app.spec.space_id, "run", reason)
+            await self._stop_instance(app)
+            await self._fail(app, reason)
+
+    async def _on_exit(self, app: _App, ended: ExitInfo) -> None:
+        space_id = app.spec.space_id
+        self.logs.write(space_id, "run", f"===== the app {ended.reason} =====")
+        await self._stop_instance(app)  # its children may still run
+        if app.replacing:  # the replacement in flight decides what happens next
+            return
+        now = time.monotonic()
+        if not app.has_served:
+            await self._fail(app, f"the app {ended.reason} before it was ready")
+        elif self.policy.gives_up(app.restarts, now):
+            window = self.policy.loop_window_s
+            await self._fail(app, f"the app {ended.reason} and crashed {len(app.restarts)} times "
+                                  f"within {window:g} s; giving up")
+        else:
+            delay = self.policy.delay(app.restarts, now)
+            app.restarts = [*self.policy.recent(app.restarts, now), now]
+            app.restart_at = now + delay
+            self.logs.write(space_id, "run", f"restarting in {delay:.1f} s")
+            await self._report(app, Stage.APP_STARTING, f"the app {ended.reason}; restarting in {delay:.1f} s")
+
+    # --- reporting -----------------------------------------------------------------------------------------
+    async def _fail(self, app: _App, reason: str) -> None:
+        await self._stop_instance(app)  # a failed replacement takes the old version down too, as on HF
+        error = self.logs.tail(app.spec.space_id, "run", ERROR_TAIL_LINES)
+        await self._report(app, Stage.RUNTIME_ERROR, reason, error or reason)
+
+    async def _report(self, app: _App, stage: Stage, reason: str, error: str | None = None) -> None:
+        app.stage = stage
+        try:
+            result = self.on_stage(app.spec.space_id, stage, reason, error)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # the deployer's bookkeeping failing must not wedge supervision
+            log.exception("reporting %s → %s failed", app.spec.space_id, stage)
+        finally:
+            _notify(app)
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient()
+        return self._client
+
+
+def _notify(app: _App) -> None:
+    """Wake everyone waiting on this app; later waiters wait on a fresh event."""
+    app.changed.set()
+    app.changed = asyncio.Event()
+
+
+def _timeout_reason(spec: LaunchSpec, instance: Instance) -> str:
+    return (f"the app did not become ready within {spec.startup_timeout_s:g} s "
+            f"(no answer at {readiness_url(spec, instance.upstream)})")

@@ -1,0 +1,217 @@
+"""Supervisor + ProcessBackend with real processes: apps start, crash, come back, fail with their traceback,
+time out, sleep and wake, get replaced without downtime, and leave no process behind when stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from app_venv import app_venv
+
+from spaces_runtime.config import Settings
+from spaces_runtime.logs import LogBook
+from spaces_runtime.stages import Stage
+from spaces_runtime.supervisor.backend import LaunchSpec
+from spaces_runtime.supervisor.loop import Supervisor
+from spaces_runtime.supervisor.process import ProcessBackend
+
+DEV_VENV = Path(sys.prefix)  # a virtualenv with only the standard library needed: enough for tiny http apps
+
+# A stand-in for a gradio app: answers every GET on GRADIO_SERVER_PORT; APP_CRASH_AFTER makes it exit with code 3.
+TINY_APP = textwrap.dedent("""
+    import os, sys, threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    VERSION = os.environ.get("APP_VERSION", "v1").encode()
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(VERSION)))
+            self.end_headers()
+            self.wfile.write(VERSION)
+        def log_message(self, *args):
+            pass
+    if os.environ.get("APP_SLEEP_FIRST"):
+        import time; time.sleep(1000)
+    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["GRADIO_SERVER_PORT"])), Handler)
+    if os.environ.get("APP_CRASH_AFTER"):
+        threading.Timer(float(os.environ["APP_CRASH_AFTER"]), lambda: os._exit(3)).start()
+    print("tiny app serving", VERSION.decode(), flush=True)
+    server.serve_forever()
+""")
+
+
+class Stages:
+    def __init__(self) -> None:
+        self.seen: list[tuple[Stage, str, str | None]] = []
+
+    def __call__(self, space_id: str, stage: Stage, reason: str, error: str | None) -> None:
+        self.seen.append((stage, reason, error))
+
+    def names(self) -> list[Stage]:
+        return [stage for stage, _, _ in self.seen]
+
+
+@pytest.fixture
+def stages() -> Stages:
+    return Stages()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", probe_interval_s=0.1, restart_backoff_initial_s=0.2,
+                    restart_backoff_max_s=5, crash_loop_restarts=3, crash_loop_window_s=60, stop_grace_s=2)
+
+
+@pytest.fixture
+async def supervisor(settings: Settings, stages: Stages, tmp_path: Path) -> AsyncIterator[Supervisor]:
+    logs = LogBook(tmp_path / "logs")
+    sup = Supervisor(ProcessBackend(settings), logs, settings, stages)
+    await sup.start()
+    yield sup
+    await sup.shutdown()
+
+
+def tiny_spec(tmp_path: Path, source: str = TINY_APP, timeout: float = 30, **env: str) -> LaunchSpec:
+    app_dir = tmp_path / f"app-{len(list(tmp_path.glob('app-*')))}"
+    app_dir.mkdir()
+    (app_dir / "app.py").write_text(source)
+    return LaunchSpec(space_id="alice/demo", sdk="gradio", app_dir=app_dir, app_file="app.py",
+                      base_path="/spaces/alice/demo", env=env, env_dir=DEV_VENV, startup_timeout_s=timeout)
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_app_serves_and_its_output_reaches_the_run_log(supervisor: Supervisor, stages: Stages,
+                                                            tmp_path: Path) -> None:
+    assert await supervisor.run_app(tiny_spec(tmp_path)) is Stage.RUNNING
+    assert stages.names() == [Stage.APP_STARTING, Stage.RUNNING]
+    upstream = supervisor.upstream("alice/demo")
+    assert upstream is not None
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(upstream + "/anything")).text == "v1"
+    await wait_for(lambda: "tiny app serving v1" in supervisor.logs.read("alice/demo", "run"))
+    assert "=====" in supervisor.logs.read("alice/demo", "run")
+
+
+async def test_app_raising_at_import_is_a_runtime_error_showing_the_exception(
+        supervisor: Supervisor, stages: Stages, tmp_path: Path) -> None:
+    spec = tiny_spec(tmp_path, "import json\nraise RuntimeError('weights.bin is missing from the folder')\n")
+    assert await supervisor.run_app(spec) is Stage.RUNTIME_ERROR
+    stage, reason, error = stages.seen[-1]
+    assert stage is Stage.RUNTIME_ERROR
+    assert "exited with code 1" in reason
+    assert error is not None and "RuntimeError: weights.bin is missing from the folder" in error
+    assert "Traceback" in error
+    assert supervisor.upstream("alice/demo") is None
+
+
+async def test_crashing_app_restarts_with_growing_delays_then_gives_up(
+        supervisor: Supervisor, stages: Stages, tmp_path: Path) -> None:
+    assert await supervisor.run_app(tiny_spec(tmp_path, APP_CRASH_AFTER="0.3")) is Stage.RUNNING
+    await wait_for(lambda: supervisor.stage("alice/demo") is Stage.RUNTIME_ERROR, timeout=30)
+    restarts = [reason for stage, reason, _ in stages.seen if stage is Stage.APP_STARTING][1:]
+    assert [r.split("restarting in ")[1] for r in restarts] == ["0.2 s", "0.4 s", "0.8 s"]
+    assert all("exited with code 3" in r for r in restarts)
+    assert stages.names().count(Stage.RUNNING) == 4  # the first start and three restarts all served
+    _, reason, error = stages.seen[-1]
+    assert "giving up" in reason and error is not None
+    assert supervisor.logs.read("alice/demo", "run").count("tiny app serving") == 4
+
+
+async def test_app_killed_with_sigkill_comes_back(supervisor: Supervisor, stages: Stages,
+                                                  tmp_path: Path) -> None:
+    await supervisor.run_app(tiny_spec(tmp_path))
+    first = supervisor.instances()[0]
+    os.kill(int(first.backend_ref), signal.SIGKILL)
+    await wait_for(lambda: supervisor.upstream("alice/demo") not in (None, first.upstream))
+    assert any("killed by SIGKILL" in reason for _, reason, _ in stages.seen)
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(str(supervisor.upstream("alice/demo")))).text == "v1"
+
+
+async def test_startup_timeout_is_a_runtime_error(supervisor: Supervisor, stages: Stages,
+                                                  tmp_path: Path) -> None:
+    spec = tiny_spec(tmp_path, timeout=1.0, APP_SLEEP_FIRST="1")
+    assert await supervisor.run_app(spec) is Stage.RUNTIME_ERROR
+    assert "did not become ready within 1 s" in stages.seen[-1][1]
+    assert supervisor.instances() == []
+
+
+async def test_redeploy_replaces_the_app_without_downtime(supervisor: Supervisor, stages: Stages,
+                                                          tmp_path: Path) -> None:
+    await supervisor.run_app(tiny_spec(tmp_path, APP_VERSION="v1"))
+    answers: list[str] = []
+    replaced = asyncio.create_task(supervisor.run_app(tiny_spec(tmp_path, APP_VERSION="v2")))
+    async with httpx.AsyncClient() as client:
+        while not replaced.done():
+            upstream = supervisor.upstream("alice/demo")
+            assert upstream is not None, "the link went dark during a redeploy"
+            answers.append((await client.get(upstream)).text)
+            await asyncio.sleep(0.02)
+        assert await replaced is Stage.RUNNING
+        assert (await client.get(str(supervisor.upstream("alice/demo")))).text == "v2"
+    assert answers[0] == "v1"
+    assert stages.names()[-2:] == [Stage.RUNNING_APP_STARTING, Stage.RUNNING]
+    assert len(supervisor.instances()) == 1
+    await asyncio.sleep(2.5)  # the old version retires once requests already sent to it are done
+    assert len(supervisor.backend._running) == 1  # type: ignore[attr-defined]
+
+
+async def test_idle_app_sleeps_and_wakes(settings: Settings, stages: Stages, tmp_path: Path) -> None:
+    settings.sleep_after_s = 0.5
+    sup = Supervisor(ProcessBackend(settings), LogBook(tmp_path / "logs"), settings, stages)
+    try:
+        await sup.run_app(tiny_spec(tmp_path))
+        pid = int(sup.instances()[0].backend_ref)
+        await wait_for(lambda: sup.stage("alice/demo") is Stage.SLEEPING)
+        assert not alive(pid) and sup.upstream("alice/demo") is None
+        await sup.wake("alice/demo")
+        assert sup.stage("alice/demo") is Stage.RUNNING and sup.upstream("alice/demo") is not None
+    finally:
+        await sup.shutdown()
+
+
+GRADIO_WITH_CHILDREN = textwrap.dedent("""
+    import subprocess, sys
+    import gradio as gr
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)"
+    kids = [subprocess.Popen(["sleep", "1000"]), subprocess.Popen([sys.executable, "-c", stubborn])]
+    open("children.txt", "w").write(" ".join(str(k.pid) for k in kids))
+    gr.Interface(lambda text: text[::-1], "text", "text").launch()
+""")
+
+
+@pytest.mark.slow
+async def test_stopping_a_gradio_app_leaves_no_orphans(supervisor: Supervisor, stages: Stages,
+                                                       tmp_path: Path) -> None:
+    spec = tiny_spec(tmp_path, GRADIO_WITH_CHILDREN, timeout=120)
+    spec = LaunchSpec(**{**spec.__dict__, "env_dir": app_venv()})
+    assert await supervisor.run_app(spec) is Stage.RUNNING, stages.seen[-1]
+    leader = int(supervisor.instances()[0].backend_ref)
+    children = [int(pid) for pid in (spec.app_dir / "children.txt").read_text().split()]
+    assert all(alive(pid) for pid in [leader, *children])
+    await supervisor.stop_app("alice/demo")
+    assert stages.names()[-1] is Stage.PAUSED
+    assert not any(alive(pid) for pid in [leader, *children])
