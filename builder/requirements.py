@@ -27,19 +27,29 @@ class Line:
 
 def read_lines(folder: Path, name: str) -> list[Line]:
     """Non-blank, non-comment lines of ``folder/name`` (none when the file is missing)."""
-    path = folder / name
-    if not path.is_file():
+    text = read_text(folder, name)
+    if text is None:
         return []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"is not UTF-8 text ({exc.reason}); save it as UTF-8", file=name) from None
     lines = []
     for number, raw in enumerate(text.splitlines(), start=1):
         stripped = _INLINE_COMMENT.sub("", raw).strip()
         if stripped and not stripped.startswith("#"):
             lines.append(Line(stripped, number))
     return lines
+
+
+def read_text(folder: Path, name: str) -> str | None:
+    """A file of the app folder as text; None when missing. A symlink out of the folder is refused."""
+    path = folder / name
+    if not path.is_file():
+        return None
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise SpecError("is a link to a file outside the app folder; put the file itself in the folder",
+                        file=name)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"is not UTF-8 text ({exc.reason}); save it as UTF-8", file=name) from None
 
 
 def read_requirements(folder: Path, name: str) -> list[Line]:

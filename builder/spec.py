@@ -15,7 +15,14 @@ from typing import Any
 
 from builder import frontmatter, keys
 from builder.frontmatter import README, Entry, FrontMatter
-from builder.requirements import PACKAGES, PRE_REQUIREMENTS, REQUIREMENTS, read_lines, read_requirements
+from builder.requirements import (
+    PACKAGES,
+    PRE_REQUIREMENTS,
+    REQUIREMENTS,
+    read_lines,
+    read_requirements,
+    read_text,
+)
 from spaces_runtime.errors import NoAppFileError, SpecError
 
 DEFAULT_EMOJI = "🚀"
@@ -110,13 +117,8 @@ def load(folder: Path) -> AppSpec:
 
 
 def _read_front_matter(folder: Path) -> FrontMatter:
-    path = folder / README
-    if not path.is_file():
-        return FrontMatter()
-    try:
-        return frontmatter.parse(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"is not UTF-8 text ({exc.reason}); save it as UTF-8", file=README) from None
+    text = read_text(folder, README)
+    return FrontMatter() if text is None else frontmatter.parse(text)
 
 
 def _check_entries(entries: dict[str, Entry]) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
@@ -176,13 +178,13 @@ def _find_app_file(folder: Path, sdk: str, app_file: str | None, entries: dict[s
         return relative
     for candidate in DEFAULT_APP_FILES[sdk]:
         if (folder / candidate).is_file():
-            return candidate
+            return _inside(folder, candidate, None)
     names = " or ".join(DEFAULT_APP_FILES[sdk])
     raise NoAppFileError(f"no {names} in the app folder (sdk: {sdk}); add one, or set app_file to "
                          f"the file to run. {_suggest_files(folder, sdk)}", file=README)
 
 
-def _inside(folder: Path, app_file: str, line: int) -> str:
+def _inside(folder: Path, app_file: str, line: int | None) -> str:
     """The app file as a clean relative path, refusing absolute paths and ones that leave the folder."""
     posix = PurePosixPath(app_file.replace("\\", "/"))
     if posix.is_absolute() or PureWindowsPath(app_file).drive or not app_file.strip():

@@ -229,3 +229,19 @@ def test_appspec_is_frozen(tmp_path: Path) -> None:
     spec: AppSpec = load(make_app(tmp_path, "sdk: gradio\n"))
     with pytest.raises(AttributeError):
         spec.sdk = "streamlit"  # type: ignore[misc]
+
+
+def test_readme_linked_out_of_the_folder_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.md"
+    outside.write_text("---\nsdk: gradio\n---\n")
+    folder = make_app(tmp_path, None)
+    (folder / "README.md").symlink_to(outside)
+    with pytest.raises(SpecError, match=r"^README\.md: is a link to a file outside the app folder"):
+        load(folder)
+
+
+def test_requirements_that_are_not_utf8_say_so(tmp_path: Path) -> None:
+    folder = make_app(tmp_path, "sdk: gradio\n")
+    (folder / "requirements.txt").write_bytes(b"caf\xe9\n")
+    with pytest.raises(SpecError, match=r"^requirements\.txt: is not UTF-8 text"):
+        load(folder)
