@@ -1,0 +1,170 @@
+"""AppSpec + BuildPlan → an image in the local engine, in three phases: base image, shared SDK image, app image.
+
+Each image is tagged by what it holds and looked up before anything is built. Builds run through BuildKit (see
+``builder.docker.engine``) with the build's index and CA settings as secrets; the progress is streamed line by
+line to the build log, and a failing step becomes a BuildError naming the step with its output.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+
+from builder import plan as plans
+from builder.docker import progress, render
+from builder.docker.base import ensure_base_image
+from builder.docker.engine import BuildCli, find_build_cli, image_id
+from builder.plan import BuildPlan
+from builder.spec import AppSpec
+from builder.uverrors import explain_install_failure
+from spaces_runtime.config import Settings
+from spaces_runtime.errors import BuildError
+from spaces_runtime.logs import LogSink
+
+HOST_CA_BUNDLES = (Path("/etc/ssl/certs/ca-certificates.crt"), Path("/etc/pki/tls/certs/ca-bundle.crt"))
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    tag: str
+    id: str
+    reused: bool  # found, not built
+    app_port: int = 7860
+
+
+def host_ca_bundle(settings: Settings) -> Path | None:
+    """SPACES_CA_BUNDLE, else the host's own trust store: builds trust what the host trusts, which is what
+    makes them work behind a TLS-intercepting proxy. Only ever a build secret."""
+    if settings.ca_bundle is not None:
+        return settings.ca_bundle
+    return next((p for p in HOST_CA_BUNDLES if p.is_file()), None)
+
+
+class ImageBuilder:
+    """Blocking; call it from a worker thread. ``environ`` is the platform's environment (the CLI passes
+    ``os.environ``): the docker CLI needs PATH, HOME and DOCKER_HOST from it."""
+
+    def __init__(self, client: docker.DockerClient, settings: Settings, *,
+                 environ: Mapping[str, str] | None = None, work_dir: Path | None = None) -> None:
+        self.client = client
+        self.settings = settings
+        self.environ = dict(environ or {})
+        self.work_dir = work_dir
+        self._cli: BuildCli | None = None
+
+    @property
+    def cli(self) -> BuildCli:
+        if self._cli is None:
+            self._cli = find_build_cli()
+        return self._cli
+
+    def build(self, spec: AppSpec, plan: BuildPlan, log: LogSink) -> BuiltImage:
+        """The app's image, built now or found; raises BuildError naming the failing step."""
+        code = plans.code_hash(spec.folder)
+        if plan.sdk == "docker":
+            return self._build_own_dockerfile(spec, plan, code, log)
+        log("==> phase 1/3: base image")
+        base = ensure_base_image(self.client, self.settings.base_image, log, work_dir=self.work_dir)
+        log("==> phase 2/3: SDK image")
+        sdk = self.sdk_image(render.sdk_image_for(plan, base), log)
+        log("==> phase 3/3: app image")
+        app = render.app_image_for(plan, spec.packages, sdk.tag, spec.package_lines)
+        dockerfile = render.render_dockerfile(app)
+        tag = render.app_tag(plan.env_hash, sdk.id, app.apt_packages, dockerfile, code)
+        found = image_id(self.client, tag)
+        if found:
+            log(f"==> image {tag} (built before, reused)")
+            return BuiltImage(tag, found, reused=True)
+        with tempfile.TemporaryDirectory(prefix="spaces-ctx-", dir=self.work_dir) as ctx:
+            context = Path(ctx)
+            _copy_code(spec.folder, context / "app")
+            (context / ".spaces").mkdir()
+            for name, text in render.requirement_files(app).items():
+                (context / ".spaces" / name).write_text(text)
+            (context / "Dockerfile").write_text(dockerfile)
+            image = self._buildkit(context, tag, "app", log, plan)
+        return BuiltImage(tag, image, reused=False)
+
+    def sdk_image(self, image: render.SdkImage, log: LogSink) -> BuiltImage:
+        """The shared SDK image, built once per machine per (base, SDK version, Python)."""
+        base_id = image_id(self.client, image.base_image) or image.base_image
+        tag = render.sdk_tag(image, base_id)
+        found = image_id(self.client, tag)
+        if found:
+            log(f"==> SDK image {tag} (shared, reused)")
+            return BuiltImage(tag, found, reused=True)
+        log(f"==> building SDK image {tag}")
+        with tempfile.TemporaryDirectory(prefix="spaces-sdk-", dir=self.work_dir) as ctx:
+            Path(ctx, "Dockerfile").write_text(render.render_sdk_dockerfile(image))
+            built = self._buildkit(Path(ctx), tag, "sdk", log, None)
+        return BuiltImage(tag, built, reused=False)
+
+    def _build_own_dockerfile(self, spec: AppSpec, plan: BuildPlan, code: str, log: LogSink) -> BuiltImage:
+        tag = render.docker_app_tag(code, plan.app_port)
+        found = image_id(self.client, tag)
+        if found:
+            log(f"==> image {tag} (built before, reused)")
+            return BuiltImage(tag, found, reused=True, app_port=plan.app_port)
+        log(f"==> building the app's own {spec.app_file} (app_port {plan.app_port})")
+        with tempfile.TemporaryDirectory(prefix="spaces-ctx-", dir=self.work_dir) as ctx:
+            _copy_code(spec.folder, Path(ctx, "app"))
+            built = self._buildkit(Path(ctx, "app"), tag, "app", log, None, dockerfile=spec.app_file)
+        return BuiltImage(tag, built, reused=False, app_port=plan.app_port)
+
+    def _buildkit(self, context: Path, tag: str, kind: str, log: LogSink, plan: BuildPlan | None,
+                  dockerfile: str = "Dockerfile") -> str:
+        with tempfile.TemporaryDirectory(prefix="spaces-secrets-", dir=self.work_dir) as secrets:
+            argv = [*self.cli.argv, "--progress=plain", "-t", tag, "-f", str(context / dockerfile),
+                    "--label", f"spaces-runtime.kind={kind}", *self._secrets(Path(secrets)), str(context)]
+            rc, lines = self._stream(argv, log)
+        if rc != 0:
+            raise _explain(lines, rc, plan)
+        found = image_id(self.client, tag)
+        if found is None:
+            raise BuildError(f"docker build reported success but image {tag} is not in the engine")
+        return found
+
+    def _secrets(self, folder: Path) -> list[str]:
+        ca = host_ca_bundle(self.settings)
+        env_file = folder / "build_env"
+        env_file.touch(mode=0o600)
+        env_file.write_text(render.build_env(ca is not None, self.settings.index_url,
+                                             self.settings.extra_index_url))
+        args = ["--secret", f"id=build_env,src={env_file}"]
+        return [*args, "--secret", f"id=ca_bundle,src={ca}"] if ca else args
+
+    def _stream(self, argv: list[str], log: LogSink) -> tuple[int, list[str]]:
+        """Run the build, logging each line as it comes; the exit code and all lines."""
+        lines: list[str] = []
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   errors="replace", env={**self.environ, **self.cli.env},
+                                   stdin=subprocess.DEVNULL)
+        assert process.stdout is not None
+        for raw in process.stdout:
+            lines.append(raw.rstrip("\n"))
+            log(lines[-1])
+        return process.wait(), lines
+
+
+def _copy_code(folder: Path, target: Path) -> None:
+    shutil.copytree(folder, target, symlinks=True,
+                    ignore=lambda _dir, names: [n for n in names if n in plans.CODE_EXCLUDED])
+
+
+def _explain(lines: list[str], rc: int, plan: BuildPlan | None) -> BuildError:
+    """A failed requirements step names the requirements.txt line like the process backend does."""
+    error = progress.failure(lines, rc)
+    failed = [s for s in progress.parse(lines).values() if s.error is not None]
+    if plan is not None and failed and "uv pip install -r" in failed[-1].name:
+        step = progress.step_label(failed[-1].name)
+        install = explain_install_failure(plan.requirements + plan.pre_requirements, plan.origins,
+                                          failed[-1].output)
+        return BuildError(f"{install.message} (image build step: {step})", log_tail=install.log_tail,
+                          hint=install.hint)
+    return error

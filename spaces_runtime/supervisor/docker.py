@@ -1,0 +1,353 @@
+"""Docker backend: each app is one hardened container on the platform's private bridge network.
+
+Hardening: uid 1000, every capability dropped, no-new-privileges, read-only root filesystem with a tmpfs at /tmp
+and a per-app volume at /data, memory/CPU/pids limits from a hardware tier, no Docker socket, tini as PID 1.
+
+The gateway (on the host) reaches an app at its container IP on the bridge, port ``app_port``: nothing is
+published on a host interface, no host port is allocated (no races between apps or with other services), and a
+platform that itself runs in a container on the same network reaches apps the same way. Inter-container traffic
+on the bridge is off (icc=false), so apps cannot reach each other.
+
+Containers carry labels naming the platform (a digest of its data dir) and the space, so that after a restart
+``adopt`` takes over this platform's running containers and removes its dead ones and duplicates, while leaving
+other platforms on the same engine alone. Docker SDK calls block, so they run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import re
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+from docker.types import DeviceRequest
+
+from spaces_runtime.config import Settings
+from spaces_runtime.errors import BackendError
+from spaces_runtime.logs import LogSink
+from spaces_runtime.supervisor.backend import ExitInfo, Instance, LaunchSpec
+
+SPACE_LABEL = "spaces-runtime.space"
+PLATFORM_LABEL = "spaces-runtime.platform"
+PORT_LABEL = "spaces-runtime.app-port"
+MIB = 1024 * 1024
+_DRAIN_S = 2.0
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A named hardware tier as Hugging Face sells it: caps, not reservations."""
+
+    cpus: float
+    memory_mb: int
+    gpus: int = 0
+    pids: int = 1024
+
+
+# Hugging Face's tiers (vCPU, RAM, GPUs)
+TIERS: dict[str, Tier] = {
+    "cpu-basic": Tier(2, 16 * 1024),
+    "cpu-upgrade": Tier(8, 32 * 1024),
+    "t4-small": Tier(4, 15 * 1024, gpus=1),
+    "t4-medium": Tier(8, 30 * 1024, gpus=1),
+    "l4x1": Tier(8, 30 * 1024, gpus=1),
+    "a10g-small": Tier(4, 15 * 1024, gpus=1),
+    "a10g-large": Tier(12, 46 * 1024, gpus=1),
+    "a100-large": Tier(12, 142 * 1024, gpus=1),
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    nano_cpus: int
+    memory_bytes: int
+    pids: int
+    gpus: int
+
+    @property
+    def memory_label(self) -> str:
+        """Docker's spelling: 512m, 2g."""
+        mib = self.memory_bytes // MIB
+        return f"{mib // 1024}g" if mib % 1024 == 0 else f"{mib}m"
+
+
+def limits_for(tier_name: str, tiers: dict[str, Tier], host_cpus: int, host_memory: int,
+               host_gpus: int) -> Limits:
+    """Scale a tier to this host: never more CPUs than it has, never more than half its memory (one app must
+    not starve the platform and its neighbours), GPUs only when present."""
+    tier = tiers.get(tier_name)
+    if tier is None:
+        raise BackendError(f"hardware tier '{tier_name}' is not one of {', '.join(sorted(tiers))}")
+    cpus = min(tier.cpus, float(host_cpus))
+    memory = min(tier.memory_mb * MIB, (host_memory // 2) // MIB * MIB)
+    return Limits(nano_cpus=int(cpus * 1e9), memory_bytes=memory, pids=tier.pids,
+                  gpus=min(tier.gpus, host_gpus))
+
+
+def platform_id(data_dir: Path) -> str:
+    return hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:12]
+
+
+def _slug(space_id: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_.-]", "-", space_id.replace("/", "--")).lower()
+
+
+def runtime_env(spec: LaunchSpec) -> dict[str, str]:
+    """The image sets port and address; the run adds the gateway's path prefix and writable cache places."""
+    env = {
+        "GRADIO_ROOT_PATH": spec.base_path.rstrip("/"),
+        "STREAMLIT_SERVER_BASE_URL_PATH": spec.base_path.strip("/"),
+        "XDG_CACHE_HOME": "/tmp/.cache",
+        "MPLCONFIGDIR": "/tmp/.matplotlib",
+        "HF_HOME": "/data/.huggingface",
+        "SPACE_ID": spec.space_id,
+    }
+    env.update(spec.env)
+    return env
+
+
+def container_config(spec: LaunchSpec, limits: Limits, *, network: str, volume: str,
+                     platform: str) -> dict[str, Any]:
+    """keyword arguments for ``containers.run`` (pure)."""
+    tmpfs_mb = max(64, limits.memory_bytes // MIB // 4)
+    config: dict[str, Any] = {
+        "image": spec.image,
+        "name": f"spaces-{_slug(spec.space_id)}-{uuid.uuid4().hex[:6]}",
+        "detach": True,
+        "environment": runtime_env(spec),
+        "labels": {SPACE_LABEL: spec.space_id, PLATFORM_LABEL: platform, PORT_LABEL: str(spec.app_port)},
+        "network": network,
+        "user": "1000:1000",
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "read_only": True,
+        "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={tmpfs_mb}m,mode=1777"},
+        "volumes": {volume: {"bind": "/data", "mode": "rw"}},
+        "mem_limit": limits.memory_bytes,
+        "memswap_limit": limits.memory_bytes,  # no swap: past the limit is an OOM kill, not a slow crawl
+        "nano_cpus": limits.nano_cpus,
+        "pids_limit": limits.pids,
+        "init": True,  # tini reaps zombies and passes SIGTERM on
+        "log_config": {"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},
+    }
+    if limits.gpus:
+        config["device_requests"] = [DeviceRequest(count=limits.gpus, capabilities=[["gpu"]])]
+    return config
+
+
+def describe_exit(state: dict[str, Any], memory_label: str) -> ExitInfo:
+    code = state.get("ExitCode")
+    if state.get("OOMKilled"):
+        return ExitInfo(code=code, reason=f"out of memory (limit {memory_label})", oom=True)
+    if state.get("Error"):
+        return ExitInfo(code=code, reason=f"container failed: {state['Error']}")
+    if code is not None and code > 128:
+        return ExitInfo(code=code, reason=f"killed by signal {code - 128} (exit code {code})")
+    return ExitInfo(code=code, reason=f"exited with code {code}")
+
+
+def _started_at(container: Container) -> float:
+    text = container.attrs.get("State", {}).get("StartedAt", "")
+    with contextlib.suppress(ValueError):
+        return datetime.fromisoformat(text[:26].rstrip("Z") + "+00:00").timestamp()
+    return time.time()
+
+
+def detect_gpus(client: docker.DockerClient) -> int:
+    """GPUs usable through device requests: NVIDIA device files and the nvidia runtime both present."""
+    if "nvidia" not in (client.info().get("Runtimes") or {}):
+        return 0
+    return sum(1 for p in Path("/dev").glob("nvidia[0-9]*") if p.name[6:].isdigit())
+
+
+class DockerBackend:
+    name = "docker"
+
+    def __init__(self, settings: Settings, client: docker.DockerClient, *,
+                 tiers: dict[str, Tier] | None = None, host_gpus: int | None = None) -> None:
+        self.settings = settings
+        self.client = client
+        self.tiers = tiers or TIERS
+        self.platform = platform_id(settings.data_dir)
+        self._host_gpus = host_gpus
+        self._network_lock = threading.Lock()
+        self._pumps: dict[str, threading.Thread] = {}
+        self._limits: dict[str, Limits] = {}
+
+    # --- the Backend protocol --------------------------------------------------------------------------
+    async def launch(self, spec: LaunchSpec, log: LogSink) -> Instance:
+        if not spec.image:
+            raise BackendError(f"{spec.space_id}: no image to run (LaunchSpec.image is None); build it first")
+        return await asyncio.to_thread(self._launch, spec, log)
+
+    async def exited(self, instance: Instance) -> ExitInfo | None:
+        return await asyncio.to_thread(self._exited, instance)
+
+    async def stop(self, instance: Instance, grace_s: float) -> None:
+        await asyncio.to_thread(self._stop, instance, grace_s)
+
+    async def adopt(self) -> list[Instance]:
+        return await asyncio.to_thread(self._adopt)
+
+    # --- beyond the protocol -----------------------------------------------------------------------------
+    def attach_logs(self, instance: Instance, log: LogSink) -> None:
+        """Follow an adopted container's output from now on into ``log`` (adopt has no log sink)."""
+        container = self._container(instance.backend_ref)
+        if container is not None:
+            self._pump(container, log, since=int(time.time()))
+
+    def limits(self, hardware: str) -> Limits:
+        info = self.client.info()
+        if self._host_gpus is None:
+            self._host_gpus = detect_gpus(self.client)
+        return limits_for(hardware, self.tiers, int(info["NCPU"]), int(info["MemTotal"]), self._host_gpus)
+
+    def volume_name(self, space_id: str) -> str:
+        return f"spaces-{self.platform}-{_slug(space_id)}-data"
+
+    def remove_volume(self, space_id: str) -> None:
+        """For deletes: the app's /data goes with it."""
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.volumes.get(self.volume_name(space_id)).remove(force=True)
+
+    # --- blocking work -----------------------------------------------------------------------------------
+    def _launch(self, spec: LaunchSpec, log: LogSink) -> Instance:
+        limits = self.limits(spec.hardware)
+        tier = self.tiers[spec.hardware]
+        if tier.gpus > limits.gpus:
+            log(f"warning: hardware {spec.hardware} asks for {tier.gpus} GPU(s); this host has "
+                f"{limits.gpus} usable through Docker, so the app runs without")
+        self._ensure_network()
+        volume = self._ensure_volume(spec.space_id)
+        config = container_config(spec, limits, network=self.settings.docker_network, volume=volume,
+                                  platform=self.platform)
+        log(f"$ docker run {spec.image} as {config['name']} (hardware {spec.hardware}: "
+            f"{limits.nano_cpus / 1e9:g} CPU, {limits.memory_label} memory, {limits.pids} pids)")
+        try:
+            container = self.client.containers.run(**config)
+        except docker.errors.DockerException as exc:
+            raise BackendError(f"{spec.space_id}: the engine could not start {spec.image}: {exc}") from None
+        container.reload()
+        self._limits[container.id] = limits
+        self._pump(container, log)
+        return Instance(space_id=spec.space_id, upstream=self._upstream(container, spec.app_port),
+                        backend_ref=container.id, started_at=_started_at(container))
+
+    def _upstream(self, container: Container, port: int) -> str:
+        networks = container.attrs["NetworkSettings"]["Networks"]
+        address = networks.get(self.settings.docker_network, {}).get("IPAddress")
+        if not address:
+            raise BackendError(f"container {container.name} has no address on network "
+                               f"{self.settings.docker_network}")
+        return f"http://{address}:{port}"
+
+    def _ensure_network(self) -> None:
+        name = self.settings.docker_network
+        with self._network_lock:
+            if self.client.networks.list(names=[name]):
+                return
+            with contextlib.suppress(docker.errors.APIError):  # another platform created it just now
+                self.client.networks.create(
+                    name, driver="bridge", check_duplicate=True, labels={"spaces-runtime.network": "1"},
+                    options={"com.docker.network.bridge.enable_icc": "false"})
+
+    def _ensure_volume(self, space_id: str) -> str:
+        name = self.volume_name(space_id)
+        try:
+            self.client.volumes.get(name)
+        except docker.errors.NotFound:
+            self.client.volumes.create(name, labels={SPACE_LABEL: space_id, PLATFORM_LABEL: self.platform})
+        return name
+
+    def _container(self, ref: str) -> Container | None:
+        try:
+            return self.client.containers.get(ref)
+        except docker.errors.NotFound:
+            return None
+
+    def _exited(self, instance: Instance) -> ExitInfo | None:
+        container = self._container(instance.backend_ref)
+        if container is None:
+            return ExitInfo(code=None, reason="the container is gone (removed outside the platform)")
+        state = container.attrs["State"]
+        if state.get("Status") in ("created", "running", "paused", "restarting"):
+            return None
+        pump = self._pumps.get(container.id)
+        if pump is not None:
+            pump.join(_DRAIN_S)  # the last lines (often a traceback) before anyone reads the exit
+        limits = self._limits.get(container.id)
+        memory = limits.memory_label if limits else _memory_label(container)
+        return describe_exit(state, memory)
+
+    def _stop(self, instance: Instance, grace_s: float) -> None:
+        container = self._container(instance.backend_ref)
+        if container is None:
+            return
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            container.stop(timeout=max(0, round(grace_s)))
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+        pump = self._pumps.pop(container.id, None)
+        if pump is not None:
+            pump.join(_DRAIN_S)
+        self._limits.pop(container.id, None)
+
+    def _adopt(self) -> list[Instance]:
+        """This platform's running containers, newest per space; dead ones and duplicates are removed."""
+        found = self.client.containers.list(all=True, filters={"label": f"{PLATFORM_LABEL}={self.platform}"})
+        by_space: dict[str, list[Container]] = defaultdict(list)
+        for container in found:
+            by_space[container.labels.get(SPACE_LABEL, "")].append(container)
+        adopted = []
+        for space_id, containers in by_space.items():
+            running = sorted((c for c in containers if c.status == "running"),
+                             key=lambda c: c.attrs.get("Created", ""), reverse=True)
+            keep = running[0] if running and space_id else None
+            for container in containers:
+                if container is not keep:
+                    with contextlib.suppress(docker.errors.NotFound):
+                        container.remove(force=True)
+            if keep is not None:
+                port = int(keep.labels.get(PORT_LABEL, "7860"))
+                adopted.append(Instance(space_id=space_id, upstream=self._upstream(keep, port),
+                                        backend_ref=keep.id, started_at=_started_at(keep)))
+        return adopted
+
+    def _pump(self, container: Container, log: LogSink, since: int | None = None) -> None:
+        thread = threading.Thread(target=_pump_logs, args=(container, log, since), daemon=True,
+                                  name=f"logs-{container.name}")
+        self._pumps[container.id] = thread
+        thread.start()
+
+
+def _memory_label(container: Container) -> str:
+    memory = int(container.attrs.get("HostConfig", {}).get("Memory") or 0)
+    return Limits(0, memory, 0, 0).memory_label if memory else "none"
+
+
+def _pump_logs(container: Container, log: LogSink, since: int | None) -> None:
+    """The engine's stdout and stderr of the container, line by line, until it stops."""
+    pending = b""
+    try:
+        stream = container.logs(stream=True, follow=True, stdout=True, stderr=True,
+                                **({"since": since} if since else {}))
+        for chunk in stream:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                log(line.decode("utf-8", errors="replace").rstrip("\r"))
+    except (docker.errors.DockerException, OSError) as exc:
+        log(f"[log stream ended: {exc}]")
+    if pending:
+        log(pending.decode("utf-8", errors="replace"))
