@@ -70,7 +70,7 @@ class Supervisor:
     async def start(self) -> None:
         """Start the tick loop (idempotent)."""
         if self._task is None or self._task.done():
-            self._client = self._client or httpx.AsyncClient()
+            self._client = self._client or httpx.AsyncClient(trust_env=False)
             self._task = asyncio.create_task(self._run(), name="spaces-supervisor")
 
     async def shutdown(self) -> None:
@@ -344,7 +344,7 @@ class Supervisor:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient()
+            self._client = httpx.AsyncClient(trust_env=False)  # apps are local: no proxy from the env
         return self._client
 
 

@@ -1,0 +1,70 @@
+"""What the gateway asks the platform about an app, and the answers it understands.
+
+The lead's deployer implements ``TargetSource``; the gateway never looks at the store or the supervisor itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The app serves at ``url`` (e.g. "http://127.0.0.1:41234").
+
+    ``forward_prefix``: whether the app expects /spaces/{owner}/{name} in front of its paths. True for Gradio
+    (GRADIO_ROOT_PATH; it also answers without the prefix) and Streamlit (--server.baseUrlPath); False for
+    docker apps that know nothing of the prefix. Either way it holds for both link forms.
+    """
+
+    url: str
+    forward_prefix: bool = True
+
+
+@dataclass(frozen=True)
+class StaticSite:
+    """A static app: the gateway serves the files under ``root`` itself (index.html for folders)."""
+
+    root: Path
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Building, starting, or asleep: a page that reloads itself (503 + Retry-After). A ``stage`` of
+    SLEEPING makes the gateway call ``TargetSource.wake`` first."""
+
+    stage: str
+    title: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The app is in an error stage: an error page (502) that shows ``error``."""
+
+    stage: str
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Missing:
+    """No such app: a 404 page."""
+
+
+Target = Upstream | StaticSite | Pending | Failed | Missing
+
+
+class TargetSource(Protocol):
+    async def target(self, owner: str, name: str) -> Target:
+        """Where requests for owner/name go right now."""
+        ...
+
+    def touch(self, owner: str, name: str) -> None:
+        """A visit reached the app (keeps it awake); called for every proxied request and WebSocket message."""
+        ...
+
+    async def wake(self, owner: str, name: str) -> None:
+        """Start a sleeping app; return once it serves (raise if it cannot)."""
+        ...
