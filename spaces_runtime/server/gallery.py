@@ -1,21 +1,255 @@
-"""The gallery at `/`: a card per app (server-rendered with Jinja2)."""
+"""The gallery at `/` and each app's page at `/{owner}/{name}`: server-rendered Jinja2, small dependency-free JS.
+
+Choosing, ordering and paging the cards are pure functions (``select``, ``page_of``); the routes read the store
+through the same ``space_view`` the REST API answers with. Assets live in templates/gallery/static and are served
+from ``/_platform/static/`` so the pages work air-gapped.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+import math
+import re
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from spaces_runtime.config import templates_dir
+from spaces_runtime.errors import NotFoundError, SpacesError
+from spaces_runtime.names import RESERVED_OWNERS
+from spaces_runtime.names import space_id as make_space_id
+from spaces_runtime.server.api import LIKER_COOKIE
 from spaces_runtime.server.views import space_view
 
-router = APIRouter()
-_jinja = Environment(loader=FileSystemLoader(templates_dir() / "gallery"), autoescape=select_autoescape())
+PAGE_SIZE = 24
+STATIC_PREFIX = "/_platform/static"
+SortKey = Literal["trending", "likes", "created", "updated"]
+SORTS: dict[str, str] = {"trending": "Trending", "likes": "Most likes", "created": "Recently created",
+                         "updated": "Recently updated"}
+SDKS = ("gradio", "streamlit", "docker", "static")
+SERVING = frozenset({"RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING"})
+# Hugging Face's colorFrom/colorTo names, as the Tailwind 500 shades its cards use.
+COLORS = {"red": "#ef4444", "yellow": "#eab308", "green": "#22c55e", "blue": "#3b82f6", "indigo": "#6366f1",
+          "purple": "#a855f7", "pink": "#ec4899", "gray": "#6b7280", "orange": "#f97316", "teal": "#14b8a6"}
+HEX_COLOR = re.compile(r"#[0-9a-fA-F]{3,8}")
+STAGE_LABELS = {
+    "RUNNING": "Running", "RUNNING_BUILDING": "Running · building", "RUNNING_APP_STARTING": "Running · restarting",
+    "BUILDING": "Building", "APP_STARTING": "Starting", "SLEEPING": "Sleeping", "PAUSED": "Paused",
+    "STOPPED": "Stopped", "DELETING": "Deleting", "BUILD_ERROR": "Build error", "RUNTIME_ERROR": "Runtime error",
+    "CONFIG_ERROR": "Config error", "NO_APP_FILE": "No app file",
+}
+ERROR_LINE = re.compile(r"\b(error|exception|traceback|failed|fatal)\b", re.IGNORECASE)
+LOG_TAIL_LINES = 40
 
 
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def index(request: Request) -> HTMLResponse:
+# --- pure decisions ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Listing:
+    """What the gallery's toolbar asks for."""
+
+    q: str = ""
+    sort: SortKey = "trending"
+    sdk: str = ""
+    running: bool = False
+    page: int = 1
+
+    def params(self, **changes: Any) -> str:
+        """The query string for this listing (defaults left out), with ``changes`` applied."""
+        wanted = replace(self, **changes)
+        pairs = {"q": wanted.q, "sort": "" if wanted.sort == "trending" else wanted.sort, "sdk": wanted.sdk,
+                 "running": "1" if wanted.running else "", "page": "" if wanted.page == 1 else str(wanted.page)}
+        return urlencode({k: v for k, v in pairs.items() if v})
+
+
+def make_listing(q: str = "", sort: str = "trending", sdk: str = "", running: str = "", page: int = 1) -> Listing:
+    """Tolerant parsing: an unknown sort or sdk falls back to the default rather than failing the page."""
+    return Listing(q=q.strip()[:200], sort=sort if sort in SORTS else "trending",  # type: ignore[arg-type]
+                   sdk=sdk if sdk in SDKS else "", running=running not in ("", "0", "false"), page=max(1, page))
+
+
+def matches(space: dict[str, Any], words: list[str]) -> bool:
+    """Every word appears in the title, description, tags, owner or name (case-insensitive)."""
+    haystack = " ".join([space["title"], space["short_description"], space["owner"], space["name"],
+                         *map(str, space["tags"])]).lower()
+    return all(word in haystack for word in words)
+
+
+def order_key(space: dict[str, Any], sort: SortKey) -> tuple[Any, ...]:
+    if sort == "likes":
+        return (-space["likes"], -space["updated_at"])
+    if sort == "created":
+        return (-space["created_at"],)
+    if sort == "updated":
+        return (-space["updated_at"],)
+    # the default view: pinned apps lead, then what people liked and visited lately
+    return (not space["pinned"], -space["trending_score"], -space["likes"], -space["updated_at"])
+
+
+def select(spaces: list[dict[str, Any]], listing: Listing) -> list[dict[str, Any]]:
+    words = listing.q.lower().split()
+    chosen = [s for s in spaces if matches(s, words)
+              and (not listing.sdk or s["sdk"] == listing.sdk)
+              and (not listing.running or s["stage"] in SERVING)]
+    return sorted(chosen, key=lambda s: order_key(s, listing.sort))
+
+
+def page_of(spaces: list[dict[str, Any]], page: int, size: int = PAGE_SIZE) -> tuple[list[dict[str, Any]], bool]:
+    """The cards of ``page`` (1-based) and whether more follow."""
+    start = (page - 1) * size
+    return spaces[start:start + size], len(spaces) > start + size
+
+
+def gradient(color_from: Any, color_to: Any) -> str:
+    """A CSS gradient from two card colours; anything but a known name or a hex colour falls back (no injection)."""
+    def pick(value: Any, fallback: str) -> str:
+        text = str(value or "").strip().lower()
+        return COLORS.get(text) or (text if HEX_COLOR.fullmatch(text) else COLORS[fallback])
+    return f"linear-gradient(135deg, {pick(color_from, 'blue')}, {pick(color_to, 'indigo')})"
+
+
+def stage_tone(stage: str) -> str:
+    """The badge colour class: ok, busy, idle or error."""
+    if stage in ("RUNNING",):
+        return "ok"
+    if stage in ("BUILDING", "APP_STARTING", "RUNNING_BUILDING", "RUNNING_APP_STARTING", "DELETING"):
+        return "busy"
+    if stage in ("BUILD_ERROR", "RUNTIME_ERROR", "CONFIG_ERROR", "NO_APP_FILE"):
+        return "error"
+    return "idle"
+
+
+def ago(ts: float, now: float | None = None) -> str:
+    seconds = max(0.0, (now if now is not None else time.time()) - ts)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = math.floor(seconds / size)
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return "just now"
+
+
+def first_error(lines: list[str]) -> int | None:
+    """Index of the first line that reads like an error (the log tabs highlight it)."""
+    return next((i for i, line in enumerate(lines) if ERROR_LINE.search(line)), None)
+
+
+# --- rendering ----------------------------------------------------------------------------------------------
+def _static_root() -> Path:
+    return templates_dir() / "gallery" / "static"
+
+
+_jinja = Environment(loader=FileSystemLoader(templates_dir() / "gallery"), autoescape=select_autoescape(
+    default=True, default_for_string=True))
+_jinja.globals.update(gradient=gradient, stage_tone=stage_tone, stage_label=lambda s: STAGE_LABELS.get(s, s),
+                      ago=ago, sorts=SORTS, sdks=SDKS, static=STATIC_PREFIX, first_error=first_error)
+router = APIRouter(include_in_schema=False)
+
+
+def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(_jinja.get_template(name).render(**context), status_code=status_code)
+
+
+def all_spaces(request: Request) -> list[dict[str, Any]]:
     p = request.app.state.platform
-    spaces = [space_view(r, p.settings.public_link_host) for r in p.store.list()]
-    spaces.sort(key=lambda s: (not s["pinned"], -s["updated_at"]))
-    return HTMLResponse(_jinja.get_template("index.html").render(spaces=spaces))
+    return [space_view(r, p.settings.public_link_host) for r in p.store.list()]
+
+
+def listing_context(request: Request, listing: Listing, through_page: bool = False) -> dict[str, Any]:
+    """Cards for the listing; ``through_page`` returns every card up to its page (a refresh after a new app)."""
+    spaces = all_spaces(request)
+    chosen = select(spaces, listing)
+    if through_page:
+        cards, more = page_of(chosen, 1, PAGE_SIZE * listing.page)
+    else:
+        cards, more = page_of(chosen, listing.page)
+    return {"cards": cards, "more": more, "listing": listing, "total": len(chosen), "any_spaces": bool(spaces),
+            "next_params": listing.params(page=listing.page + 1)}
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request, q: str = "", sort: str = "trending", sdk: str = "", running: str = "",
+          page: int = Query(1, ge=1)) -> HTMLResponse:
+    listing = make_listing(q, sort, sdk, running, page)
+    # a no-JS "load more" link lands here with page=N: show everything up to it
+    context = listing_context(request, listing, through_page=True)
+    return render("index.html", **context, server=str(request.base_url).rstrip("/"))
+
+
+@router.get("/_platform/cards", response_class=HTMLResponse)
+def cards(request: Request, q: str = "", sort: str = "trending", sdk: str = "", running: str = "",
+          page: int = Query(1, ge=1), through: int = 0) -> HTMLResponse:
+    """The card grid as an HTML fragment: the toolbar's live search and the lazy loader fetch it."""
+    listing = make_listing(q, sort, sdk, running, page)
+    context = listing_context(request, listing, through_page=bool(through))
+    return render("_cards.html", **context, fragment_only=not through and page > 1)
+
+
+@router.get("/_platform/card/{owner}/{name}", response_class=HTMLResponse)
+def card(owner: str, name: str, request: Request) -> HTMLResponse:
+    p = request.app.state.platform
+    return render("_card.html", s=space_view(p.store.get(make_space_id(owner, name)), p.settings.public_link_host))
+
+
+@router.get(STATIC_PREFIX + "/{path:path}")
+def static(path: str) -> FileResponse:
+    root = _static_root().resolve()
+    target = (root / path).resolve()
+    if root not in target.parents or not target.is_file():
+        raise NotFoundError(f"no platform asset {path!r}")
+    return FileResponse(target, headers={"Cache-Control": "public, max-age=300"})
+
+
+def panel_mode(stage: str) -> str:
+    """What the app tab shows: the app, build/start progress, the error, or a stopped notice."""
+    if stage in SERVING or stage == "SLEEPING":  # a sleeping app wakes when its frame asks for it
+        return "frame"
+    if stage in ("BUILDING", "APP_STARTING"):
+        return "progress"
+    if stage in ("BUILD_ERROR", "RUNTIME_ERROR", "CONFIG_ERROR", "NO_APP_FILE"):
+        return "error"
+    return "idle"
+
+
+def find_space(request: Request, owner: str, name: str) -> dict[str, Any] | None:
+    p = request.app.state.platform
+    try:
+        record = None if owner in RESERVED_OWNERS else p.store.find(make_space_id(owner, name))
+    except SpacesError:
+        return None
+    return None if record is None else space_view(record, p.settings.public_link_host)
+
+
+def panel_context(request: Request, space: dict[str, Any]) -> dict[str, Any]:
+    kind = "run" if space["stage"] == "RUNTIME_ERROR" else "build"
+    logs = request.app.state.platform.logs
+    tail = logs.tail(space["id"], kind, LOG_TAIL_LINES).splitlines() if space["is_error"] else []
+    return {"s": space, "mode": panel_mode(space["stage"]), "tail": tail, "tail_kind": kind,
+            "frame_src": f"/spaces/{space['id']}/"}
+
+
+@router.get("/_platform/panel/{owner}/{name}", response_class=HTMLResponse)
+def panel(owner: str, name: str, request: Request) -> HTMLResponse:
+    """The app tab's content for the space's current stage (the page swaps it when the stage changes)."""
+    space = find_space(request, owner, name)
+    if space is None:
+        raise NotFoundError(f"no space named {owner}/{name}")
+    return render("_panel.html", **panel_context(request, space))
+
+
+@router.get("/{owner}/{name}", response_class=HTMLResponse)
+def app_page(owner: str, name: str, request: Request) -> HTMLResponse:
+    space = find_space(request, owner, name)
+    if space is None:
+        return render("missing.html", status_code=404, wanted=f"{owner}/{name}")
+    store = request.app.state.platform.store
+    store.record_visit(space["id"])
+    liker = request.cookies.get(LIKER_COOKIE)
+    card = space["card"]
+    return render("space.html", **panel_context(request, space),
+                  liked=bool(liker) and store.has_liked(space["id"], liker or ""),
+                  embeddable=not card.get("disable_embedding"), full_width=bool(card.get("full_width")),
+                  mini_header=card.get("header") == "mini")
