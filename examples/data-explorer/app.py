@@ -21,8 +21,9 @@ def make_signal(points: int, frequency: float, noise: float, window: int) -> pd.
 
 def histogram(values: pd.Series, bins: int = 20) -> pd.DataFrame:
     counts, edges = np.histogram(values, bins=bins)
-    labels = [f"{left:+.2f}" for left in edges[:-1]]
-    return pd.DataFrame({"bin": labels, "count": counts}).set_index("bin")
+    # numeric bin centres, so the chart orders bins by value rather than as text
+    centres = np.round((edges[:-1] + edges[1:]) / 2, 2)
+    return pd.DataFrame({"value": centres, "count": counts}).set_index("value")
 
 
 def sample_csv() -> bytes:
