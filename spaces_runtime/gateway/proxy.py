@@ -40,6 +40,8 @@ class Gateway:
         self._static: dict[Path, StaticFiles] = {}
 
     async def aclose(self) -> None:
+        for task in self._waking.values():
+            task.cancel()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -53,7 +55,7 @@ class Gateway:
             await self._redirect(scope, receive, send, route.redirect)
             return
         route, target = await self._target(route)
-        if isinstance(target, Pending) and target.stage == "SLEEPING":
+        if isinstance(target, Pending) and (target.stage == "SLEEPING" or self._waking_up(route)):
             route, target = await self._wake(scope, route, target)
         if isinstance(target, Upstream):
             self.targets.touch(route.owner, route.name)
@@ -80,6 +82,10 @@ class Gateway:
                 return route.with_app(owner, name), target
             first = first or target
         return route, first or Missing()
+
+    def _waking_up(self, route: Route) -> bool:
+        task = self._waking.get((route.owner, route.name))
+        return task is not None and not task.done()
 
     async def _wake(self, scope: Scope, route: Route, target: Pending) -> tuple[Route, Target]:
         """Start the app; a browser gets the reloading page at once, an API client waits for the app."""

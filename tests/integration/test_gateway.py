@@ -1,0 +1,339 @@
+"""The gateway in front of real apps: a Gradio 6.31 app and a Streamlit 1.67 app started by the Supervisor with
+the ProcessBackend, reached through the Gateway served by uvicorn. gradio_client predicts through both link
+forms, SSE arrives event by event, large uploads stream through, WebSockets relay both ways, static sites are
+served without escaping their folder, and apps that cannot answer get pages that say why."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import socket
+import textwrap
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import uvicorn
+from app_venv import app_venv
+from gradio_client import Client
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as ws_connect
+from websockets.typing import Origin, Subprotocol
+
+from spaces_runtime.config import Settings
+from spaces_runtime.gateway.proxy import Gateway
+from spaces_runtime.gateway.targets import Failed, Missing, Pending, StaticSite, Target, Upstream
+from spaces_runtime.logs import LogBook
+from spaces_runtime.stages import Stage, is_error
+from spaces_runtime.supervisor.backend import LaunchSpec
+from spaces_runtime.supervisor.loop import Supervisor
+from spaces_runtime.supervisor.process import ProcessBackend
+
+pytestmark = pytest.mark.slow
+T = TypeVar("T")
+
+GRADIO_APP = textwrap.dedent('''
+    import asyncio, hashlib
+    import gradio as gr
+    from fastapi import Request, WebSocket
+    from fastapi.responses import JSONResponse, StreamingResponse
+
+    def predict(name):
+        return "Hello " + name
+
+    demo = gr.Interface(predict, "text", "text", api_name="predict")
+    demo.launch(prevent_thread_lock=True)
+
+    async def ticks():
+        for i in range(5):
+            yield f"data: tick {i}\\n\\n"
+            await asyncio.sleep(0.4)
+
+    async def sse():
+        return StreamingResponse(ticks(), media_type="text/event-stream")
+
+    async def upload(request: Request):
+        digest, size = hashlib.sha256(), 0
+        async for chunk in request.stream():
+            digest.update(chunk)
+            size += len(chunk)
+        return JSONResponse({"bytes": size, "sha256": digest.hexdigest()})
+
+    async def echo(ws: WebSocket):
+        await ws.accept(subprotocol=(ws.scope.get("subprotocols") or [None])[0])
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") == "bye":
+                await ws.close(code=4001, reason="bye to you")
+                return
+            if message.get("text") is not None:
+                await ws.send_text("echo " + message["text"])
+            else:
+                await ws.send_bytes(message["bytes"][::-1])
+
+    demo.app.add_api_route("/probe/sse", sse)
+    demo.app.add_api_route("/probe/upload", upload, methods=["POST"])
+    demo.app.add_api_websocket_route("/probe/ws", echo)
+    demo.block_thread()
+''')
+STREAMLIT_APP = 'import streamlit as st\nst.title("Streamlit through the gateway")\n'
+BROKEN_APP = 'raise ImportError("cannot import name \'pipeline\' from \'transformers\'")\n'
+RERUN_SCRIPT = b"Z\x00"  # Streamlit's BackMsg{rerun_script: {}}: asks the server to run the script
+
+
+class Targets:
+    """The lead's TargetSource, in small: the supervisor's state plus fixed answers for a few names."""
+
+    def __init__(self, supervisor: Supervisor, fixed: dict[str, Target]) -> None:
+        self.supervisor = supervisor
+        self.fixed = fixed
+
+    async def target(self, owner: str, name: str) -> Target:
+        space = f"{owner}/{name}"
+        if space in self.fixed:
+            return self.fixed[space]
+        upstream = self.supervisor.upstream(space)
+        if upstream is not None:
+            return Upstream(upstream, forward_prefix=True)
+        stage = self.supervisor.stage(space)
+        if stage is None:
+            return Missing()
+        if is_error(stage):
+            return Failed(stage, self.supervisor.logs.tail(space, "run", 20))
+        return Pending(stage, title=space, detail="starting")
+
+    def touch(self, owner: str, name: str) -> None:
+        self.supervisor.touch(f"{owner}/{name}")
+
+    async def wake(self, owner: str, name: str) -> None:
+        await self.supervisor.wake(f"{owner}/{name}")
+
+
+async def platform(scope: Scope, receive: Receive, send: Send) -> None:
+    await PlainTextResponse("the platform's own app")(scope, receive, send)
+
+
+class Stack:
+    """Supervisor + Gateway + uvicorn on their own event loop in a thread; tests talk to it over sockets."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.loop = asyncio.new_event_loop()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        settings = Settings(data_dir=root / "data", probe_interval_s=0.2, stop_grace_s=3)
+        self.supervisor = Supervisor(ProcessBackend(settings), LogBook(root / "logs"), settings, _ignore)
+        site = root / "site"
+        (site / "docs").mkdir(parents=True)
+        (site / "index.html").write_text("<h1>static home</h1>")
+        (site / "docs" / "index.html").write_text("<h1>docs</h1>")
+        (root / "secret.txt").write_text("top secret")
+        self.targets = Targets(self.supervisor, {
+            "alice/site": StaticSite(site),
+            "alice/building": Pending("BUILDING", "Building demo", "installing requirements"),
+        })
+        self.gateway = Gateway(platform, self.targets, public_host=f"localhost:{self.port}")
+        config = uvicorn.Config(self.gateway, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 180) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result(timeout)
+
+    def start(self) -> None:
+        self.thread.start()
+        self.serving = asyncio.run_coroutine_threadsafe(self.server.serve(sockets=[self.sock]), self.loop)
+        venv = app_venv()
+        specs = [self.spec("gradio", GRADIO_APP, venv), self.spec("streamlit", STREAMLIT_APP, venv, "streamlit"),
+                 self.spec("broken", BROKEN_APP, venv)]
+
+        async def deploy() -> list[Stage]:
+            return list(await asyncio.gather(*(self.supervisor.run_app(s) for s in specs)))
+
+        assert self.run(deploy()) == [Stage.RUNNING, Stage.RUNNING, Stage.RUNTIME_ERROR]
+
+    def spec(self, name: str, source: str, venv: Path, sdk: str = "gradio") -> LaunchSpec:
+        app_dir = self.root / name
+        app_dir.mkdir()
+        (app_dir / "app.py").write_text(source)
+        return LaunchSpec(space_id=f"alice/{name}", sdk=sdk, app_dir=app_dir, app_file="app.py",
+                          base_path=f"/spaces/alice/{name}", env_dir=venv, startup_timeout_s=120)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.serving.result(15)
+        self.run(self.supervisor.shutdown())
+        self.run(self.gateway.aclose())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def _ignore(*args: object) -> None:
+    return None
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack(tmp_path_factory.mktemp("gateway"))
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def localhost_subdomains(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resolve *.localhost to loopback, as browsers do (this machine's resolver does not)."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str) and host.endswith(".localhost"):
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def open_ws(url: str, subprotocol: str, origin: str | None = None) -> ClientConnection:
+    return ws_connect(url, subprotocols=[Subprotocol(subprotocol)], origin=Origin(origin) if origin else None)
+
+
+def test_gradio_client_predicts_through_the_path_link(stack: Stack) -> None:
+    client = Client(f"{stack.url}/spaces/alice/gradio/", verbose=False)
+    assert client.predict("Ann", api_name="/predict") == "Hello Ann"
+
+
+def test_gradio_client_predicts_through_the_host_link(stack: Stack, localhost_subdomains: None) -> None:
+    client = Client(f"http://alice-gradio.localhost:{stack.port}/", verbose=False)
+    assert client.predict("Bo", api_name="/predict") == "Hello Bo"
+
+
+def test_gradio_page_links_point_back_through_the_gateway(stack: Stack) -> None:
+    config = httpx.get(f"{stack.url}/spaces/alice/gradio/config").json()
+    assert config["root"] == f"{stack.url}/spaces/alice/gradio"
+
+
+def test_link_without_trailing_slash_redirects(stack: Stack) -> None:
+    response = httpx.get(f"{stack.url}/spaces/alice/gradio?x=1")
+    assert response.status_code == 307
+    assert response.headers["location"] == "/spaces/alice/gradio/?x=1"
+
+
+def test_other_paths_reach_the_platform(stack: Stack) -> None:
+    assert httpx.get(f"{stack.url}/").text == "the platform's own app"
+
+
+def test_sse_arrives_event_by_event(stack: Stack) -> None:
+    arrivals: list[float] = []
+    with httpx.stream("GET", f"{stack.url}/spaces/alice/gradio/probe/sse", timeout=30) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                arrivals.append(time.monotonic())
+    assert len(arrivals) == 5
+    # the app spaces its events 0.4 s apart; a buffering proxy would deliver them all at once
+    assert arrivals[-1] - arrivals[0] > 1.0
+
+
+def test_large_upload_streams_through(stack: Stack) -> None:
+    payload = os.urandom(40 * 1024 * 1024)
+    response = httpx.post(f"{stack.url}/spaces/alice/gradio/probe/upload", content=payload, timeout=120)
+    assert response.json() == {"bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+
+
+def test_websocket_relays_text_binary_subprotocol_and_close_code(stack: Stack) -> None:
+    url = f"ws://127.0.0.1:{stack.port}/spaces/alice/gradio/probe/ws"
+    with open_ws(url, "chat.v1") as ws:
+        assert ws.subprotocol == "chat.v1"
+        ws.send("hi")
+        assert ws.recv(10) == "echo hi"
+        ws.send(b"\x00\x01\x02")
+        assert ws.recv(10) == b"\x02\x01\x00"
+        ws.send("bye")
+        with pytest.raises(ConnectionClosed):
+            ws.recv(10)
+        assert ws.close_code == 4001 and ws.close_reason == "bye to you"
+
+
+def test_streamlit_websocket_connects_and_receives(stack: Stack) -> None:
+    origin = f"http://localhost:{stack.port}"
+    url = f"ws://127.0.0.1:{stack.port}/spaces/alice/streamlit/_stcore/stream"
+    with open_ws(url, "streamlit", origin) as ws:
+        ws.send(RERUN_SCRIPT)
+        message = ws.recv(15)
+        assert isinstance(message, bytes) and message
+
+
+def test_streamlit_upload_passes_xsrf_through_the_gateway(stack: Stack) -> None:
+    base = f"{stack.url}/spaces/alice/streamlit"
+    with httpx.Client() as http:
+        assert http.get(base + "/").status_code == 200
+        http.get(base + "/_stcore/health")  # the app sets its XSRF cookie here, as for a browser
+        xsrf = http.cookies.get("_streamlit_xsrf")
+        assert xsrf, "the XSRF cookie did not reach the browser"
+        with open_ws(base.replace("http", "ws") + "/_stcore/stream", "streamlit", stack.url) as ws:
+            ws.send(RERUN_SCRIPT)
+            first = ws.recv(15)
+            assert isinstance(first, bytes)
+            sessions = re.findall(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", first)
+            statuses = []
+            for session in dict.fromkeys(sessions):
+                upload = http.put(f"{base}/_stcore/upload_file/{session.decode()}/file-1",
+                                  files={"file": ("data.csv", b"a,b\n1,2\n", "text/csv")},
+                                  headers={"X-Xsrftoken": xsrf})
+                statuses.append(upload.status_code)
+    assert 204 in statuses, statuses
+
+
+def test_streamlit_through_the_host_link(stack: Stack) -> None:
+    host = {"Host": f"alice-streamlit.localhost:{stack.port}"}
+    assert httpx.get(f"{stack.url}/_stcore/health", headers=host).text == "ok"
+    page = httpx.get(f"{stack.url}/", headers=host)
+    assert page.status_code == 200 and "<html" in page.text.lower()
+
+
+def test_static_site_serves_index_files_and_never_escapes_its_folder(stack: Stack) -> None:
+    assert "static home" in httpx.get(f"{stack.url}/spaces/alice/site/").text
+    assert "docs" in httpx.get(f"{stack.url}/spaces/alice/site/docs/").text
+    host = {"Host": f"alice-site.localhost:{stack.port}"}
+    assert "static home" in httpx.get(f"{stack.url}/", headers=host).text
+    for path in ("/spaces/alice/site/..%2F..%2Fsecret.txt", "/spaces/alice/site/%2e%2e/%2e%2e/secret.txt"):
+        response = httpx.get(stack.url + path)
+        assert response.status_code == 404 and "top secret" not in response.text
+
+
+def test_apps_that_cannot_answer_get_pages_that_say_why(stack: Stack) -> None:
+    building = httpx.get(f"{stack.url}/spaces/alice/building/")
+    assert building.status_code == 503 and building.headers["retry-after"] == "2"
+    assert 'http-equiv="refresh"' in building.text and "installing requirements" in building.text
+    broken = httpx.get(f"{stack.url}/spaces/alice/broken/")
+    assert broken.status_code == 502 and "RUNTIME_ERROR" in broken.text
+    assert "cannot import name &#x27;pipeline&#x27; from &#x27;transformers&#x27;" in broken.text
+    missing = httpx.get(f"{stack.url}/spaces/alice/nothing-here/")
+    assert missing.status_code == 404 and "alice/nothing-here" in missing.text
+
+
+def test_a_visit_wakes_a_sleeping_app(stack: Stack) -> None:
+    stack.run(stack.supervisor.stop_app("alice/gradio", Stage.SLEEPING))
+    browser = httpx.get(f"{stack.url}/spaces/alice/gradio/", headers={"Accept": "text/html"})
+    assert browser.status_code == 503 and "Waking" in browser.text
+    api = httpx.get(f"{stack.url}/spaces/alice/gradio/config", timeout=150)
+    assert api.status_code == 200 and api.json()["version"] == "6.31.0"
+    assert stack.supervisor.stage("alice/gradio") is Stage.RUNNING
+
