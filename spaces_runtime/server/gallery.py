@@ -227,7 +227,11 @@ def panel_context(request: Request, space: dict[str, Any]) -> dict[str, Any]:
     kind = "run" if space["stage"] == "RUNTIME_ERROR" else "build"
     logs = request.app.state.platform.logs
     tail = logs.tail(space["id"], kind, LOG_TAIL_LINES).splitlines() if space["is_error"] else []
+    error_lines = (space["error"] or "The app stopped with an error.").splitlines()
+    if tail and tail[-1] in error_lines:
+        tail = []  # the error already is the log's tail (a runtime error): show it once
     return {"s": space, "mode": panel_mode(space["stage"]), "tail": tail, "tail_kind": kind,
+            "error_lines": error_lines,
             "frame_src": f"/spaces/{space['id']}/"}
 
 
