@@ -129,6 +129,7 @@ def list_spaces(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
         print_json(spaces)
         return
     table = Table("", "space", "stage", "sdk", "url", box=None)
+    table.columns[4].overflow = "fold"  # a link cut short is no link
     for s in spaces:
         style = "red" if s["stage"] in ERROR_STAGES else "green" if s["stage"] == Stage.RUNNING else "yellow"
         table.add_row(s["emoji"], s["id"], f"[{style}]{s['stage']}[/]", s["sdk"] or "", s["url"])

@@ -8,7 +8,6 @@ question "where does owner/name live right now?".
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import time
@@ -22,7 +21,7 @@ from builder import spec as build_spec
 from spaces_runtime.config import Settings
 from spaces_runtime.errors import BuildError, NoAppFileError, SpacesError, SpecError, StageTransitionError
 from spaces_runtime.events import EventHub
-from spaces_runtime.gateway.proxy import Failed, Missing, Pending, StaticSite, Target, Upstream
+from spaces_runtime.gateway.targets import Failed, Missing, Pending, StaticSite, Target, Upstream
 from spaces_runtime.logs import LogBook, LogSink
 from spaces_runtime.names import space_id as make_space_id
 from spaces_runtime.remote import PACK_EXCLUDES
@@ -81,7 +80,6 @@ class Deployer:
         self.environments = environments
         self.app_env = app_env or (lambda _space_id: {})
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._wakes: set[asyncio.Task[None]] = set()
         self.limits = UploadLimits(settings.max_upload_bytes, settings.max_unpacked_bytes, settings.max_upload_files)
 
     # --- stage bookkeeping (also the supervisor's on_stage) -----------------------------------------------
@@ -285,11 +283,11 @@ class Deployer:
         if record.card.get("sdk") == "static" and record.stage == Stage.RUNNING and record.code_dir:
             return StaticSite(root=Path(record.code_dir))
         if upstream is not None:
-            return Upstream(url=upstream, forward_prefix=record.card.get("sdk") == "streamlit")
+            # gradio (GRADIO_ROOT_PATH) and streamlit (baseUrlPath) know their prefix; a docker app does not
+            return Upstream(url=upstream, forward_prefix=record.card.get("sdk") != "docker")
         title = str(record.card.get("title") or record.name)
-        if record.stage == Stage.SLEEPING:
-            await self.wake(owner, name)
-            return Pending(stage=Stage.APP_STARTING, title=title, detail="waking up after a nap")
+        if record.stage == Stage.SLEEPING:  # the gateway calls wake() and asks again
+            return Pending(stage=Stage.SLEEPING, title=title, detail="waking up after a nap")
         if record.stage in ERROR_STAGES:
             return Failed(stage=record.stage, error=record.error or "")
         if record.stage in STARTING_STAGES or record.stage == Stage.RUNNING:
@@ -305,17 +303,11 @@ class Deployer:
         if record is None or record.stage != Stage.SLEEPING:
             return
         if self.supervisor.stage(space_id) is not None:
-            task = asyncio.create_task(self._wake_quietly(space_id), name=f"wake {space_id}")
-            self._wakes.add(task)
-            task.add_done_callback(self._wakes.discard)
+            await self.supervisor.wake(space_id)
         elif record.code_dir and space_id not in self._tasks:
             self._begin(space_id, "woken by a visit")
             self._launch_deploy(space_id, Path(record.code_dir))
 
-
-    async def _wake_quietly(self, space_id: str) -> None:
-        with contextlib.suppress(SpacesError):  # a failed wake reports its own stage
-            await self.supervisor.wake(space_id)
 
     def runtime(self, space_id: str) -> dict[str, Any] | None:
         for instance in self.supervisor.instances():

@@ -80,6 +80,7 @@ def run_server(settings: Settings) -> None:
     from spaces_runtime.server.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # every readiness probe would be a line
     platform = build_platform(settings)
     if settings.token and settings.listens_beyond_loopback:
         log.info("writing endpoints need the token in %s", Path(settings.data_dir) / "token")

@@ -35,6 +35,7 @@ def create_app(p: Platform) -> ASGIApp:
             yield
         finally:
             await p.deployer.shutdown()
+            await gateway.aclose()
             if p.runner is not None:
                 await p.runner.stop()
 
@@ -49,4 +50,5 @@ def create_app(p: Platform) -> ASGIApp:
 
     app.include_router(api.router)
     app.include_router(gallery.router)
-    return Gateway(app, p.deployer, public_host=p.settings.public_link_host)
+    gateway = Gateway(app, p.deployer, public_host=p.settings.public_link_host)
+    return gateway

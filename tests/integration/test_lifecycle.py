@@ -1,0 +1,86 @@
+"""Lifecycle commands, static sites, and the token that guards writes beyond loopback — on a light platform."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from spaces_harness import Platform, write_app
+
+STATIC_README = "---\ntitle: Docs\nemoji: 📄\nsdk: static\n---\n"
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
+    root = tmp_path_factory.mktemp("light")
+    server = Platform(root / "data", env={"SPACES_RUNNER_ENABLED": "false"}).start()
+    yield server
+    server.stop()
+
+
+def test_static_site_is_served_by_the_gateway_and_cannot_escape(platform: Platform, tmp_path: Path) -> None:
+    folder = write_app(tmp_path / "docs", {"README.md": STATIC_README, "index.html": "<h1>Hello static</h1>",
+                                           "style.css": "h1 { color: red }"})
+    platform.cli("deploy", str(folder), "--name", "tests/docs", check=True)
+    page = httpx.get(f"{platform.url}/spaces/tests/docs/")
+    assert page.status_code == 200 and "Hello static" in page.text
+    assert httpx.get(f"{platform.url}/spaces/tests/docs/style.css").text.startswith("h1")
+    escape = httpx.get(f"{platform.url}/spaces/tests/docs/..%2F..%2Fspaces.db")
+    assert escape.status_code == 404
+
+
+def test_pause_restart_delete(platform: Platform, tmp_path: Path) -> None:
+    folder = write_app(tmp_path / "site", {"README.md": STATIC_README, "index.html": "<p>site v1</p>"})
+    platform.cli("deploy", str(folder), "--name", "tests/site", check=True)
+    paused = json.loads(platform.cli("pause", "tests/site", "--json", check=True).stdout)
+    assert paused["stage"] == "PAUSED"
+    assert "site v1" not in httpx.get(f"{platform.url}/spaces/tests/site/").text
+    platform.cli("restart", "tests/site", check=True)
+    platform.wait_for("tests/site")
+    assert "site v1" in httpx.get(f"{platform.url}/spaces/tests/site/").text
+    platform.cli("delete", "tests/site", check=True)
+    assert httpx.get(f"{platform.url}/spaces/tests/site/").status_code == 404
+    status = platform.cli("status", "tests/site")
+    assert status.returncode == 1 and "no space named tests/site" in status.stderr
+
+
+def test_cli_errors_are_one_line_without_traceback(platform: Platform, tmp_path: Path) -> None:
+    unreachable = platform.cli("list", "--server", "http://127.0.0.1:9")
+    assert unreachable.returncode == 1
+    assert "cannot reach the platform" in unreachable.stderr and "Traceback" not in unreachable.stderr
+    bad = platform.cli("status", "no-slash")
+    assert bad.returncode == 1 and "OWNER/NAME" in bad.stderr
+
+
+def test_build_error_names_the_failing_requirement(platform: Platform, tmp_path: Path) -> None:
+    folder = write_app(tmp_path / "badreq", {
+        "README.md": "---\ntitle: Bad req\nsdk: gradio\nsdk_version: 6.31.0\n---\n",
+        "app.py": "import gradio as gr\n",
+        "requirements.txt": "numpy\nno-such-package-spaces-runtime-xyz==9.9\n",
+    })
+    result = platform.cli("deploy", str(folder), "--name", "tests/badreq")
+    assert result.returncode == 1
+    space = platform.space("tests/badreq")
+    assert space["stage"] == "BUILD_ERROR"
+    assert "requirements.txt line 2" in space["error"]
+    assert "no-such-package-spaces-runtime-xyz" in result.stderr
+
+
+def test_writes_need_the_token_beyond_loopback(tmp_path: Path) -> None:
+    server = Platform(tmp_path / "data", extra_args=["--host", "0.0.0.0"],
+                      env={"SPACES_RUNNER_ENABLED": "false"}).start()
+    try:
+        token = (tmp_path / "data" / "token").read_text().strip()
+        assert oct((tmp_path / "data" / "token").stat().st_mode & 0o777) == "0o600"
+        folder = write_app(tmp_path / "site", {"README.md": STATIC_README, "index.html": "hi"})
+        refused = server.cli("deploy", str(folder), "--name", "tests/site")
+        assert refused.returncode == 1 and "token" in refused.stderr
+        assert httpx.delete(f"{server.url}/api/spaces/tests/site").status_code == 401
+        assert httpx.get(f"{server.url}/api/spaces").status_code == 200  # reading stays open
+        server.env["SPACES_TOKEN"] = token
+        server.cli("deploy", str(folder), "--name", "tests/site", check=True)
+    finally:
+        server.stop()
