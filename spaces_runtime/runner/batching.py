@@ -113,12 +113,12 @@ class ModelQueue:
 def admit(queue: ModelQueue, app: str, n: int, limits: BatchLimits, items_per_s: float) -> None:
     """Raise BusyError when queuing ``n`` more items would pass a bound; ``retry_after`` is the drain time."""
     mine = queue.app_items(app)
-    if mine + n > limits.max_queue_items_per_app:
+    if mine and mine + n > limits.max_queue_items_per_app:  # one oversized request alone is let in
         wait = retry_after(mine, items_per_s)
         raise BusyError(f"app '{app}' already has {mine} items queued for this model (limit "
                         f"{limits.max_queue_items_per_app})", retry_after_s=wait,
                         hint=f"retry after {wait:g} s or send fewer requests at once")
-    if queue.items + n > limits.max_queue_items:
+    if queue.items and queue.items + n > limits.max_queue_items:
         wait = retry_after(queue.items, items_per_s)
         raise BusyError(f"the model's queue is full ({queue.items} items, limit {limits.max_queue_items})",
                         retry_after_s=wait, hint=f"retry after {wait:g} s")

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import zipfile
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -30,7 +31,7 @@ class _QuietServer(uvicorn.Server):
     """The runner may live inside `spaces serve`; signals belong to the process, not to this server."""
 
     @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[no-untyped-def]
+    def capture_signals(self) -> Iterator[None]:
         yield
 
 
@@ -162,8 +163,8 @@ class RunnerService:
             raise AuthError("the runner's TCP port needs a token", hint="send Authorization: Bearer <token>")
         return request.headers.get("x-spaces-app", "anonymous")
 
-    async def _body(self, request: Request) -> bytes:
-        limit = self.options.max_payload_bytes
+    async def _body(self, request: Request, limit: int | None = None) -> bytes:
+        limit = limit or self.options.max_payload_bytes
         declared = int(request.headers.get("content-length") or 0)
         too_big = PayloadTooLargeError(f"the request body has {declared} bytes; the limit is {limit}",
                                        hint="send fewer items per request, or smaller arrays")
@@ -198,7 +199,7 @@ class RunnerService:
         existing = self.specs.get(name)
         if existing is not None and (existing.builtin or existing.extra.get("owner") not in (app_id, ADMIN)):
             self._require_admin(app_id, f"model '{name}' belongs to another app")
-        meta, parts = decode(await self._body(request))
+        meta, parts = decode(await self._body(request, self.options.max_model_bytes))
         data = parts.get("file")
         if not isinstance(data, bytes) or not data:
             raise BadInputError("the upload has no 'file' part")
