@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from browsing import CHROMIUM, CHROMIUM_ARGS, GALLERY_EXAMPLES, new_context
+
 from spaces_harness import EXAMPLES, Platform, copy_app
 
 

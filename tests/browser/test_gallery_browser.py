@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from browsing import DESKTOP, PHONE, new_context, publish_screenshots, screenshot
+
 from spaces_harness import EXAMPLES, REPO, Platform, copy_app, write_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
