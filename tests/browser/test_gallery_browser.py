@@ -35,8 +35,9 @@ def like_as_stranger(platform: Platform, space_id: str) -> None:
 
 
 def test_gallery_lists_the_deployed_examples_with_live_badges(browser: Any, platform: Platform) -> None:
-    for viewport, name in ((DESKTOP, "gallery-desktop"), (PHONE, "gallery-phone")):
-        context = new_context(browser, platform, viewport)
+    for viewport, scheme, name in ((DESKTOP, "light", "gallery-desktop"), (PHONE, "light", "gallery-phone"),
+                                   (DESKTOP, "dark", "gallery-dark")):
+        context = new_context(browser, platform, viewport, color_scheme=scheme)
         page = context.new_page()
         page.goto("/")
         for example in ("sentiment", "data-explorer"):
@@ -110,7 +111,7 @@ def test_a_card_opens_the_app_page_and_the_gradio_app_works_in_place(browser: An
     expect(page.frame_locator("iframe.app-frame").get_by_role("button", name="Submit")).to_be_visible()
     screenshot(page, "app-page-phone")
     phone.close()
-    publish_screenshots(["gallery-desktop", "gallery-phone", "app-page-desktop", "app-page-phone"])
+    publish_screenshots(["gallery-desktop", "gallery-phone", "gallery-dark", "app-page-desktop", "app-page-phone"])
 
 
 def test_the_streamlit_app_reacts_to_an_input(page: Any) -> None:
@@ -166,6 +167,7 @@ def test_a_new_app_appears_and_its_badge_moves_to_running_without_a_reload(
     readme = folder / "README.md"
     readme.write_text(readme.read_text().replace("title: Sentiment and Text Stats", "title: Fresh Mood")
                       .replace("pinned: true", "pinned: false"))
+    (folder / "requirements.txt").write_text("pyyaml\n")  # a new environment: a real (cached) uv build to watch
     page.goto("/")
     page.evaluate("window.__sameDocument = true")
     page.evaluate("""() => {
@@ -184,7 +186,7 @@ def test_a_new_app_appears_and_its_badge_moves_to_running_without_a_reload(
     finally:
         process.kill()
     seen = page.evaluate("window.__badges")
-    assert seen[0] in ("Building", "Starting") and seen[-1] == "Running", seen
+    assert seen[0] == "Building" and seen[-1] == "Running", seen
     assert page.evaluate("window.__sameDocument") is True  # no reload happened
     expect(card(page, "alice/fresh")).to_contain_text("Fresh Mood")
 
@@ -235,4 +237,5 @@ def test_a_failing_app_shows_its_error_on_its_page(page: Any, platform: Platform
     expect(page.locator(".progress")).to_have_count(0)  # never a spinner forever
     if stage == "Runtime error":
         screenshot(page, "app-page-error")
+        publish_screenshots(["app-page-error"])
 

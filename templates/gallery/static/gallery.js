@@ -78,7 +78,7 @@
   // One card re-rendered by the server: badge, title, likes and time all come back fresh.
   const refreshCard = async (id) => {
     const li = cardOf(id);
-    if (!li) return refresh(true);
+    if (!li) return soon(() => refresh(true), 300); // filtered out or not loaded: one debounced refresh
     const hadFocus = li.contains(document.activeElement);
     const template = document.createElement("template");
     template.innerHTML = (await fetchHTML(`/_platform/card/${id}`)).trim();
