@@ -64,11 +64,12 @@ def failure(lines: list[str], rc: int) -> BuildError:
 
 
 _MOUNT = re.compile(r"--mount=\S+\s*")
-_PRELUDE = re.compile(r"set -a && \. /run/secrets/build_env && set \+a &&\s*")
+_PRELUDE = re.compile(r"set -a && \. /run/secrets/build_env && set \+a && ")
+_ASSIGNMENTS = re.compile(r"(?<=RUN )(?:[A-Z_]+=\S* )+")
 
 
 def step_label(step_name: str) -> str:
     """'[3/6] RUN --mount=… set -a && . /run/secrets/build_env && set +a && uv pip install -r …' → 'RUN uv pip
     install -r …': the instruction without its numbering, mounts and secret prelude, for messages."""
-    text = re.sub(r"^\[[^\]]*\]\s*", "", step_name)
-    return _PRELUDE.sub("", _MOUNT.sub("", text)).strip()
+    text = " ".join(re.sub(r"^\[[^\]]*\]\s*", "", step_name).split())
+    return _ASSIGNMENTS.sub("", _PRELUDE.sub("", _MOUNT.sub("", text))).strip()

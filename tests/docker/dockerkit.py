@@ -1,0 +1,53 @@
+"""Helpers for the docker tests: build an app folder, a LaunchSpec for an image, wait for HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+
+from builder import plan as plans
+from builder import spec as specs
+from builder.docker import BuiltImage, ImageBuilder
+from spaces_runtime.config import Settings
+from spaces_runtime.supervisor.backend import Instance, LaunchSpec
+
+APPS = Path(__file__).parent / "apps"
+
+def build(image_builder: ImageBuilder, settings: Settings, folder: Path,
+          lines: list[str] | None = None) -> BuiltImage:
+    spec = specs.load(folder)
+    plan = plans.make(spec, settings)
+    return image_builder.build(spec, plan, (lines if lines is not None else []).append)
+
+def launch_spec(space_id: str, image: BuiltImage, sdk: str, **overrides: object) -> LaunchSpec:
+    fields: dict[str, object] = {"space_id": space_id, "sdk": sdk, "app_dir": Path("/nonexistent"),
+                                 "app_file": "app.py", "base_path": "", "image": image.tag,
+                                 "app_port": image.app_port}
+    fields.update(overrides)
+    return LaunchSpec(**fields)  # type: ignore[arg-type]
+
+def wait_http(url: str, timeout_s: float = 90.0, expect: str | None = None) -> httpx.Response:
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=5)
+            if response.status_code == 200 and (expect is None or expect in response.text):
+                return response
+            last = response.status_code
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer 200 within {timeout_s}s (last: {last})")
+
+def copy_app(name: str, target: Path) -> Path:
+    folder = target / name
+    shutil.copytree(APPS / name, folder)
+    return folder
+
+async def wait_ready(instance: Instance, path: str = "/", expect: str | None = None) -> None:
+    await asyncio.to_thread(wait_http, instance.upstream + path, 90.0, expect)

@@ -1,0 +1,116 @@
+"""The Docker backend as the supervisor drives it: apps answer, containers are hardened, OOM is reported,
+and a restarted platform adopts its containers without duplicates."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import docker
+import httpx
+import pytest
+import websockets
+from dockerkit import APPS, build, launch_spec, wait_ready
+from gradio_client import Client
+
+from builder.docker import BuiltImage, ImageBuilder
+from spaces_runtime.config import Settings
+from spaces_runtime.supervisor.backend import ExitInfo, Instance
+from spaces_runtime.supervisor.docker import SPACE_LABEL, DockerBackend, Tier
+
+pytestmark = pytest.mark.docker
+
+
+async def wait_exit(backend: DockerBackend, instance: Instance, timeout_s: float = 60) -> ExitInfo:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        info = await backend.exited(instance)
+        if info is not None:
+            return info
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{instance.space_id} still runs after {timeout_s}s")
+
+
+async def test_gradio_app_answers_gradio_client(backend: DockerBackend, gradio_image: BuiltImage) -> None:
+    logs: list[str] = []
+    instance = await backend.launch(launch_spec("alice/hello", gradio_image, "gradio"), logs.append)
+    await wait_ready(instance)
+    client = await asyncio.to_thread(Client, instance.upstream + "/", verbose=False)
+    answer = await asyncio.to_thread(client.predict, "Bob", api_name="/greet")
+    assert answer.startswith("Hello, Bob!")
+    assert any("Running on local URL" in line for line in logs), "the engine's logs did not reach the sink"
+    assert await backend.exited(instance) is None
+    await backend.stop(instance, grace_s=5)
+    gone = await backend.exited(instance)
+    assert gone is not None and "gone" in gone.reason
+
+
+async def test_streamlit_app_answers_health_and_websocket(backend: DockerBackend,
+                                                          streamlit_image: BuiltImage) -> None:
+    spec = launch_spec("alice/stream", streamlit_image, "streamlit", base_path="/spaces/alice/stream")
+    instance = await backend.launch(spec, lambda _line: None)
+    await wait_ready(instance, "/spaces/alice/stream/_stcore/health", expect="ok")
+    ws_url = instance.upstream.replace("http://", "ws://") + "/spaces/alice/stream/_stcore/stream"
+    async with websockets.connect(ws_url, subprotocols=["streamlit"]) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == "streamlit"
+    await backend.stop(instance, grace_s=5)
+
+
+async def test_container_runs_hardened_with_tier_limits(engine: docker.DockerClient, backend: DockerBackend,
+                                                        gradio_image: BuiltImage) -> None:
+    instance = await backend.launch(launch_spec("alice/locked", gradio_image, "gradio"), lambda _l: None)
+    container = engine.containers.get(instance.backend_ref)
+    host = container.attrs["HostConfig"]
+    limits = backend.limits("cpu-basic")
+    assert container.attrs["Config"]["User"] == "1000:1000"
+    assert host["CapDrop"] == ["ALL"] and host["ReadonlyRootfs"] is True
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert host["Memory"] == limits.memory_bytes > 0 and host["NanoCpus"] == limits.nano_cpus > 0
+    assert host["PidsLimit"] == limits.pids and "/tmp" in host["Tmpfs"]
+    mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
+    assert mounts["/data"]["Type"] == "volume" and "/var/run/docker.sock" not in mounts
+    assert container.exec_run("id -u").output.strip() == b"1000"
+    assert container.exec_run("touch /etc/x").exit_code != 0, "the root filesystem is writable"
+    assert container.exec_run("touch /data/x /tmp/x").exit_code == 0
+    assert container.exec_run("cat /proc/self/status").output.count(b"CapEff:\t0000000000000000") == 1
+    await backend.stop(instance, grace_s=5)
+
+
+async def test_memory_hog_ends_with_out_of_memory(engine: docker.DockerClient, settings: Settings,
+                                                  image_builder: ImageBuilder) -> None:
+    hog = await asyncio.to_thread(build, image_builder, settings, APPS / "memory_hog")
+    small = DockerBackend(settings, engine, tiers={"cpu-basic": Tier(cpus=1, memory_mb=256)})
+    logs: list[str] = []
+    instance = await small.launch(launch_spec("alice/hog", hog, "gradio"), logs.append)
+    try:
+        info = await wait_exit(small, instance)
+        assert info.oom and info.reason == "out of memory (limit 256m)"
+        assert any("holding" in line for line in logs)
+    finally:
+        await small.stop(instance, grace_s=1)
+
+
+async def test_restarted_platform_adopts_its_containers_without_duplicates(
+        engine: docker.DockerClient, backend: DockerBackend, settings: Settings,
+        gradio_image: BuiltImage) -> None:
+    first = await backend.launch(launch_spec("alice/one", gradio_image, "gradio"), lambda _l: None)
+    # a crash mid-redeploy leaves two containers for one space, and a dead one for another
+    older = await backend.launch(launch_spec("alice/two", gradio_image, "gradio"), lambda _l: None)
+    await asyncio.sleep(1.1)  # creation times must differ to tell the newer apart
+    newer = await backend.launch(launch_spec("alice/two", gradio_image, "gradio"), lambda _l: None)
+    dead = await backend.launch(launch_spec("alice/three", gradio_image, "gradio"), lambda _l: None)
+    engine.containers.get(dead.backend_ref).kill()
+
+    restarted = DockerBackend(settings, engine)  # what `spaces serve` builds after a restart
+    adopted = {i.space_id: i for i in await restarted.adopt()}
+
+    assert set(adopted) == {"alice/one", "alice/two"}
+    assert adopted["alice/one"].backend_ref == first.backend_ref
+    assert adopted["alice/two"].backend_ref == newer.backend_ref
+    assert adopted["alice/one"].upstream == first.upstream
+    left = engine.containers.list(all=True, filters={"label": SPACE_LABEL})
+    ids = {c.id for c in left}
+    assert older.backend_ref not in ids and dead.backend_ref not in ids
+    assert len(await restarted.adopt()) == 2, "adopting twice must not duplicate"
+    await wait_ready(adopted["alice/one"])
+    assert httpx.get(adopted["alice/one"].upstream + "/", timeout=5).status_code == 200
