@@ -87,6 +87,10 @@
     }
     if (focus) tab.focus();
     const kind = tab.id.replace("tab-", "");
+    // browsers allow ~6 connections per host: a log nobody looks at must not starve the app's own streams
+    for (const [other, view] of Object.entries(views)) {
+      if (other !== kind && !view.ended) { view.close(); view.ended = true; }
+    }
     if (kind !== "app") startTabLog(kind);
   };
   tabs.forEach((tab, i) => {
