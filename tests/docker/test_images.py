@@ -108,3 +108,12 @@ def test_a_failing_requirement_names_the_line_and_the_step(image_builder: ImageB
     assert "requirements.txt line 2" in message and "no-such-package-spaces-runtime" in message
     assert "RUN uv pip install -r /tmp/requirements.txt" in message
     assert caught.value.log_tail
+
+
+def test_packages_txt_installs_debian_packages(engine: docker.DockerClient, image_builder: ImageBuilder,
+                                               settings: Settings, tmp_path: Path) -> None:
+    folder = copy_app("gradio_hello", tmp_path)
+    (folder / "packages.txt").write_text("# a small Debian package\ntree\n")
+    image = build(image_builder, settings, folder)
+    output = engine.containers.run(image.tag, ["tree", "--version"], remove=True, user="1000:1000")
+    assert b"tree v" in output
