@@ -26,7 +26,7 @@ if [ "$want_test" = 1 ]; then
     echo "setup: installing Debian's chromium (browser tests)" >&2
     sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
     $sudo_ apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium chromium-driver >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium chromium-driver fonts-noto-color-emoji >/dev/null
   fi
   bash scripts/install-docker.sh
 fi
