@@ -52,8 +52,8 @@ def serve(
     """Run the platform: REST API, gallery, gateway, supervisor and model runner."""
     from spaces_runtime.wiring import run_server
 
-    overrides = {"host": host, "port": port, "data_dir": data_dir, "backend": backend, "examples_dir": examples,
-                 "public_host": public_host}
+    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir, "backend": backend,
+                                 "examples_dir": examples, "public_host": public_host}
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     run_server(settings)
 

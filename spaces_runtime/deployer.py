@@ -260,7 +260,7 @@ class Deployer:
     async def restore(self) -> None:
         """After `spaces serve` restarts: bring back every space that should run (its env is cached, so this is
         a start, not a rebuild)."""
-        for record in self.store.list():
+        for record in self.store.spaces():
             if record.desired != "running" or record.stage in ERROR_STAGES or not record.code_dir:
                 continue
             if record.stage == Stage.DELETING:

@@ -51,15 +51,15 @@ class PlatformClient:
                           headers={"Content-Type": "application/gzip"})
 
     def list(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/api/spaces")  # type: ignore[no-any-return]
+        return self._call("GET", "/api/spaces")
 
     def get(self, space_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/api/spaces/{space_id}")  # type: ignore[no-any-return]
+        return self._call("GET", f"/api/spaces/{space_id}")
 
     def action(self, space_id: str, verb: str) -> dict[str, Any]:
         if verb == "delete":
-            return self._call("DELETE", f"/api/spaces/{space_id}")  # type: ignore[no-any-return]
-        return self._call("POST", f"/api/spaces/{space_id}/{verb}")  # type: ignore[no-any-return]
+            return self._call("DELETE", f"/api/spaces/{space_id}")
+        return self._call("POST", f"/api/spaces/{space_id}/{verb}")
 
     def log_text(self, space_id: str, kind: str) -> str:
         try:

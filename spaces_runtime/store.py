@@ -125,7 +125,7 @@ class Store:
         rows = self._query_spaces("WHERE s.id = ?", (space_id,))
         return rows[0] if rows else None
 
-    def list(self) -> list[SpaceRecord]:
+    def spaces(self) -> list[SpaceRecord]:
         return self._query_spaces("", ())
 
     def _query_spaces(self, where: str, args: tuple[Any, ...]) -> list[SpaceRecord]:

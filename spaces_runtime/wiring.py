@@ -87,4 +87,5 @@ def run_server(settings: Settings) -> None:
     log.info("gallery at http://%s/  (apps at /spaces/OWNER/NAME/ and http://OWNER-NAME.%s/)",
              settings.public_link_host, settings.public_link_host)
     uvicorn.run(create_app(platform), host=settings.host, port=settings.port, log_level="info",
-                proxy_headers=False, ws_max_size=64 * 1024 * 1024, timeout_graceful_shutdown=settings.stop_grace_s + 5)
+                proxy_headers=False, ws_max_size=64 * 1024 * 1024,
+                timeout_graceful_shutdown=int(settings.stop_grace_s) + 5)

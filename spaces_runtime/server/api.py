@@ -48,7 +48,7 @@ class Platform:
 
 
 def platform(request: Request) -> Platform:
-    return request.app.state.platform  # type: ignore[no-any-return]
+    return request.app.state.platform
 
 
 PlatformDep = Annotated[Platform, Depends(platform)]
@@ -88,7 +88,7 @@ async def deploy(owner: str, name: str, request: Request, p: PlatformDep) -> dic
 
 @router.get("/spaces")
 def list_spaces(p: PlatformDep) -> list[dict[str, Any]]:
-    return [space_view(r, p.settings.public_link_host) for r in p.store.list()]
+    return [space_view(r, p.settings.public_link_host) for r in p.store.spaces()]
 
 
 @router.get("/spaces/{owner}/{name}")

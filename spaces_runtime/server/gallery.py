@@ -155,7 +155,7 @@ def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
 
 def all_spaces(request: Request) -> list[dict[str, Any]]:
     p = request.app.state.platform
-    return [space_view(r, p.settings.public_link_host) for r in p.store.list()]
+    return [space_view(r, p.settings.public_link_host) for r in p.store.spaces()]
 
 
 def listing_context(request: Request, listing: Listing, through_page: bool = False) -> dict[str, Any]:
