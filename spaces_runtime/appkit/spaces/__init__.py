@@ -1,0 +1,43 @@
+"""``import spaces`` for apps written for Hugging Face ZeroGPU, served by this platform's runner.
+
+``@spaces.GPU`` / ``@spaces.GPU(duration=60)``: on a GPU host (SPACES_ZERO_GPU=1) each call first takes a
+lease from the runner's scheduler (queued, duration-limited, charged to the app's device-second quota) and
+returns it afterwards; elsewhere the function is called straight through.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["GPU", "zero_gpu"]
+
+
+def zero_gpu() -> bool:
+    return os.environ.get("SPACES_ZERO_GPU") == "1" and bool(os.environ.get("SPACES_RUNNER_URL"))
+
+
+def GPU(func: F | None = None, *, duration: float = 60) -> Any:  # the name ZeroGPU apps use
+    def decorate(fn: F) -> F:
+        if not zero_gpu():
+            return fn
+
+        @functools.wraps(fn)
+        def leased(*args: Any, **kwargs: Any) -> Any:
+            from spaces_runtime.client import Runner
+
+            runner = Runner()
+            lease = json.loads(runner.request("POST", "/v1/leases",
+                                              json.dumps({"duration_s": float(duration)}).encode()))
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                runner.request("DELETE", f"/v1/leases/{lease['lease']}")
+
+        return leased  # type: ignore[return-value]
+
+    return decorate(func) if callable(func) else decorate

@@ -1,0 +1,30 @@
+"""What apps get: a client and a `spaces` shim importable without the platform's dependencies; signed ids."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from types import SimpleNamespace
+
+from spaces_runtime.runner.appkit import app_token, appkit_env, verify_token
+
+
+def test_app_env_imports_the_client_and_the_shim_from_a_small_copy(tmp_path) -> None:
+    settings = SimpleNamespace(data_dir=tmp_path, runner_socket_path=tmp_path / "runner.sock",
+                               runner_device="cpu")
+    env = appkit_env(settings, "alice-demo")
+    assert env["SPACES_RUNNER_URL"] == f"unix://{tmp_path / 'runner.sock'}" and env["SPACES_ZERO_GPU"] == "0"
+    code = ("import spaces, spaces_runtime.client as c, sys;"
+            "assert 'pydantic' not in sys.modules and 'starlette' not in sys.modules;"
+            "f = spaces.GPU(duration=10)(lambda x: x + 1); assert f(1) == 2;"
+            "print(c.__file__)")
+    out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": env["PYTHONPATH"], **env},
+                         cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().startswith(str(tmp_path / "appkit"))
+
+
+def test_tokens_name_their_app_and_cannot_be_forged() -> None:
+    token = app_token(b"secret", "alice-demo")
+    assert verify_token(b"secret", token) == "alice-demo"
+    assert verify_token(b"other", token) is None
+    assert verify_token(b"secret", "bob-demo." + token.rpartition(".")[2]) is None
