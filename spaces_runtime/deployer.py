@@ -260,6 +260,7 @@ class Deployer:
     async def restore(self) -> None:
         """After `spaces serve` restarts: bring back every space that should run (its env is cached, so this is
         a start, not a rebuild)."""
+        await self.supervisor.backend.adopt()  # clears what a crashed platform left running
         for record in self.store.spaces():
             if record.desired != "running" or record.stage in ERROR_STAGES or not record.code_dir:
                 continue

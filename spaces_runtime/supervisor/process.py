@@ -3,13 +3,20 @@
 The app gets its own session (``start_new_session``), so stopping it signals the whole group: whatever the app
 spawned (workers, a shell, a subprocess) goes with it. stdout and stderr are merged and handed line by line to
 the run log.
+
+If the platform itself dies without stopping its apps (SIGKILL, a crash), two things keep orphans from piling
+up: each app's leader gets SIGKILL from the kernel when the platform goes (util-linux's `setpriv --pdeathsig`,
+which sets PR_SET_PDEATHSIG and execs the app: no preexec_fn, which is unsafe in a threaded server), and every group
+is recorded under the data dir so the next start kills whatever of it is left (``adopt``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
 import time
@@ -24,6 +31,7 @@ from spaces_runtime.supervisor.launch import process_command
 
 _LINE_LIMIT = 1024 * 1024  # a longer line is cut rather than stopping the log pump
 _DRAIN_S = 2.0  # how long to wait for the last lines of a dead app (children may hold the pipe open)
+_SETPRIV = shutil.which("setpriv")
 
 
 @dataclass
@@ -56,6 +64,7 @@ class ProcessBackend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._running: dict[str, _Running] = {}
+        self._groups_dir = settings.data_dir / "run" / "process-groups"
 
     async def launch(self, spec: LaunchSpec, log: LogSink) -> Instance:
         if spec.env_dir is None:
@@ -66,12 +75,14 @@ class ProcessBackend:
         port = free_port()
         argv, env = process_command(spec, port, python, inherited=dict(os.environ))
         log(f"$ {' '.join(argv)}  (port {port})")
+        guard = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
         process = await asyncio.create_subprocess_exec(
-            *argv, cwd=spec.app_dir, env=env, stdin=asyncio.subprocess.DEVNULL,
+            *guard, *argv, cwd=spec.app_dir, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             start_new_session=True, limit=_LINE_LIMIT,
         )
         ref = str(process.pid)
+        self._record_group(process.pid, spec)
         self._running[ref] = _Running(process, asyncio.create_task(_pump(process, log)))
         return Instance(space_id=spec.space_id, upstream=f"http://127.0.0.1:{port}", backend_ref=ref,
                         started_at=time.time())
@@ -102,9 +113,40 @@ class ProcessBackend:
             await asyncio.wait_for(asyncio.shield(running.pump), _DRAIN_S)
         running.pump.cancel()
         self._running.pop(instance.backend_ref, None)
+        (self._groups_dir / str(pgid)).unlink(missing_ok=True)
 
     async def adopt(self) -> list[Instance]:
+        """Processes cannot be taken over (their output pipes died with the old platform): kill what is left of
+        the groups a previous run recorded, so restarted apps do not run twice."""
+        if self._groups_dir.is_dir():
+            for record in self._groups_dir.iterdir():
+                await asyncio.to_thread(_kill_leftover, record)
         return []
+
+    def _record_group(self, pgid: int, spec: LaunchSpec) -> None:
+        self._groups_dir.mkdir(parents=True, exist_ok=True)
+        marker = str(spec.env_dir)
+        (self._groups_dir / str(pgid)).write_text(json.dumps({"space_id": spec.space_id, "marker": marker}))
+
+
+def _kill_leftover(record: Path) -> None:
+    """Kill group ``record.name`` if a member still runs our app (the recorded virtualenv is in its command
+    line), so a recycled pid is never hit."""
+    with contextlib.suppress(ValueError, OSError, KeyError):
+        pgid = int(record.name)
+        marker = json.loads(record.read_text())["marker"]
+        if marker and any(marker in cmdline for cmdline in _group_cmdlines(pgid)):
+            _signal_group(pgid, signal.SIGKILL)
+    record.unlink(missing_ok=True)
+
+
+def _group_cmdlines(pgid: int) -> list[str]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                found.append((stat.parent / "cmdline").read_bytes().decode(errors="replace"))
+    return found
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -229,3 +229,16 @@ def test_restarted_platform_brings_running_apps_back(platform: Platform) -> None
     for space_id in running:
         platform.wait_for(space_id, timeout=300)
     assert Client(link(platform, "sentiment"), verbose=False).predict("great", 3, api_name="/analyze")
+
+
+def test_a_killed_platform_leaves_no_orphans_and_comes_back(platform: Platform) -> None:
+    pid = int(platform.space("examples/sentiment")["runtime"]["backend_ref"])
+    platform.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.2)
+    assert not Path(f"/proc/{pid}").exists(), "the app outlived the platform that started it"
+    platform.start()
+    space = platform.wait_for("examples/sentiment", timeout=300)
+    assert int(space["runtime"]["backend_ref"]) != pid
+    assert Client(link(platform, "sentiment"), verbose=False).predict("great", 3, api_name="/analyze")
