@@ -91,8 +91,9 @@ def plain_uv(plan: plans.BuildPlan, target: Path, cache: Path) -> float:
 
 def bare_start(venv: Path, folder: Path) -> float:
     port = free_port()
+    # the same Gradio settings the images set, so that both start the same server
     env = {"PATH": f"{venv}/bin:/usr/bin:/bin", "GRADIO_SERVER_PORT": str(port), "HOME": str(folder),
-           "GRADIO_ANALYTICS_ENABLED": "False"}
+           "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_SSR_MODE": "false", "PYTHONUNBUFFERED": "1"}
     started = time.perf_counter()
     process = subprocess.Popen([str(venv / "bin" / "python"), "app.py"], cwd=folder, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
