@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import httpx
 from starlette.datastructures import Headers
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
@@ -22,12 +22,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from spaces_runtime.gateway import pages
 from spaces_runtime.gateway.routes import Route, resolve
 from spaces_runtime.gateway.targets import Failed, Missing, Pending, StaticSite, Target, TargetSource, Upstream
+from spaces_runtime.gateway.upstream import Headers as RawHeaders
+from spaces_runtime.gateway.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 from spaces_runtime.gateway.websocket import proxy_websocket
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "trailers", "transfer-encoding", "upgrade", "proxy-connection"})
+HOP_BY_HOP_BYTES = frozenset(h.encode() for h in HOP_BY_HOP)
+# uvicorn already answered the browser's Expect: 100-continue; the framing header is written by the client
+_DROPPED_REQUEST = HOP_BY_HOP_BYTES | {b"expect", b"content-length"}
+UPSTREAM_TTL_S = 1.0  # how long an app's address is remembered (shorter than a replaced version's retirement)
 WAKE_WAIT_S = 120.0  # how long an API client (not a browser) is held while its app wakes up
-_TIMEOUT = httpx.Timeout(connect=10.0, read=None, write=None, pool=None)  # streams may idle for long
 
 
 class Gateway:
@@ -35,16 +40,15 @@ class Gateway:
         self.app = app
         self.targets = targets
         self.public_host = public_host
-        self._client: httpx.AsyncClient | None = None
+        self._pool = UpstreamPool()
+        self._upstreams: dict[tuple[str, str], tuple[float, Upstream]] = {}
         self._waking: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._static: dict[Path, StaticFiles] = {}
 
     async def aclose(self) -> None:
         for task in self._waking.values():
             task.cancel()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        self._pool.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self._route(scope) if scope["type"] in ("http", "websocket") else None
@@ -54,30 +58,51 @@ class Gateway:
         if route.redirect is not None:
             await self._redirect(scope, receive, send, route.redirect)
             return
-        route, target = await self._target(route)
+        if not await self._dispatch(scope, receive, send, route, cached=True):
+            # the remembered address stopped answering (stopped, replaced, asleep): ask the platform again
+            await self._dispatch(scope, receive, send, route, cached=False)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, route: Route, cached: bool) -> bool:
+        """Answer the request; False when a remembered upstream refused the connection before anything was sent."""
+        route, target = await self._target(route, cached)
         if isinstance(target, Pending) and (target.stage == "SLEEPING" or self._waking_up(route)):
             route, target = await self._wake(scope, route, target)
         if isinstance(target, Upstream):
             self.targets.touch(route.owner, route.name)
-            await self._proxy(scope, receive, send, route, target)
-        elif isinstance(target, StaticSite) and scope["type"] == "http":
+            return await self._proxy(scope, receive, send, route, target, retry=cached)
+        if isinstance(target, StaticSite) and scope["type"] == "http":
             self.targets.touch(route.owner, route.name)
             await self._serve_static(scope, receive, send, route, target.root)
         else:
             await _refuse(scope, receive, send, route, target)
+        return True
 
     # --- routing -----------------------------------------------------------------------------------------
     def _route(self, scope: Scope) -> Route | None:
-        host = Headers(scope=scope).get("host", "")
+        host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
         raw = scope.get("raw_path")
         path = raw.decode("latin-1") if raw else scope["path"]
         return resolve(host, path, self.public_host)
 
-    async def _target(self, route: Route) -> tuple[Route, Target]:
-        """The host form's candidates in order; the first that exists wins (see routes.py)."""
+    async def _target(self, route: Route, cached: bool = False) -> tuple[Route, Target]:
+        """The host form's candidates in order; the first that exists wins (see routes.py).
+
+        An app's upstream address is remembered for UPSTREAM_TTL_S: asking the platform reads SQLite, which
+        would otherwise cost more than relaying a small request. Only addresses are remembered; every other
+        answer (starting, failed, asleep) is asked afresh, and a remembered address that refuses a connection
+        is forgotten at once (see __call__), so a stopped app shows its page, not a 502.
+        """
         first: Target | None = None
+        now = time.monotonic()
         for owner, name in route.candidates or ((route.owner, route.name),):
+            remembered = self._upstreams.get((owner, name)) if cached else None
+            if remembered is not None and now - remembered[0] < UPSTREAM_TTL_S:
+                return route.with_app(owner, name), remembered[1]
             target = await self.targets.target(owner, name)
+            if isinstance(target, Upstream):
+                self._upstreams[(owner, name)] = (now, target)
+            else:
+                self._upstreams.pop((owner, name), None)
             if not isinstance(target, Missing):
                 return route.with_app(owner, name), target
             first = first or target
@@ -108,45 +133,41 @@ class Gateway:
         await RedirectResponse(location + (f"?{query}" if query else ""), 307)(scope, receive, send)
 
     # --- HTTP --------------------------------------------------------------------------------------------
-    async def _proxy(self, scope: Scope, receive: Receive, send: Send, route: Route, upstream: Upstream) -> None:
-        query = scope.get("query_string", b"").decode("latin-1")
-        path = route.upstream_path(upstream.forward_prefix) + (f"?{query}" if query else "")
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send, route: Route, upstream: Upstream,
+                     retry: bool) -> bool:
+        query = scope.get("query_string", b"")
+        path = route.upstream_path(upstream.forward_prefix)
         forwarded = _forwarded_headers(scope, route)
         if scope["type"] == "websocket":
-            ws_url = "ws" + upstream.url.rstrip("/").removeprefix("http") + path
+            ws_url = "ws" + upstream.url.rstrip("/").removeprefix("http") + path + (
+                f"?{query.decode('latin-1')}" if query else "")
             touch = lambda: self.targets.touch(route.owner, route.name)  # noqa: E731
             await proxy_websocket(scope, receive, send, ws_url, forwarded, touch)
-            return
-        headers = _request_headers(scope, forwarded)
-        has_body = any(k in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"])
-        request = httpx.Request(scope["method"], upstream.url.rstrip("/") + path, headers=headers,
-                                content=_request_body(receive) if has_body else None)
+            return True
+        headers, body_framing = _request_headers(scope, forwarded)
+        target = path.encode("latin-1") + (b"?" + query if query else b"")
+        host, port = _address(upstream.url)
         try:
-            response = await self._http().send(request, stream=True)
-        except httpx.HTTPError as exc:
-            page = pages.upstream_error_page(f"{route.owner}/{route.name}", f"{type(exc).__name__}: {exc}")
+            response = await self._pool.request(
+                host, port, scope["method"], target, headers,
+                _request_body(receive) if body_framing else None, chunked=body_framing == b"transfer-encoding")
+        except UpstreamError as exc:
+            if retry and exc.before_sending:
+                self._upstreams.pop((route.owner, route.name), None)
+                return False
+            page = pages.upstream_error_page(f"{route.owner}/{route.name}", str(exc))
             await HTMLResponse(page, 502)(scope, receive, send)
-            return
+            return True
         try:
-            await send({"type": "http.response.start", "status": response.status_code,
-                        "headers": _response_headers(response, upstream.url)})
-            if "content-length" in response.headers or scope["method"] == "HEAD":
+            await send({"type": "http.response.start", "status": response.status,
+                        "headers": _response_headers(response.headers, upstream.url)})
+            if response.has_length or scope["method"] == "HEAD":
                 await _relay_body(response, send)
             else:  # a stream (SSE, chunked): stop reading the app when the browser goes away
                 await _relay_until_disconnect(response, send, receive)
         finally:
-            await response.aclose()
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            # one client for all apps; no cookie jar (cookies belong to browsers, not to the gateway),
-            # no proxy from the environment (apps are local), no limit on open streams
-            self._client = httpx.AsyncClient(
-                timeout=_TIMEOUT, trust_env=False, follow_redirects=False,
-                cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=200),
-            )
-        return self._client
+            response.close()
+        return True
 
     # --- static sites --------------------------------------------------------------------------------------
     async def _serve_static(self, scope: Scope, receive: Receive, send: Send, route: Route, root: Path) -> None:
@@ -183,28 +204,45 @@ def _forwarded_headers(scope: Scope, route: Route) -> list[tuple[str, str]]:
     return headers
 
 
-def _request_headers(scope: Scope, forwarded: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    raw = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
-    dropped = HOP_BY_HOP | _connection_tokens(raw) | {name for name, _ in forwarded}
-    return [(k, v) for k, v in raw if k not in dropped] + forwarded
-
-
-def _response_headers(response: httpx.Response, upstream_url: str) -> list[tuple[bytes, bytes]]:
-    raw = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in response.headers.raw]
-    dropped = HOP_BY_HOP | _connection_tokens(raw)
-    base = upstream_url.rstrip("/")
-    out = []
+def _request_headers(scope: Scope, forwarded: list[tuple[str, str]]) -> tuple[RawHeaders, bytes | None]:
+    """The browser's headers for the app, and how its body is framed (b"content-length", b"transfer-encoding"
+    or None for no body); the framing header itself is left to the upstream client."""
+    raw: list[tuple[bytes, bytes]] = scope["headers"]
+    dropped = _DROPPED_REQUEST | {name.encode("latin-1") for name, _ in forwarded}
     for key, value in raw:
+        if key == b"connection":
+            dropped |= _connection_tokens(value)
+    out = [(k, v) for k, v in raw if k not in dropped]
+    out += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in forwarded]
+    framing = next((k for k, _ in raw if k in (b"content-length", b"transfer-encoding")), None)
+    if framing == b"content-length":
+        out.append((b"content-length", next(v for k, v in raw if k == b"content-length")))
+    return out, framing
+
+
+def _response_headers(headers: RawHeaders, upstream_url: str) -> RawHeaders:
+    dropped = HOP_BY_HOP_BYTES
+    for key, value in headers:
+        if key == b"connection":
+            dropped = dropped | _connection_tokens(value)
+    base = upstream_url.rstrip("/").encode("latin-1")
+    out = []
+    for key, value in headers:
         if key in dropped:
             continue
-        if key == "location" and value.startswith(base):  # the app's own address means "this host"
-            value = value[len(base):] or "/"
-        out.append((key.encode("latin-1"), value.encode("latin-1")))
+        if key == b"location" and value.startswith(base):  # the app's own address means "this host"
+            value = value[len(base):] or b"/"
+        out.append((key, value))
     return out
 
 
-def _connection_tokens(headers: list[tuple[str, str]]) -> set[str]:
-    return {t.strip().lower() for k, v in headers if k == "connection" for t in v.split(",") if t.strip()}
+def _connection_tokens(value: bytes) -> frozenset[bytes]:
+    return frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
+
+
+def _address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
 
 
 async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
@@ -219,13 +257,13 @@ async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
             return
 
 
-async def _relay_body(response: httpx.Response, send: Send) -> None:
-    async for chunk in response.aiter_raw():
+async def _relay_body(response: UpstreamResponse, send: Send) -> None:
+    async for chunk in response.body():
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _relay_until_disconnect(response: httpx.Response, send: Send, receive: Receive) -> None:
+async def _relay_until_disconnect(response: UpstreamResponse, send: Send, receive: Receive) -> None:
     async def disconnected() -> None:
         message: Message = {}
         while message.get("type") != "http.disconnect":
