@@ -225,6 +225,36 @@ def run(
     raise typer.Exit(run_local(folder, port, Settings()))
 
 
+@app.command()
+def build(
+    folder: Annotated[Path, typer.Argument(help="the app folder")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Build the app's container image with the local Docker Engine; `docker run -p 7860:7860 IMAGE` serves it."""
+    from builder import plan as build_plan
+    from builder import spec as build_spec
+    from spaces_runtime.docker_wiring import image_builder
+
+    settings = Settings(backend="docker")
+    spec = build_spec.load(folder)
+    plan = build_plan.make(spec, settings)
+    built = image_builder(settings).build(spec, plan, lambda line: err.print(line, markup=False, highlight=False))
+    if as_json:
+        print_json({"image": built.tag, "id": built.id, "reused": built.reused, "app_port": built.app_port})
+        return
+    out.print(f"[green]built[/] {built.tag}{' (found, not rebuilt)' if built.reused else ''}")
+    out.print(f"run it: docker run --rm -p 7860:{built.app_port} {built.tag}", highlight=False)
+
+
+@app.command("base-image")
+def base_image() -> None:
+    """Make sure the base image for app images exists: pulled when reachable, else bootstrapped from Debian."""
+    from spaces_runtime.docker_wiring import bootstrap_base_image
+
+    tag = bootstrap_base_image(Settings(), lambda line: err.print(line, markup=False, highlight=False))
+    out.print(f"base image: {tag}")
+
+
 def main() -> None:
     try:
         app()

@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import io
-import math
 import os
 import signal
-import struct
 import tarfile
 import time
-import wave
 from pathlib import Path
 
 import httpx
 import pytest
-from gradio_client import Client, handle_file
-from PIL import Image
+from gradio_client import Client
 
+from example_checks import (
+    CORE_EXAMPLES,
+    check_audio_lab,
+    check_image_filters,
+    check_sentiment,
+    check_streamlit_script_runs,
+)
 from spaces_harness import EXAMPLES, Platform, copy_app, gradio_readme, write_app
 
 pytestmark = pytest.mark.slow
-CORE_EXAMPLES = ("sentiment", "image-filters", "audio-lab", "data-explorer")
 
 
 @pytest.fixture(scope="module")
@@ -50,38 +52,15 @@ def test_every_example_runs_and_the_cli_lists_it(platform: Platform) -> None:
 
 
 def test_gradio_text_app_answers_through_the_gateway(platform: Platform) -> None:
-    client = Client(link(platform, "sentiment"), verbose=False)
-    label, stats, _ = client.predict("I love this wonderful, great product!", 5, api_name="/analyze")
-    assert label["label"].lower().startswith("pos")
-    assert stats["words"] == 6
+    check_sentiment(link(platform, "sentiment"))
 
 
 def test_gradio_image_app_takes_an_upload_through_the_gateway(platform: Platform, tmp_path: Path) -> None:
-    source = tmp_path / "red.png"
-    Image.new("RGB", (64, 48), (200, 30, 30)).save(source)
-    client = Client(link(platform, "image-filters"), verbose=False)
-    result = client.predict(handle_file(str(source)), "Grayscale", 10, api_name="/apply_filter")
-    out = Image.open(result)
-    assert out.size == (64, 48)
-    r, g, b = out.convert("RGB").getpixel((10, 10))
-    assert r == g == b  # grayscale really applied
+    check_image_filters(link(platform, "image-filters"), tmp_path)
 
 
 def test_gradio_audio_app_measures_an_uploaded_wav(platform: Platform, tmp_path: Path) -> None:
-    path = tmp_path / "tone.wav"
-    rate, seconds = 16000, 0.5
-    frames = b"".join(struct.pack("<h", int(16000 * math.sin(2 * math.pi * 440 * i / rate)))
-                      for i in range(int(rate * seconds)))
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(frames)
-    client = Client(link(platform, "audio-lab"), verbose=False)
-    stats, processed = client.predict(handle_file(str(path)), 0, False, api_name="/analyze_audio")
-    assert stats["sample_rate"] == rate
-    assert abs(stats["duration_s"] - seconds) < 0.01
-    assert Path(processed).stat().st_size > 1000
+    check_audio_lab(link(platform, "audio-lab"), tmp_path)
 
 
 def test_host_form_link_serves_the_same_app(platform: Platform) -> None:
@@ -92,23 +71,7 @@ def test_host_form_link_serves_the_same_app(platform: Platform) -> None:
 
 
 def test_streamlit_websocket_runs_the_script(platform: Platform) -> None:
-    from streamlit.proto.BackMsg_pb2 import BackMsg
-    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-    from websockets.sync.client import connect
-
-    url = link(platform, "data-explorer").replace("http://", "ws://") + "_stcore/stream"
-    with connect(url, subprotocols=["streamlit"], open_timeout=10) as ws:
-        msg = BackMsg()
-        msg.rerun_script.query_string = ""
-        msg.rerun_script.page_script_hash = ""
-        ws.send(msg.SerializeToString())
-        kinds = set()
-        deadline = time.monotonic() + 30
-        while "script_finished" not in kinds and time.monotonic() < deadline:
-            forward = ForwardMsg()
-            forward.ParseFromString(ws.recv(timeout=30))
-            kinds.add(forward.WhichOneof("type"))
-    assert {"new_session", "delta", "script_finished"} <= kinds
+    check_streamlit_script_runs(link(platform, "data-explorer"))
 
 
 def test_killed_app_comes_back(platform: Platform) -> None:

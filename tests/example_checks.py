@@ -1,0 +1,69 @@
+"""What a user checks of each core example, given its link — shared by the process and docker backend tests."""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+import wave
+from pathlib import Path
+
+from gradio_client import Client, handle_file
+from PIL import Image
+
+CORE_EXAMPLES = ("sentiment", "image-filters", "audio-lab", "data-explorer")
+
+
+def check_sentiment(url: str) -> None:
+    label, stats, _ = Client(url, verbose=False).predict("I love this wonderful, great product!", 5,
+                                                          api_name="/analyze")
+    assert label["label"].lower().startswith("pos")
+    assert stats["words"] == 6
+
+
+def check_image_filters(url: str, tmp_path: Path) -> None:
+    source = tmp_path / "red.png"
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(source)
+    result = Client(url, verbose=False).predict(handle_file(str(source)), "Grayscale", 10, api_name="/apply_filter")
+    out = Image.open(result)
+    assert out.size == (64, 48)
+    r, g, b = out.convert("RGB").getpixel((10, 10))
+    assert r == g == b  # grayscale really applied
+
+
+def check_audio_lab(url: str, tmp_path: Path) -> None:
+    path = tmp_path / "tone.wav"
+    rate, seconds = 16000, 0.5
+    frames = b"".join(struct.pack("<h", int(16000 * math.sin(2 * math.pi * 440 * i / rate)))
+                      for i in range(int(rate * seconds)))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(frames)
+    stats, processed = Client(url, verbose=False).predict(handle_file(str(path)), 0, False,
+                                                          api_name="/analyze_audio")
+    assert stats["sample_rate"] == rate
+    assert abs(stats["duration_s"] - seconds) < 0.01
+    assert Path(processed).stat().st_size > 1000
+
+
+def check_streamlit_script_runs(url: str) -> None:
+    """Open the Streamlit app's WebSocket, ask for a script run, and see it finish."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+    from websockets.sync.client import connect
+
+    ws_url = url.replace("http://", "ws://") + "_stcore/stream"
+    with connect(ws_url, subprotocols=["streamlit"], open_timeout=10) as ws:  # type: ignore[list-item]
+        msg = BackMsg()
+        msg.rerun_script.query_string = ""
+        msg.rerun_script.page_script_hash = ""
+        ws.send(msg.SerializeToString())
+        kinds = set()
+        deadline = time.monotonic() + 30
+        while "script_finished" not in kinds and time.monotonic() < deadline:
+            forward = ForwardMsg()
+            forward.ParseFromString(ws.recv(timeout=30))
+            kinds.add(forward.WhichOneof("type"))
+    assert {"new_session", "delta", "script_finished"} <= kinds
