@@ -139,6 +139,53 @@ def test_a_flooding_app_does_not_starve_a_light_one(runner) -> None:
     # without fair turns the light request would wait behind the flooder's ~160 queued texts (5 batches)
 
 
+def test_speech_segments_equal_in_process_silero(runner, tmp_path) -> None:
+    import soundfile
+    from silero_vad import get_speech_timestamps, load_silero_vad
+
+    rate, rng = 16000, np.random.default_rng(0)
+    t = np.arange(rate) / rate
+    voiced = sum(np.sin(2 * np.pi * f * t * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))) / k
+                 for k, f in enumerate([140, 280, 420, 560, 700, 840], 1))
+    voiced = voiced * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2) + rng.normal(0, 0.02, rate)
+    audio = np.concatenate([np.zeros(rate), 0.3 * voiced, np.zeros(rate)]).astype(np.float32)
+    wav = tmp_path / "clip.wav"
+    soundfile.write(wav, audio, rate, subtype="FLOAT")
+    got = Runner(runner["url"], app_id="vad").model("silero-vad").predict(wav.read_bytes())
+    torch_threads = torch.get_num_threads()
+    model = load_silero_vad()
+    torch.set_num_threads(torch_threads)
+    want = get_speech_timestamps(torch.from_numpy(audio), model, sampling_rate=rate, return_seconds=True)
+    assert got["duration_s"] == 3.0
+    assert [(s["start"], s["end"]) for s in got["segments"]] == [(w["start"], w["end"]) for w in want]
+    silence = Runner(runner["url"]).model("silero-vad").predict(np.zeros(rate, np.float32))
+    assert silence["segments"] == []
+    with pytest.raises(BadInputError, match="could not read the audio"):
+        Runner(runner["url"]).model("silero-vad").predict(b"not audio at all")
+
+
+def test_image_classifier_example_model_through_the_pipeline(runner) -> None:
+    from spaces_runtime.client import pipeline
+
+    example = REPO / "examples" / "image-classifier"
+    sys.path.insert(0, str(example))
+    import train
+
+    client = Runner(runner["url"], app_id="shapes-app")
+    client.register("shapes", example / "model" / "shapes.pt", task="image-classification",
+                    input_shape=[3, 32, 32], labels=train.LABELS)
+    classify = pipeline("image-classification", model="shapes", runner=client)
+    local = torch.jit.load(str(example / "model" / "shapes.pt")).eval()
+    rng = np.random.default_rng(7)
+    for label in range(3):
+        image = train.draw(label, rng)
+        top = classify(image.transpose(1, 2, 0), top_k=3)
+        with torch.no_grad():
+            want = torch.softmax(local(torch.from_numpy(image)[None]), -1)[0].numpy()
+        assert top[0]["label"] == train.LABELS[label]
+        assert abs(top[0]["score"] - float(want.max())) < 1e-5
+
+
 def test_unknown_model_is_a_clear_error(runner) -> None:
     with pytest.raises(UnknownModelError, match="no model named 'gpt-9'.*minilm"):
         Runner(runner["url"]).model("gpt-9").predict(["x"])
@@ -216,11 +263,12 @@ def test_eviction_under_a_small_budget_and_reload(runner) -> None:
 def test_a_killed_worker_fails_in_flight_requests_and_recovers(runner) -> None:
     client = Runner(runner["url"], app_id="victim")
     pid = client.status()["worker"]["pid"]
+    long_text = " ".join(TEXTS)
     errors: list[BaseException] = []
 
     def long_call():
         try:
-            client.model("minilm").predict(TEXTS * 5)  # 180 texts: long enough to be killed mid-batch
+            client.model("minilm").predict([long_text] * 512)  # seconds of work: killed mid-batch
         except BaseException as exc:
             errors.append(exc)
 
