@@ -73,6 +73,17 @@ class Settings(BaseSettings):
     runner_tcp_port: int | None = None
     runner_device: Literal["auto", "cpu", "cuda"] = "auto"
     runner_memory_budget_mb: int = 4096
+    runner_tcp_host: str = "127.0.0.1"
+    runner_max_batch: int = 32
+    runner_max_delay_ms: float = 4.0
+    runner_max_queue: int = 1024
+    runner_max_queue_per_app: int = 256
+    runner_quota_device_s: float | None = None  # device-seconds an app may use per window; None: no quota
+    runner_quota_window_s: float = 60.0
+    runner_max_payload_mb: int = 32
+    runner_threads: int | None = None  # torch threads in the worker; None: cores - 1
+    runner_pinned: list[str] = Field(default_factory=list)
+    runner_preload: list[str] = Field(default_factory=list)
 
     examples_dir: Path | None = Field(default=None, description="deploy these app folders on start")
 

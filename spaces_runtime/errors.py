@@ -80,6 +80,7 @@ class StageTransitionError(ConflictError):
 
 class AuthError(SpacesError):
     http_status = 401
+    code = "unauthorized"
 
 
 class AppRuntimeError(SpacesError):
