@@ -1,8 +1,12 @@
-"""The supervision loop: desired state → backend; readiness probes, restarts with backoff, stages, sleep.
+"""The supervision loop: desired state → backend; readiness and liveness probes, restarts with backoff, stages,
+sleep.
 
 One small loop (uvicorn's supervisors): every ``probe_interval_s`` it looks at each app once: has the process
-ended, is a starting app ready yet, has a running app been idle long enough to sleep. Everything that changes an
-app's state holds that app's lock, so the loop and the public calls never interleave on one app.
+ended, is a starting app ready yet, has a running app been idle long enough to sleep, is a liveness check due.
+Liveness checks run as their own tasks (a hung app makes its probe wait for the timeout, which must stall neither
+the tick nor the app's lock); after ``LivenessPolicy.failures`` unanswered checks in a row the app is restarted
+through the same backoff as a crash. Everything that changes an app's state holds that app's lock, so the loop,
+the probes and the public calls never interleave on one app.
 
 Stages are reported through ``on_stage(space_id, stage, reason, error)``; the deployer persists them.
 """
@@ -25,7 +29,7 @@ from spaces_runtime.logs import LogBook
 from spaces_runtime.stages import Stage
 from spaces_runtime.supervisor.backend import Backend, ExitInfo, Instance, LaunchSpec
 from spaces_runtime.supervisor.backoff import RestartPolicy
-from spaces_runtime.supervisor.probes import probe, readiness_url
+from spaces_runtime.supervisor.probes import LivenessPolicy, probe, readiness_url
 
 StageCallback = Callable[[str, Stage, str, str | None], Awaitable[None] | None]
 log = logging.getLogger(__name__)
@@ -50,17 +54,22 @@ class _App:
     generation: int = 0  # bumped by every public call, so a slow replacement knows it was superseded
     replacing: bool = False
     candidate: Instance | None = None
+    live_checked: float = 0.0  # monotonic time of the last liveness check started (or of becoming ready)
+    live_failures: int = 0  # unanswered liveness checks in a row
+    live_probe: asyncio.Task[None] | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class Supervisor:
-    def __init__(self, backend: Backend, logs: LogBook, settings: Settings, on_stage: StageCallback) -> None:
+    def __init__(self, backend: Backend, logs: LogBook, settings: Settings, on_stage: StageCallback,
+                 liveness: LivenessPolicy | None = None) -> None:
         self.backend = backend
         self.logs = logs
         self.settings = settings
         self.on_stage = on_stage
         self.policy = RestartPolicy.from_settings(settings)
+        self.liveness = liveness or LivenessPolicy()
         self._apps: dict[str, _App] = {}
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
@@ -85,6 +94,9 @@ class Supervisor:
         for task, instance in list(self._retiring.items()):
             task.cancel()
             doomed.append(instance)
+        for app in self._apps.values():
+            if app.live_probe is not None:
+                app.live_probe.cancel()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(self.backend.stop(i, grace) for i in doomed),
                                                   return_exceptions=True), grace + 5)
@@ -221,7 +233,8 @@ class Supervisor:
         old = app.instance
         app.spec, app.instance, app.ready, app.has_served = spec, candidate, True, True
         app.restarts, app.restart_at, app.launched_at = [], None, time.monotonic()
-        app.last_touch = time.monotonic()
+        app.last_touch = app.live_checked = time.monotonic()
+        app.live_failures = 0
         await self._report(app, Stage.RUNNING, "the new version is serving")
         if old is not None:
             task = asyncio.create_task(self._retire(old))
@@ -289,6 +302,8 @@ class Supervisor:
         elif self._idle(app, now):
             await self._stop_instance(app)
             await self._report(app, Stage.SLEEPING, f"no visits for {self.settings.sleep_after_s:g} s")
+        else:
+            self._check_liveness(app, now)
 
     def _idle(self, app: _App, now: float) -> bool:
         after = self.settings.sleep_after_s
@@ -298,6 +313,7 @@ class Supervisor:
         assert app.instance is not None
         if await probe(self._http(), app.spec, app.instance.upstream):
             app.ready, app.has_served, app.last_touch = True, True, time.monotonic()
+            app.live_checked, app.live_failures = app.last_touch, 0
             await self._report(app, Stage.RUNNING, "the app answers")
         elif now - app.launched_at > app.spec.startup_timeout_s:
             reason = _timeout_reason(app.spec, app.instance)
@@ -311,19 +327,57 @@ class Supervisor:
         await self._stop_instance(app)  # its children may still run
         if app.replacing:  # the replacement in flight decides what happens next
             return
-        now = time.monotonic()
         if not app.has_served:
             await self._fail(app, f"the app {ended.reason} before it was ready")
-        elif self.policy.gives_up(app.restarts, now):
-            window = self.policy.loop_window_s
-            await self._fail(app, f"the app {ended.reason} and crashed {len(app.restarts)} times "
-                                  f"within {window:g} s; giving up")
         else:
-            delay = self.policy.delay(app.restarts, now)
-            app.restarts = [*self.policy.recent(app.restarts, now), now]
-            app.restart_at = now + delay
-            self.logs.write(space_id, "run", f"restarting in {delay:.1f} s")
-            await self._report(app, Stage.APP_STARTING, f"the app {ended.reason}; restarting in {delay:.1f} s")
+            await self._restart_later(app, ended.reason)
+
+    async def _restart_later(self, app: _App, what: str) -> None:
+        """Schedule a restart after the backoff delay, or give up on an app that keeps failing."""
+        now = time.monotonic()
+        if self.policy.gives_up(app.restarts, now):
+            window = self.policy.loop_window_s
+            await self._fail(app, f"the app {what} and crashed {len(app.restarts)} times "
+                                  f"within {window:g} s; giving up")
+            return
+        delay = self.policy.delay(app.restarts, now)
+        app.restarts = [*self.policy.recent(app.restarts, now), now]
+        app.restart_at = now + delay
+        self.logs.write(app.spec.space_id, "run", f"restarting in {delay:.1f} s")
+        await self._report(app, Stage.APP_STARTING, f"the app {what}; restarting in {delay:.1f} s")
+
+    # --- liveness ------------------------------------------------------------------------------------------
+    def _check_liveness(self, app: _App, now: float) -> None:
+        """Start a liveness check when one is due; it runs beside the loop, not inside this app's lock."""
+        if app.replacing or app.live_probe is not None or not self.liveness.due(app.live_checked, now):
+            return
+        assert app.instance is not None
+        app.live_checked = now
+        task = asyncio.create_task(self._probe_liveness(app, app.instance), name=f"liveness {app.spec.space_id}")
+        app.live_probe = task
+        task.add_done_callback(lambda _: _forget_probe(app, task))
+
+    async def _probe_liveness(self, app: _App, instance: Instance) -> None:
+        try:
+            answered = await probe(self._http(), app.spec, instance.upstream, self.liveness.timeout())
+            async with app.lock:
+                if app.instance is not instance or not app.ready or app.replacing:
+                    return  # stopped, restarted or replaced meanwhile: this answer is about nothing
+                await self._count_liveness(app, answered)
+        except Exception:  # one app's trouble must not stop the supervision of the others
+            log.exception("liveness check of %s failed", app.spec.space_id)
+
+    async def _count_liveness(self, app: _App, answered: bool) -> None:
+        space_id, policy = app.spec.space_id, self.liveness
+        app.live_failures = policy.count(app.live_failures, answered)
+        if answered:
+            return
+        self.logs.write(space_id, "run", f"health check {app.live_failures} of {policy.failures}: no answer "
+                                         f"within {policy.timeout_s:g} s")
+        if policy.is_hung(app.live_failures):
+            self.logs.write(space_id, "run", "===== the app stopped answering health checks =====")
+            await self._stop_instance(app)
+            await self._restart_later(app, "stopped answering health checks")
 
     # --- reporting -----------------------------------------------------------------------------------------
     async def _fail(self, app: _App, reason: str) -> None:
@@ -346,6 +400,11 @@ class Supervisor:
         if self._client is None:
             self._client = httpx.AsyncClient(trust_env=False)  # apps are local: no proxy from the env
         return self._client
+
+
+def _forget_probe(app: _App, task: asyncio.Task[None]) -> None:
+    if app.live_probe is task:
+        app.live_probe = None
 
 
 def _notify(app: _App) -> None:

@@ -1,6 +1,9 @@
-"""Readiness probes: the URL that answers once an app can serve, and one short HTTP check of it."""
+"""Health probes: the URL that answers once an app can serve, one short HTTP check of it, and the liveness
+policy that decides when a running app that stopped answering counts as hung."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import httpx
 
@@ -32,10 +35,38 @@ def is_ready_status(spec: LaunchSpec, status: int) -> bool:
     return status < 500
 
 
-async def probe(client: httpx.AsyncClient, spec: LaunchSpec, upstream: str) -> bool:
-    """One readiness check; connection errors and timeouts mean 'not ready yet'."""
+async def probe(client: httpx.AsyncClient, spec: LaunchSpec, upstream: str,
+                timeout: httpx.Timeout = PROBE_TIMEOUT) -> bool:
+    """One readiness (or liveness) check; connection errors and timeouts mean 'not answering'."""
     try:
-        response = await client.get(readiness_url(spec, upstream), timeout=PROBE_TIMEOUT)
+        response = await client.get(readiness_url(spec, upstream), timeout=timeout)
     except httpx.HTTPError:
         return False
     return is_ready_status(spec, response.status_code)
+
+
+@dataclass(frozen=True)
+class LivenessPolicy:
+    """How a RUNNING app is checked for hangs (pure).
+
+    Every ``interval_s`` the readiness URL is asked again with ``timeout_s``; ``failures`` unanswered checks in a
+    row mean the app is hung (a deadlock, a stopped process, a handler holding the GIL) and it is restarted like
+    a crashed one. A single slow answer is not a hang: a busy app gets interval_s * failures to recover.
+    """
+
+    interval_s: float = 10.0
+    timeout_s: float = 5.0
+    failures: int = 3
+
+    def due(self, last_checked: float, now: float) -> bool:
+        return self.interval_s > 0 and now - last_checked >= self.interval_s
+
+    def count(self, failures_so_far: int, answered: bool) -> int:
+        """Unanswered checks in a row after this one."""
+        return 0 if answered else failures_so_far + 1
+
+    def is_hung(self, failures_in_a_row: int) -> bool:
+        return failures_in_a_row >= self.failures
+
+    def timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 2.0))

@@ -4,6 +4,7 @@ time out, sleep and wake, get replaced without downtime, and leave no process be
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -21,6 +22,7 @@ from spaces_runtime.logs import LogBook
 from spaces_runtime.stages import Stage
 from spaces_runtime.supervisor.backend import LaunchSpec
 from spaces_runtime.supervisor.loop import Supervisor
+from spaces_runtime.supervisor.probes import LivenessPolicy
 from spaces_runtime.supervisor.process import ProcessBackend
 
 DEV_VENV = Path(sys.prefix)  # a virtualenv with only the standard library needed: enough for tiny http apps
@@ -215,3 +217,74 @@ async def test_stopping_a_gradio_app_leaves_no_orphans(supervisor: Supervisor, s
     await supervisor.stop_app("alice/demo")
     assert stages.names()[-1] is Stage.PAUSED
     assert not any(alive(pid) for pid in [leader, *children])
+
+
+FAST_LIVENESS = LivenessPolicy(interval_s=0.3, timeout_s=0.4, failures=3)
+
+
+@pytest.fixture
+async def watchful(settings: Settings, stages: Stages, tmp_path: Path) -> AsyncIterator[Supervisor]:
+    """A supervisor that checks running apps for hangs every 0.3 s (the platform's default is every 10 s)."""
+    sup = Supervisor(ProcessBackend(settings), LogBook(tmp_path / "logs"), settings, stages, liveness=FAST_LIVENESS)
+    await sup.start()
+    yield sup
+    await sup.shutdown()
+
+
+async def test_hung_app_is_restarted_and_the_run_log_says_why(watchful: Supervisor, stages: Stages,
+                                                              tmp_path: Path) -> None:
+    assert await watchful.run_app(tiny_spec(tmp_path)) is Stage.RUNNING
+    hung = watchful.instances()[0]
+    pid = int(hung.backend_ref)
+    os.kill(pid, signal.SIGSTOP)  # the process lives on but answers nothing, like a deadlocked app
+    try:
+        await wait_for(lambda: watchful.upstream("alice/demo") not in (None, hung.upstream), timeout=30)
+        assert not alive(pid), "the hung process was left behind"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGKILL)
+    log_text = watchful.logs.read("alice/demo", "run")
+    assert "the app stopped answering health checks" in log_text
+    assert "health check 3 of 3: no answer" in log_text
+    restarted = [reason for stage, reason, _ in stages.seen if stage is Stage.APP_STARTING][1:]
+    assert restarted == ["the app stopped answering health checks; restarting in 0.2 s"]
+    assert stages.names()[-1] is Stage.RUNNING
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(str(watchful.upstream("alice/demo")))).text == "v1"
+
+
+async def test_a_short_stall_is_not_a_hang(watchful: Supervisor, stages: Stages, tmp_path: Path) -> None:
+    assert await watchful.run_app(tiny_spec(tmp_path)) is Stage.RUNNING
+    instance = watchful.instances()[0]
+    pid = int(instance.backend_ref)
+    os.kill(pid, signal.SIGSTOP)
+    await asyncio.sleep(0.6)  # at most two checks go unanswered
+    os.kill(pid, signal.SIGCONT)
+    await asyncio.sleep(2.0)  # several answered checks later
+    assert watchful.instances() == [instance] and alive(pid)
+    assert stages.names() == [Stage.APP_STARTING, Stage.RUNNING]
+
+
+async def test_a_hung_app_does_not_hold_up_the_others(settings: Settings, stages: Stages, tmp_path: Path) -> None:
+    """Checks of a hung app wait 5 s for an answer; meanwhile a crashed app beside it is restarted at once."""
+    patient = LivenessPolicy(interval_s=0.2, timeout_s=5, failures=100)
+    sup = Supervisor(ProcessBackend(settings), LogBook(tmp_path / "logs"), settings, stages, liveness=patient)
+    crashing = tiny_spec(tmp_path, APP_CRASH_AFTER="1.5")
+    crashing = LaunchSpec(**{**crashing.__dict__, "space_id": "bob/crashy", "base_path": "/spaces/bob/crashy"})
+    hung_pid = 0
+    try:
+        assert await sup.run_app(tiny_spec(tmp_path)) is Stage.RUNNING
+        assert await sup.run_app(crashing) is Stage.RUNNING
+        hung_pid = int(next(i for i in sup.instances() if i.space_id == "alice/demo").backend_ref)
+        first_crashy = sup.upstream("bob/crashy")
+        os.kill(hung_pid, signal.SIGSTOP)
+        began = time.monotonic()
+        await wait_for(lambda: sup.upstream("bob/crashy") not in (None, first_crashy), timeout=20)
+        assert time.monotonic() - began < 4.0, "the crashed app waited for the hung app's health checks"
+        assert sup.stage("alice/demo") is Stage.RUNNING  # its first check still waits: not a hang
+    finally:
+        if hung_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(hung_pid, signal.SIGCONT)
+        await sup.shutdown()
