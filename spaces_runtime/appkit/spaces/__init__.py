@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
-__all__ = ["GPU", "zero_gpu"]
+__all__ = ["GPU", "disable_gradio_auto_wrap", "enable_gradio_auto_wrap", "gradio_auto_wrap", "zero_gpu"]
 
 
 def zero_gpu() -> bool:
@@ -41,3 +41,22 @@ def GPU(func: F | None = None, *, duration: float = 60) -> Any:  # the name Zero
         return leased  # type: ignore[return-value]
 
     return decorate(func) if callable(func) else decorate
+
+
+# Gradio imports `spaces` whenever it can and, on a Space (SYSTEM=spaces), hands every event handler to
+# gradio_auto_wrap. Handlers that need the accelerator are already wrapped by @GPU, so the rest pass unchanged.
+_auto_wrap = True
+
+
+def gradio_auto_wrap(fn: F) -> F:
+    return fn
+
+
+def disable_gradio_auto_wrap() -> None:
+    global _auto_wrap
+    _auto_wrap = False
+
+
+def enable_gradio_auto_wrap() -> None:
+    global _auto_wrap
+    _auto_wrap = True
