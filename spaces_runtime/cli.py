@@ -124,7 +124,7 @@ def report_failure(api: PlatformClient, space: dict[str, Any]) -> None:
 @app.command("list")
 def list_spaces(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
     """List the spaces on the platform."""
-    spaces = client(server).list()
+    spaces = client(server).spaces()
     if as_json:
         print_json(spaces)
         return
@@ -198,6 +198,20 @@ def pause(space_id: IdArg, server: ServerOpt = None, as_json: JsonOpt = False) -
 def delete(space_id: IdArg, server: ServerOpt = None, as_json: JsonOpt = False) -> None:
     """Delete a space, its code and its logs."""
     _lifecycle("delete", space_id, server, as_json)
+
+
+@app.command()
+def models(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """List the models the platform's runner serves (task, size, loaded, device)."""
+    found = client(server).models()
+    if as_json:
+        print_json(found)
+        return
+    table = Table("model", "task", "size", "loaded", "device", box=None)
+    for m in found:
+        size = f"{(m.get('size_bytes') or 0) / 1e6:.1f} MB"
+        table.add_row(m["name"], m.get("task") or "", size, "yes" if m.get("loaded") else "no", m.get("device") or "")
+    out.print(table if found else "the model runner serves no models (is it enabled? torch installed?)")
 
 
 # --- local authoring ----------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -71,7 +71,8 @@ def card_of(spec: Any) -> dict[str, Any]:
 
 class Deployer:
     def __init__(self, settings: Settings, store: Store, logs: LogBook, supervisor: Supervisor, hub: EventHub,
-                 environments: EnvironmentBuilder, app_env: Callable[[str], dict[str, str]] | None = None) -> None:
+                 environments: EnvironmentBuilder, app_env: Callable[[str], dict[str, str]] | None = None,
+                 preload: Callable[[list[str]], Awaitable[list[str]]] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.logs = logs
@@ -79,6 +80,7 @@ class Deployer:
         self.hub = hub
         self.environments = environments
         self.app_env = app_env or (lambda _space_id: {})
+        self.preload = preload
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.limits = UploadLimits(settings.max_upload_bytes, settings.max_unpacked_bytes, settings.max_upload_files)
 
@@ -184,9 +186,23 @@ class Deployer:
             raise
         self.store.finish_build(build_id, "succeeded")
         self.store.update(space_id, env_hash=getattr(plan, "env_hash", None))
+        await self._preload_models(spec, sink)
         sink("build succeeded; starting the app")
         await self.supervisor.run_app(self._launch_spec(space_id, spec, app_dir, built))
         self._prune_versions(space_id, keep=app_dir)
+
+    async def _preload_models(self, spec: Any, sink: LogSink) -> None:
+        """Entries of the README's `models:` that name a runner model are loaded before the app asks for them;
+        the rest (hub ids the runner does not serve) are the app's own business."""
+        if self.preload is None or not spec.models:
+            return
+        try:
+            loaded = await self.preload(list(spec.models))
+        except Exception as exc:  # the app loads them on first use anyway; a preload must not fail a deploy
+            sink(f"warning: could not preload models {spec.models}: {exc}")
+            return
+        if loaded:
+            sink(f"models loaded in the runner: {', '.join(loaded)}")
 
     async def _serve_static(self, space_id: str, app_dir: Path, sink: LogSink) -> None:
         await self.supervisor.stop_app(space_id, Stage.STOPPED)  # it may have been a gradio app before

@@ -50,11 +50,14 @@ class PlatformClient:
         return self._call("PUT", f"/api/spaces/{space_id}", content=pack(folder),
                           headers={"Content-Type": "application/gzip"})
 
-    def list(self) -> list[dict[str, Any]]:
+    def spaces(self) -> list[dict[str, Any]]:
         return self._call("GET", "/api/spaces")
 
     def get(self, space_id: str) -> dict[str, Any]:
         return self._call("GET", f"/api/spaces/{space_id}")
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/models")
 
     def action(self, space_id: str, verb: str) -> dict[str, Any]:
         if verb == "delete":

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from spaces_runtime.config import Settings
 from spaces_runtime.deployer import Deployer, EnvironmentBuilder, VenvEnvironmentBuilder
@@ -42,17 +45,18 @@ def make_backend(settings: Settings) -> tuple[Backend, EnvironmentBuilder]:
     return ProcessBackend(settings), VenvEnvironmentBuilder(settings)
 
 
-def make_runner(settings: Settings) -> tuple[object | None, dict[str, str]]:
-    """The model runner and the env vars that point apps at it; (None, {}) when disabled or torch is missing."""
+def make_runner(settings: Settings) -> tuple[Any, Callable[[str], dict[str, str]] | None]:
+    """The model runner and, per app, the env vars that point it at the runner; (None, None) when the runner is
+    disabled or torch is missing (apps then run without it, and say so when they call it)."""
     if not settings.runner_enabled:
-        return None, {}
-    try:
-        from spaces_runtime.runner.appkit import appkit_env
-        from spaces_runtime.runner.service import RunnerService
-    except ImportError as exc:
-        log.warning("model runner disabled: %s (install the 'runner' extra)", exc)
-        return None, {}
-    return RunnerService(settings), appkit_env(settings)
+        return None, None
+    if importlib.util.find_spec("torch") is None:
+        log.warning("model runner disabled: torch is not installed (install the 'runner' extra)")
+        return None, None
+    from spaces_runtime.runner.appkit import appkit_env
+    from spaces_runtime.runner.server import RunnerService
+
+    return RunnerService(settings), lambda space_id: appkit_env(settings, space_id)
 
 
 def build_platform(settings: Settings) -> Platform:
@@ -70,7 +74,8 @@ def build_platform(settings: Settings) -> Platform:
         deployer.set_stage(space_id, stage, reason, error)
 
     supervisor = Supervisor(backend, logs, settings, on_stage)
-    deployer = Deployer(settings, store, logs, supervisor, hub, environments, app_env=lambda _id: dict(runner_env))
+    deployer = Deployer(settings, store, logs, supervisor, hub, environments, app_env=runner_env,
+                        preload=runner.preload if runner is not None else None)
     return Platform(settings, store, logs, deployer, hub, runner=runner)
 
 

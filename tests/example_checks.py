@@ -48,22 +48,32 @@ def check_audio_lab(url: str, tmp_path: Path) -> None:
     assert Path(processed).stat().st_size > 1000
 
 
-def check_streamlit_script_runs(url: str) -> None:
-    """Open the Streamlit app's WebSocket, ask for a script run, and see it finish."""
+def streamlit_script_run(url: str, timeout: float = 60) -> tuple[set[str], bytes]:
+    """Open the Streamlit app's WebSocket as a browser does, ask for a script run, and collect what comes back
+    until the run finishes: the kinds of message, and every message's bytes (to look for rendered text)."""
     from streamlit.proto.BackMsg_pb2 import BackMsg
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
     from websockets.sync.client import connect
 
     ws_url = url.replace("http://", "ws://") + "_stcore/stream"
+    kinds: set[str] = set()
+    seen = b""
     with connect(ws_url, subprotocols=["streamlit"], open_timeout=10) as ws:  # type: ignore[list-item]
         msg = BackMsg()
         msg.rerun_script.query_string = ""
         msg.rerun_script.page_script_hash = ""
         ws.send(msg.SerializeToString())
-        kinds = set()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while "script_finished" not in kinds and time.monotonic() < deadline:
+            raw = ws.recv(timeout=timeout)
             forward = ForwardMsg()
-            forward.ParseFromString(ws.recv(timeout=30))
-            kinds.add(forward.WhichOneof("type"))
+            forward.ParseFromString(raw)
+            kinds.add(str(forward.WhichOneof("type")))
+            seen += raw if isinstance(raw, bytes) else raw.encode()
+    return kinds, seen
+
+
+def check_streamlit_script_runs(url: str) -> None:
+    kinds, rendered = streamlit_script_run(url)
     assert {"new_session", "delta", "script_finished"} <= kinds
+    assert b"Traceback" not in rendered

@@ -31,7 +31,7 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
 HOP_BY_HOP_BYTES = frozenset(h.encode() for h in HOP_BY_HOP)
 # uvicorn already answered the browser's Expect: 100-continue; the framing header is written by the client
 _DROPPED_REQUEST = HOP_BY_HOP_BYTES | {b"expect", b"content-length"}
-UPSTREAM_TTL_S = 1.0  # how long an app's address is remembered (shorter than a replaced version's retirement)
+UPSTREAM_TTL_S = 0.0  # how long an app's address is remembered (shorter than a replaced version's retirement)
 WAKE_WAIT_S = 120.0  # how long an API client (not a browser) is held while its app wakes up
 
 

@@ -204,6 +204,23 @@ def liked(owner: str, name: str, request: Request, p: PlatformDep) -> dict[str, 
             "liked": bool(liker) and p.store.has_liked(space_id, liker or "")}
 
 
+@router.get("/models")
+def models(p: PlatformDep) -> list[dict[str, Any]]:
+    """What the model runner serves: task, size, loaded or not, device. Empty when the runner is off."""
+    return list(p.runner.models()) if p.runner is not None else []
+
+
+def metrics_text(p: Platform) -> str:
+    """Prometheus text: spaces by stage, then the runner's per-model queue, batch and latency metrics."""
+    by_stage: dict[str, int] = {}
+    for record in p.store.spaces():
+        by_stage[record.stage.value] = by_stage.get(record.stage.value, 0) + 1
+    lines = ["# HELP spaces_runtime_spaces Spaces on this platform by stage.", "# TYPE spaces_runtime_spaces gauge"]
+    lines += [f'spaces_runtime_spaces{{stage="{stage}"}} {count}' for stage, count in sorted(by_stage.items())]
+    runner = p.runner.metrics_text() if p.runner is not None else ""
+    return "\n".join(lines) + "\n" + runner
+
+
 def read_token(data_dir: Path) -> str | None:
     path = data_dir / "token"
     return path.read_text().strip() if path.exists() else None

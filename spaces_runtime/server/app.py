@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp
 
 from spaces_runtime import __version__
@@ -47,6 +47,10 @@ def create_app(p: Platform) -> ASGIApp:
     async def spaces_error(_: Request, exc: SpacesError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
         return JSONResponse(error_body(exc), status_code=exc.http_status, headers=headers)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(api.metrics_text(p), media_type="text/plain; version=0.0.4")
 
     app.include_router(api.router)
     app.include_router(gallery.router)
