@@ -31,7 +31,9 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
 HOP_BY_HOP_BYTES = frozenset(h.encode() for h in HOP_BY_HOP)
 # uvicorn already answered the browser's Expect: 100-continue; the framing header is written by the client
 _DROPPED_REQUEST = HOP_BY_HOP_BYTES | {b"expect", b"content-length"}
-UPSTREAM_TTL_S = 0.0  # how long an app's address is remembered (shorter than a replaced version's retirement)
+# How long an app's address is remembered: well under a replaced version's 2 s retirement, so a request sent to
+# the old version after a swap is still answered (by it), at most this long.
+UPSTREAM_TTL_S = 0.5
 WAKE_WAIT_S = 120.0  # how long an API client (not a browser) is held while its app wakes up
 
 
@@ -44,6 +46,10 @@ class Gateway:
         self._upstreams: dict[tuple[str, str], tuple[float, Upstream]] = {}
         self._waking: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._static: dict[Path, StaticFiles] = {}
+
+    def forget(self, owner: str, name: str) -> None:
+        """Ask the platform about owner/name on the next request (call on every stage change)."""
+        self._upstreams.pop((owner, name), None)
 
     async def aclose(self) -> None:
         for task in self._waking.values():

@@ -35,6 +35,7 @@ StageCallback = Callable[[str, Stage, str, str | None], Awaitable[None] | None]
 log = logging.getLogger(__name__)
 
 ERROR_TAIL_LINES = 20
+READY_POLL_S = 0.2  # a replacement is asked this often whether it serves yet (a refused connection is cheap)
 RETIRE_AFTER_S = 2.0  # a replaced version keeps running this long, so requests already sent to it finish
 _STARTING = frozenset({Stage.APP_STARTING, Stage.RUNNING_APP_STARTING})
 
@@ -256,7 +257,7 @@ class Supervisor:
                 return None
             if time.monotonic() > deadline:
                 return _timeout_reason(spec, instance)
-            await asyncio.sleep(self.settings.probe_interval_s)
+            await asyncio.sleep(min(self.settings.probe_interval_s, READY_POLL_S))
 
     async def _launch(self, app: _App) -> None:
         spec = app.spec

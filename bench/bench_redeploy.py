@@ -1,0 +1,134 @@
+"""Code-only redeploy against a bare start: how long a new version of a Gradio app takes to answer.
+
+  redeploy    a real `spaces serve` runs the app; time from the PUT of a changed app.py (the requirements stay,
+              so the environment is reused) until the app's link answers with the new code (RUNNING, the
+              version string of the new code in /config, read through the gateway)
+  bare start  the same app.py launched directly with the same virtualenv's python, until /config answers
+
+Rounds alternate the two; the table shows medians and the ratio redeploy / bare start, i.e. what the platform
+adds on top of the app's own start-up (upload, unpack, spec and plan, environment reuse, launch, readiness
+polling, the swap).
+
+    .venv/bin/python bench/bench_redeploy.py [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from spaces_harness import Platform, free_port, gradio_readme, write_app  # noqa: E402
+from spaces_runtime.remote import PlatformClient  # noqa: E402
+
+SPACE = "bench/redeploy"
+POLL_S = 0.02
+
+
+def app_source(version: str) -> str:
+    return (f'import gradio as gr\n\nVERSION = "{version}"\n\ndef echo(text):\n    return VERSION + text\n\n'
+            f'gr.Interface(echo, "text", "text", title=VERSION).launch()\n')
+
+
+def wait_answer(client: httpx.Client, url: str, needle: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            response = client.get(url)
+            if response.status_code == 200 and needle in response.text:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(POLL_S)
+    raise SystemExit(f"{url} did not answer with {needle!r} within {timeout:g} s")
+
+
+def redeploy(platform: Platform, api: PlatformClient, app: Path, version: str) -> float:
+    (app / "app.py").write_text(app_source(version))
+    link = f"{platform.url}/spaces/{SPACE}/config"
+    with httpx.Client(timeout=10) as client:
+        began = time.perf_counter()
+        api.deploy(SPACE, app)
+        wait_answer(client, link, f'"{version}"')
+        elapsed = time.perf_counter() - began
+    stage = platform.space(SPACE)["stage"]
+    if stage != "RUNNING":
+        raise SystemExit(f"the new version answers but the space is {stage}")
+    return elapsed
+
+
+def bare_start(python: Path, app: Path, version: str) -> float:
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+           "GRADIO_ANALYTICS_ENABLED": "False"}
+    (app / "app.py").write_text(app_source(version))
+    with httpx.Client(timeout=10) as client:
+        began = time.perf_counter()
+        process = subprocess.Popen([str(python), "app.py"], cwd=app, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        try:
+            wait_answer(client, f"http://127.0.0.1:{port}/config", f'"{version}"')
+            return time.perf_counter() - began
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+def venv_python(data_dir: Path) -> Path:
+    found = sorted(data_dir.glob("envs/*/bin/python"))
+    if not found:
+        raise SystemExit(f"no virtualenv under {data_dir / 'envs'}")
+    return found[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    times: dict[str, list[float]] = {"redeploy": [], "bare start": []}
+    with tempfile.TemporaryDirectory(prefix="bench-redeploy-") as tmp:
+        work = Path(tmp)
+        platform = Platform(work / "data", env={"SPACES_RUNNER_ENABLED": "0"}).start()
+        try:
+            api = PlatformClient(platform.url)
+            app = write_app(work / "app", {"app.py": app_source("v0"), "README.md": gradio_readme("Redeploy")})
+            bare = write_app(work / "bare", {"app.py": app_source("b0")})
+            api.deploy(SPACE, app)
+            platform.wait_for(SPACE, timeout=600)
+            python = venv_python(work / "data")
+            bare_start(python, bare, "warm")  # first start compiles bytecode; both sides then start warm
+            for round_ in range(1, args.rounds + 1):
+                times["redeploy"].append(redeploy(platform, api, app, f"v{round_}"))
+                times["bare start"].append(bare_start(python, bare, f"b{round_}"))
+        finally:
+            platform.stop()
+    Console().print(report(times, args.rounds))
+
+
+def report(times: dict[str, list[float]], rounds: int) -> Table:
+    table = Table(title=f"Code-only redeploy vs bare start · one Gradio 6.31 app · {rounds} rounds · medians · "
+                        f"{os.cpu_count()} CPUs")
+    for column in ("path", "median s", "min s", "max s"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    for label, values in times.items():
+        table.add_row(label, f"{statistics.median(values):.2f}", f"{min(values):.2f}", f"{max(values):.2f}")
+    ratio = statistics.median(times["redeploy"]) / statistics.median(times["bare start"])
+    table.add_row("redeploy / bare start", f"{ratio:.2f}x", "", "", style="bold")
+    return table
+
+
+if __name__ == "__main__":
+    main()
