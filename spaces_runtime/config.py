@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     crash_loop_window_s: float = 120.0
     stop_grace_s: float = 10.0
     sleep_after_s: float = 0  # 0: never put idle apps to sleep
+    liveness_interval_s: float = 10.0  # a RUNNING app is health-checked this often...
+    liveness_timeout_s: float = 5.0
+    liveness_failures: int = 3  # ...and restarted after this many unanswered checks in a row
     log_max_bytes: int = 2 * 1024 * 1024
 
     # docker backend

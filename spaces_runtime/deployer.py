@@ -28,7 +28,7 @@ from spaces_runtime.remote import PACK_EXCLUDES
 from spaces_runtime.server.uploads import UploadLimits, unpack
 from spaces_runtime.stages import ERROR_STAGES, SERVING_STAGES, Stage
 from spaces_runtime.store import SpaceRecord, Store
-from spaces_runtime.supervisor.backend import LaunchSpec
+from spaces_runtime.supervisor.backend import Instance, LaunchSpec
 from spaces_runtime.supervisor.loop import Supervisor
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ class Deployer:
         self.environments = environments
         self.app_env = app_env or (lambda _space_id: {})
         self.preload = preload
+        self.stage_listeners: list[Callable[[str], None]] = []  # e.g. the gateway forgetting a cached upstream
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.limits = UploadLimits(settings.max_upload_bytes, settings.max_unpacked_bytes, settings.max_upload_files)
 
@@ -93,6 +94,8 @@ class Deployer:
             return
         except SpacesError:
             return  # deleted meanwhile
+        for listener in self.stage_listeners:
+            listener(space_id)
         self.hub.publish({"type": "stage", "id": space_id, "stage": stage.value, "reason": reason,
                           "error": error, "updated_at": record.updated_at})
 
@@ -133,20 +136,20 @@ class Deployer:
         serving = existing.stage in SERVING_STAGES and self.supervisor.upstream(space_id) is not None
         self.set_stage(space_id, Stage.RUNNING_BUILDING if serving else Stage.BUILDING, reason)
 
-    def _launch_deploy(self, space_id: str, app_dir: Path) -> None:
+    def _launch_deploy(self, space_id: str, app_dir: Path, adopt: Instance | None = None) -> None:
         previous = self._tasks.pop(space_id, None)
         if previous is not None and not previous.done():
             previous.cancel()  # a newer upload wins over a build still in progress
-        task = asyncio.create_task(self._deploy(space_id, app_dir), name=f"deploy {space_id}")
+        task = asyncio.create_task(self._deploy(space_id, app_dir, adopt), name=f"deploy {space_id}")
         self._tasks[space_id] = task
         task.add_done_callback(lambda t: self._tasks.pop(space_id, None) if self._tasks.get(space_id) is t else None)
 
-    async def _deploy(self, space_id: str, app_dir: Path) -> None:
+    async def _deploy(self, space_id: str, app_dir: Path, adopt: Instance | None = None) -> None:
         self.logs.clear(space_id, "build")
         self.logs.start_section(space_id, "build", f"deploying {space_id}")
         sink = self.logs.sink(space_id, "build")
         try:
-            await self._build_and_run(space_id, app_dir, sink)
+            await self._build_and_run(space_id, app_dir, sink, adopt)
         except asyncio.CancelledError:
             sink("build cancelled: a newer version was uploaded")
             raise
@@ -169,7 +172,8 @@ class Deployer:
         sink(f"ERROR: {message}")
         self.set_stage(space_id, stage, "deploy failed", message)
 
-    async def _build_and_run(self, space_id: str, app_dir: Path, sink: LogSink) -> None:
+    async def _build_and_run(self, space_id: str, app_dir: Path, sink: LogSink,
+                             adopt: Instance | None = None) -> None:
         spec = await asyncio.to_thread(build_spec.load, app_dir)
         for warning in getattr(spec, "warnings", []) or []:
             sink(f"warning: {warning}")
@@ -188,7 +192,11 @@ class Deployer:
         self.store.update(space_id, env_hash=getattr(plan, "env_hash", None))
         await self._preload_models(spec, sink)
         sink("build succeeded; starting the app")
-        await self.supervisor.run_app(self._launch_spec(space_id, spec, app_dir, built))
+        launch = self._launch_spec(space_id, spec, app_dir, built)
+        if adopt is not None:
+            await self.supervisor.adopt(launch, adopt)
+        else:
+            await self.supervisor.run_app(launch)
         self._prune_versions(space_id, keep=app_dir)
 
     async def _preload_models(self, spec: Any, sink: LogSink) -> None:
@@ -274,17 +282,21 @@ class Deployer:
             task.cancel()
 
     async def restore(self) -> None:
-        """After `spaces serve` restarts: bring back every space that should run (its env is cached, so this is
-        a start, not a rebuild)."""
-        await self.supervisor.backend.adopt()  # clears what a crashed platform left running
+        """After `spaces serve` restarts: bring back every space that should run. Its environment is cached, so
+        this is a start, not a rebuild; an app whose container outlived the platform is taken over instead."""
+        survivors = {i.space_id: i for i in await self.supervisor.backend.adopt()}
         for record in self.store.spaces():
-            if record.desired != "running" or record.stage in ERROR_STAGES or not record.code_dir:
-                continue
+            survivor = survivors.pop(record.id, None)
             if record.stage == Stage.DELETING:
                 self.store.delete(record.id)
+            elif record.desired == "running" and record.stage not in ERROR_STAGES and record.code_dir:
+                self._begin(record.id, "platform restarted")
+                self._launch_deploy(record.id, Path(record.code_dir), adopt=survivor)
                 continue
-            self._begin(record.id, "platform restarted")
-            self._launch_deploy(record.id, Path(record.code_dir))
+            if survivor is not None:
+                await self.supervisor.backend.stop(survivor, self.settings.stop_grace_s)
+        for orphan in survivors.values():  # containers of spaces this platform no longer knows
+            await self.supervisor.backend.stop(orphan, self.settings.stop_grace_s)
 
     async def shutdown(self) -> None:
         for space_id in list(self._tasks):
@@ -293,7 +305,7 @@ class Deployer:
 
     # --- the gateway's view --------------------------------------------------------------------------------
     async def target(self, owner: str, name: str) -> Target:
-        record = self.store.find(f"{owner}/{name}")
+        record = self.store.peek(f"{owner}/{name}")
         if record is None:
             return Missing()
         upstream = self.supervisor.upstream(record.id)

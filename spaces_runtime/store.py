@@ -125,6 +125,12 @@ class Store:
         rows = self._query_spaces("WHERE s.id = ?", (space_id,))
         return rows[0] if rows else None
 
+    def peek(self, space_id: str) -> SpaceRecord | None:
+        """Like find, without counting likes and visits: for the gateway's per-request lookup."""
+        with self._lock:
+            row = self._db.execute("SELECT s.* FROM spaces s WHERE s.id = ?", (space_id,)).fetchone()
+        return None if row is None else self._record(row)
+
     def spaces(self) -> list[SpaceRecord]:
         return self._query_spaces("", ())
 

@@ -19,6 +19,7 @@ from spaces_runtime.stages import Stage
 from spaces_runtime.store import Store
 from spaces_runtime.supervisor.backend import Backend
 from spaces_runtime.supervisor.loop import Supervisor
+from spaces_runtime.supervisor.probes import LivenessPolicy
 
 log = logging.getLogger("spaces_runtime")
 
@@ -73,7 +74,9 @@ def build_platform(settings: Settings) -> Platform:
         assert deployer is not None
         deployer.set_stage(space_id, stage, reason, error)
 
-    supervisor = Supervisor(backend, logs, settings, on_stage)
+    liveness = LivenessPolicy(interval_s=settings.liveness_interval_s, timeout_s=settings.liveness_timeout_s,
+                              failures=settings.liveness_failures)
+    supervisor = Supervisor(backend, logs, settings, on_stage, liveness=liveness)
     deployer = Deployer(settings, store, logs, supervisor, hub, environments, app_env=runner_env,
                         preload=runner.preload if runner is not None else None)
     return Platform(settings, store, logs, deployer, hub, runner=runner)
@@ -92,5 +95,5 @@ def run_server(settings: Settings) -> None:
     log.info("gallery at http://%s/  (apps at /spaces/OWNER/NAME/ and http://OWNER-NAME.%s/)",
              settings.public_link_host, settings.public_link_host)
     uvicorn.run(create_app(platform), host=settings.host, port=settings.port, log_level="info",
-                proxy_headers=False, ws_max_size=64 * 1024 * 1024,
+                proxy_headers=False, ws_max_size=64 * 1024 * 1024, access_log=False,
                 timeout_graceful_shutdown=int(settings.stop_grace_s) + 5)

@@ -55,4 +55,6 @@ def create_app(p: Platform) -> ASGIApp:
     app.include_router(api.router)
     app.include_router(gallery.router)
     gateway = Gateway(app, p.deployer, public_host=p.settings.public_link_host)
+    # a stage change may move the app (a swap, a stop): the gateway must not keep proxying to its old address
+    p.deployer.stage_listeners.append(lambda space_id: gateway.forget(*space_id.split("/", 1)))
     return gateway

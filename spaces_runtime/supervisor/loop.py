@@ -120,6 +120,21 @@ class Supervisor:
             app = self._apps[spec.space_id] = _App(spec=spec)
         return await self._start_fresh(app, spec, "starting the app")
 
+    async def adopt(self, spec: LaunchSpec, instance: Instance) -> Stage:
+        """Take over an app that outlived a platform restart (a container the backend adopted): probe it rather
+        than start it again, so no app runs twice. It has served before, so a crash now restarts it."""
+        await self.start()
+        app = self._apps.setdefault(spec.space_id, _App(spec=spec))
+        async with app.lock:
+            app.generation += 1
+            app.spec, app.instance, app.ready, app.has_served = spec, instance, False, True
+            app.restarts, app.restart_at, app.launched_at = [], None, time.monotonic()
+            attach = getattr(self.backend, "attach_logs", None)
+            if attach is not None:  # the old platform's log pump died with it
+                attach(instance, self.logs.sink(spec.space_id, "run"))
+            await self._report(app, Stage.APP_STARTING, "taken over after a platform restart")
+        return await self._settle(app)
+
     async def stop_app(self, space_id: str, stage: Stage | None = Stage.PAUSED) -> None:
         """Stop the app and report ``stage`` (PAUSED, STOPPED, SLEEPING, DELETING; None reports nothing).
         DELETING also forgets the app."""
