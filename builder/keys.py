@@ -112,6 +112,31 @@ def headers(entry: Entry) -> dict[str, str]:
     return {k: str(v) for k, v in value.items()}
 
 
+_MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9\-_.]{0,63}$")
+_MODEL_FIELDS = {"name": str, "file": str, "task": str, "input_dtype": str, "input_shape": list, "labels": list}
+
+
+def runner_models(entry: Entry) -> list[dict[str, Any]]:
+    """This platform's own key: model files in the app folder that the runner serves to every app, e.g.
+    ``- {name: shapes, file: model/shapes.pt, task: image-classification, input_shape: [3, 32, 32]}``."""
+    value = entry.value
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ValueError(f"must be a list of mappings with name and file, found {_kind(value)}")
+    models = []
+    for item in value:
+        unknown = set(item) - set(_MODEL_FIELDS)
+        if unknown or "name" not in item or "file" not in item:
+            raise ValueError(f"each entry needs name and file, and may have {', '.join(list(_MODEL_FIELDS)[2:])};"
+                             f" found {', '.join(map(str, item))}")
+        for key, kind in _MODEL_FIELDS.items():
+            if key in item and not isinstance(item[key], kind):
+                raise ValueError(f"{key} of model '{item['name']}' must be a {kind.__name__}, found {_kind(item[key])}")
+        if not _MODEL_NAME.match(str(item["name"])):
+            raise ValueError(f"model name '{item['name']}' must be lower-case letters, digits, '-', '_' or '.'")
+        models.append(dict(item))
+    return models
+
+
 # README key → (AppSpec field, check)
 KNOWN: dict[str, tuple[str, Callable[[Entry], Any]]] = {
     "title": ("title", text),
@@ -133,6 +158,7 @@ KNOWN: dict[str, tuple[str, Callable[[Entry], Any]]] = {
     "header": ("header", choice(HEADERS)),
     "disable_embedding": ("disable_embedding", boolean),
     "custom_headers": ("custom_headers", headers),
+    "runner_models": ("runner_models", runner_models),
 }
 
 # Hugging Face keys that mean something on the Hub but nothing here: kept in ``extra`` with a milder warning

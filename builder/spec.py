@@ -73,6 +73,7 @@ class AppSpec:
     header: str = "default"
     disable_embedding: bool = False
     custom_headers: dict[str, str] = field(default_factory=dict)
+    runner_models: list[dict[str, Any]] = field(default_factory=list)  # model files the runner serves
     extra: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     requirements: list[str] = field(default_factory=list)
@@ -110,10 +111,21 @@ def load(folder: Path) -> AppSpec:
             warnings.append(f"README.md: no 'sdk' key; running as {fields['sdk']} because the code imports it "
                             f"(add 'sdk: {fields['sdk']}' to the front matter)")
     fields["app_file"] = _find_app_file(folder, fields["sdk"], fields.get("app_file"), front.entries)
+    _check_model_files(folder, fields.get("runner_models", []), front.entries)
     defaults = detect_defaults(folder.resolve().name)
     return AppSpec(folder=folder, **{**defaults, **fields}, **_requirement_fields(folder),
                    extra=extra, warnings=warnings + _length_warnings(fields),
                    readme_body=front.body, detected=not front.present)
+
+
+def _check_model_files(folder: Path, models: list[dict[str, Any]], entries: dict[str, Entry]) -> None:
+    for model in models:
+        line = entries["runner_models"].line
+        relative = _inside(folder, model["file"], line, key="runner_models file")
+        if not (folder / relative).is_file():
+            raise SpecError(f"runner_models: model '{model['name']}' names file '{model['file']}', which is not in "
+                            "the app folder", file=README, line=line,
+                            hint="give its path relative to the folder, e.g. model/classifier.pt")
 
 
 def _read_front_matter(folder: Path) -> FrontMatter:
@@ -184,15 +196,15 @@ def _find_app_file(folder: Path, sdk: str, app_file: str | None, entries: dict[s
                          f"the file to run. {_suggest_files(folder, sdk)}", file=README)
 
 
-def _inside(folder: Path, app_file: str, line: int | None) -> str:
-    """The app file as a clean relative path, refusing absolute paths and ones that leave the folder."""
+def _inside(folder: Path, app_file: str, line: int | None, key: str = "app_file") -> str:
+    """The file as a clean relative path, refusing absolute paths and ones that leave the folder."""
     posix = PurePosixPath(app_file.replace("\\", "/"))
     if posix.is_absolute() or PureWindowsPath(app_file).drive or not app_file.strip():
-        raise SpecError(f"app_file '{app_file}' must be a path inside the app folder, like app.py or src/app.py",
+        raise SpecError(f"{key} '{app_file}' must be a path inside the app folder, like app.py or src/app.py",
                         file=README, line=line)
     target = (folder / posix).resolve()
     if ".." in posix.parts or not target.is_relative_to(folder.resolve()):
-        raise SpecError(f"app_file '{app_file}' points outside the app folder; "
+        raise SpecError(f"{key} '{app_file}' points outside the app folder; "
                         "write a path inside it, like app.py or src/app.py", file=README, line=line)
     return posix.as_posix()
 

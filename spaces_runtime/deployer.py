@@ -72,7 +72,7 @@ def card_of(spec: Any) -> dict[str, Any]:
 class Deployer:
     def __init__(self, settings: Settings, store: Store, logs: LogBook, supervisor: Supervisor, hub: EventHub,
                  environments: EnvironmentBuilder, app_env: Callable[[str], dict[str, str]] | None = None,
-                 preload: Callable[[list[str]], Awaitable[list[str]]] | None = None) -> None:
+                 prepare_models: Callable[[Any, Path], Awaitable[list[str]]] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.logs = logs
@@ -80,7 +80,7 @@ class Deployer:
         self.hub = hub
         self.environments = environments
         self.app_env = app_env or (lambda _space_id: {})
-        self.preload = preload
+        self.prepare_models = prepare_models
         self.stage_listeners: list[Callable[[str], None]] = []  # e.g. the gateway forgetting a cached upstream
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.limits = UploadLimits(settings.max_upload_bytes, settings.max_unpacked_bytes, settings.max_upload_files)
@@ -190,7 +190,7 @@ class Deployer:
             raise
         self.store.finish_build(build_id, "succeeded")
         self.store.update(space_id, env_hash=getattr(plan, "env_hash", None))
-        await self._preload_models(spec, sink)
+        await self._prepare_models(spec, app_dir, sink)
         sink("build succeeded; starting the app")
         launch = self._launch_spec(space_id, spec, app_dir, built)
         if adopt is not None:
@@ -199,15 +199,16 @@ class Deployer:
             await self.supervisor.run_app(launch)
         self._prune_versions(space_id, keep=app_dir)
 
-    async def _preload_models(self, spec: Any, sink: LogSink) -> None:
-        """Entries of the README's `models:` that name a runner model are loaded before the app asks for them;
-        the rest (hub ids the runner does not serve) are the app's own business."""
-        if self.preload is None or not spec.models:
+    async def _prepare_models(self, spec: Any, app_dir: Path, sink: LogSink) -> None:
+        """Model files the README declares (`runner_models:`) are registered with the runner, and entries of
+        `models:` that name a runner model are loaded before the app asks for them; other `models:` entries (hub
+        ids the runner does not serve) are the app's own business."""
+        if self.prepare_models is None or not (spec.models or spec.runner_models):
             return
         try:
-            loaded = await self.preload(list(spec.models))
+            loaded = await self.prepare_models(spec, app_dir)
         except Exception as exc:  # the app loads them on first use anyway; a preload must not fail a deploy
-            sink(f"warning: could not preload models {spec.models}: {exc}")
+            sink(f"warning: could not prepare the runner's models {spec.models}: {exc}")
             return
         if loaded:
             sink(f"models loaded in the runner: {', '.join(loaded)}")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,24 @@ def make_runner(settings: Settings) -> tuple[Any, Callable[[str], dict[str, str]
     return RunnerService(settings), lambda space_id: appkit_env(settings, space_id)
 
 
+def model_preparer(runner: Any) -> Callable[[Any, Path], Awaitable[list[str]]]:
+    """At deploy: register the model files the README's `runner_models:` declares (uploaded from the folder, so
+    no app code runs in the runner), then load every runner model the app names. Returns what got loaded."""
+    from spaces_runtime.client import Runner
+
+    def register(model: dict[str, Any], app_dir: Path) -> str:
+        client = Runner(runner.url, token=runner.admin_token)
+        options = {k: model[k] for k in ("task", "input_shape", "input_dtype", "labels") if k in model}
+        client.register(model["name"], app_dir / model["file"], **options)
+        return str(model["name"])
+
+    async def prepare(spec: Any, app_dir: Path) -> list[str]:
+        declared = [await asyncio.to_thread(register, m, app_dir) for m in spec.runner_models]
+        return list(await runner.preload([*spec.models, *declared]))
+
+    return prepare
+
+
 def build_platform(settings: Settings) -> Platform:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.token = ensure_token(settings)
@@ -78,7 +97,7 @@ def build_platform(settings: Settings) -> Platform:
                               failures=settings.liveness_failures)
     supervisor = Supervisor(backend, logs, settings, on_stage, liveness=liveness)
     deployer = Deployer(settings, store, logs, supervisor, hub, environments, app_env=runner_env,
-                        preload=runner.preload if runner is not None else None)
+                        prepare_models=model_preparer(runner) if runner is not None else None)
     return Platform(settings, store, logs, deployer, hub, runner=runner)
 
 
