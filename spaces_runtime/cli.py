@@ -200,6 +200,14 @@ def delete(space_id: IdArg, server: ServerOpt = None, as_json: JsonOpt = False) 
     _lifecycle("delete", space_id, server, as_json)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def runner(ctx: typer.Context) -> None:
+    """Run the model runner alone (`spaces serve` starts one itself); `spaces runner --help` lists its flags."""
+    from spaces_runtime.runner.__main__ import main as runner_main
+
+    runner_main(list(ctx.args))
+
+
 @app.command()
 def models(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
     """List the models the platform's runner serves (task, size, loaded, device)."""
