@@ -26,6 +26,7 @@ import pytest
 import yaml
 from gradio_client import Client, handle_file
 from PIL import Image
+
 from spaces_harness import EXAMPLES, free_port
 
 GRADIO = "gradio==6.31.0"
