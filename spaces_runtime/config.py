@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     crash_loop_restarts: int = 5  # restarts inside crash_loop_window_s before RUNTIME_ERROR
     crash_loop_window_s: float = 120.0
     stop_grace_s: float = 10.0
-    sleep_after_s: float = 0  # 0: never put idle apps to sleep
+    sleep_after_s: float = 48 * 3600  # idle apps sleep after this (as on Hugging Face); 0: never
     liveness_interval_s: float = 10.0  # a RUNNING app is health-checked this often...
     liveness_timeout_s: float = 5.0
     liveness_failures: int = 3  # ...and restarted after this many unanswered checks in a row
