@@ -9,7 +9,10 @@ SPACES_RUNNER_TOKEN and SPACES_APP_ID.
     vectors = Runner().model("minilm").predict(["a sentence", "another"])   # float32 (2, 384)
     embed = pipeline("feature-extraction", model="minilm")
 
-Wire format (both directions): b"SPR1", a u32 header length, a JSON header, then raw array/bytes parts.
+Message format (both directions): b"SPR1", a u32 header length, a JSON header, then raw array/bytes parts.
+Transport: over the Unix socket each request and response is one frame (b"SPF1", u32 head length, u32 body
+length, a small JSON head with method/path/headers or status, then the body) on a kept-alive connection;
+over TCP it is plain HTTP/1.1 with the same bodies. Every request carries the app's token.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from spaces_runtime.errors import (
+    AuthError,
     BadInputError,
     BusyError,
     DeadlineExceededError,
@@ -39,17 +43,33 @@ from spaces_runtime.errors import (
 )
 
 MAGIC = b"SPR1"
+FRAME = struct.Struct("<4sII")  # b"SPF1", head length, body length
+FRAME_MAGIC = b"SPF1"
 CONTENT_TYPE = "application/x-spaces-runner"
 ALLOWED_DTYPES = frozenset({"|b1", "|u1", "|i1", "<i2", "<i4", "<i8", "<u2", "<f2", "<f4", "<f8"})
+
+
+class RunnerAuthError(RunnerError, AuthError):
+    """The runner refused the caller's identity: no token, or one it did not sign."""
+
+    http_status = 401
+    code = "unauthorized"
+
+
 ERRORS: dict[str, type[RunnerError]] = {cls.code: cls for cls in (
     UnknownModelError, BadInputError, PayloadTooLargeError, BusyError, QuotaExceededError,
-    DeadlineExceededError, WorkerDiedError)}
+    DeadlineExceededError, WorkerDiedError, RunnerAuthError)}
 Parts = Mapping[str, "np.ndarray | bytes"]
 
 
 # --- wire format ----------------------------------------------------------------------------------------
 def encode(meta: Mapping[str, Any], parts: Parts | None = None) -> bytes:
     """One message: JSON ``meta`` plus named numpy arrays or bytes sent raw (no float lists in JSON)."""
+    return b"".join(encode_buffers(meta, parts))
+
+
+def encode_buffers(meta: Mapping[str, Any], parts: Parts | None = None) -> list[bytes | memoryview]:
+    """:func:`encode` as a list of buffers, so big arrays go to the socket without being copied first."""
     described, buffers, offset = [], [], 0
     for name, value in (parts or {}).items():
         if isinstance(value, np.ndarray):
@@ -65,7 +85,7 @@ def encode(meta: Mapping[str, Any], parts: Parts | None = None) -> bytes:
         buffers.append(buf)
         offset += len(buf)
     header = json.dumps({"meta": dict(meta), "parts": described}, separators=(",", ":")).encode()
-    return b"".join([MAGIC, struct.pack("<I", len(header)), header, *buffers])
+    return [MAGIC + struct.pack("<I", len(header)) + header, *buffers]
 
 
 def decode(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray | bytes]]:
@@ -106,18 +126,33 @@ def error_from(status: int, body: bytes) -> RunnerError:
     except (ValueError, KeyError, TypeError):
         return RunnerError(f"runner answered HTTP {status}: {body[:200]!r}")
     cls = ERRORS.get(err.get("code"), RunnerError)
-    if cls is BusyError:
-        return BusyError(err.get("message", ""), retry_after_s=float(err.get("retry_after_s", 1.0)),
-                         hint=err.get("hint"))
+    if cls in (BusyError, QuotaExceededError):
+        return cls(err.get("message", ""), retry_after_s=float(err.get("retry_after_s", 1.0)),
+                   hint=err.get("hint"))
     return cls(err.get("message", ""), hint=err.get("hint"))
 
 
-def _request_body(inputs: Any, params: Mapping[str, Any]) -> bytes:
+def _request_body(inputs: Any, params: Mapping[str, Any]) -> list[bytes | memoryview]:
     if isinstance(inputs, bytearray | memoryview):
         inputs = bytes(inputs)
     if isinstance(inputs, np.ndarray | bytes):
-        return encode({"params": dict(params)}, {"inputs": inputs})
-    return encode({"inputs": inputs, "params": dict(params)})
+        return encode_buffers({"params": dict(params)}, {"inputs": inputs})
+    return encode_buffers({"inputs": inputs, "params": dict(params)})
+
+
+Body = bytes | list[bytes | memoryview]
+
+
+def frame(head: Mapping[str, Any], body: Body) -> list[bytes | memoryview]:
+    """One request or response on the Unix socket: prefix, JSON head, body buffers."""
+    pieces = [body] if isinstance(body, bytes) else body
+    raw = json.dumps(head, separators=(",", ":")).encode()
+    size = sum(len(b) if isinstance(b, bytes) else b.nbytes for b in pieces)
+    return [FRAME.pack(FRAME_MAGIC, len(raw), size) + raw, *pieces]
+
+
+def _joined(body: Body) -> bytes:
+    return body if isinstance(body, bytes) else b"".join(body)
 
 
 def _result(meta: dict[str, Any], parts: dict[str, Any]) -> Any:
@@ -140,25 +175,48 @@ class Address:
         self.unix_path = parsed.path if parsed.scheme == "unix" else None
         self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
         self.timeout = timeout
-        self.headers = {"Content-Type": CONTENT_TYPE}
+        self.headers = {"content-type": CONTENT_TYPE}
         token = token if token is not None else os.environ.get("SPACES_RUNNER_TOKEN")
-        app_id = app_id if app_id is not None else os.environ.get("SPACES_APP_ID")
+        # the app id is only what the app calls itself; the runner takes the identity from the signed token
+        self.app_id = app_id if app_id is not None else os.environ.get("SPACES_APP_ID")
         if token:
-            self.headers["Authorization"] = f"Bearer {token}"
-        if app_id:
-            self.headers["X-Spaces-App"] = app_id
+            self.headers["authorization"] = f"Bearer {token}"
 
 
-class _UnixConnection(http.client.HTTPConnection):
+class _FrameConnection:
+    """A kept-alive Unix socket speaking frames: one syscall out for small requests, buffered reads in."""
+
     def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(path)
+        except OSError:
+            self.sock.close()
+            raise
+        self.reader = self.sock.makefile("rb", buffering=1 << 16)
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
+    def roundtrip(self, method: str, path: str, body: Body, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        pieces = frame({"m": method, "p": path, "h": dict(headers)}, body)
+        if sum(len(p) for p in pieces) <= 1 << 16:
+            self.sock.sendall(b"".join(pieces))  # one write: one wakeup of the runner
+        else:
+            for piece in pieces:
+                self.sock.sendall(piece)
+        prefix = self.reader.read(FRAME.size)
+        if len(prefix) < FRAME.size:
+            raise ConnectionError("the runner closed the connection")
+        magic, hlen, blen = FRAME.unpack(prefix)
+        if magic != FRAME_MAGIC:
+            raise RunnerError(f"the runner answered {magic!r}, not a frame", hint="is SPACES_RUNNER_URL a runner?")
+        rest = self.reader.read(hlen + blen)
+        if len(rest) < hlen + blen:
+            raise ConnectionError("the runner closed the connection mid-answer")
+        return int(json.loads(rest[:hlen])["s"]), rest[hlen:]
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
 
 
 # --- sync ---------------------------------------------------------------------------------------------------
@@ -173,38 +231,50 @@ class Runner:
     def model(self, name: str) -> Model:
         return Model(self, name)
 
-    def request(self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+    def request(self, method: str, path: str, body: Body = b"", headers: Mapping[str, str] | None = None
                 ) -> bytes:
+        all_headers = {**self.address.headers, **(headers or {})}
         for attempt in (0, 1):
             conn, reused = self._connection()
             try:
-                conn.request(method, path, body=body, headers={**self.address.headers, **(headers or {})})
-                resp = conn.getresponse()
-                data = resp.read()
+                status, data = self._send(conn, method, path, body, all_headers)
             except (ConnectionError, http.client.RemoteDisconnected, BrokenPipeError, FileNotFoundError):
                 self._local.conn = None
                 conn.close()
                 if attempt or not reused:  # a stale kept-alive connection is retried once, nothing else
                     raise
                 continue
-            if resp.status >= 400:
-                raise error_from(resp.status, data)
+            except BaseException:
+                self._local.conn = None  # a timeout mid-answer leaves the stream out of step
+                conn.close()
+                raise
+            if status >= 400:
+                raise error_from(status, data)
             return data
         raise AssertionError("unreachable")
 
-    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+    @staticmethod
+    def _send(conn: _FrameConnection | http.client.HTTPConnection, method: str, path: str, body: Body,
+              headers: Mapping[str, str]) -> tuple[int, bytes]:
+        if isinstance(conn, _FrameConnection):
+            return conn.roundtrip(method, path, body, headers)
+        conn.request(method, path, body=_joined(body), headers=dict(headers))
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+
+    def _connection(self) -> tuple[_FrameConnection | http.client.HTTPConnection, bool]:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             return conn, True
         a = self.address
-        conn = (_UnixConnection(a.unix_path, a.timeout) if a.unix_path
+        conn = (_FrameConnection(a.unix_path, a.timeout) if a.unix_path
                 else http.client.HTTPConnection(a.host, a.port, timeout=a.timeout))
         self._local.conn = conn
         return conn, False
 
     def json(self, method: str, path: str, payload: Any = None) -> Any:
         body = json.dumps(payload).encode() if payload is not None else b""
-        return json.loads(self.request(method, path, body, {"Content-Type": "application/json"}) or b"null")
+        return json.loads(self.request(method, path, body, {"content-type": "application/json"}) or b"null")
 
     def models(self) -> list[dict[str, Any]]:
         return self.json("GET", "/v1/models")["models"]
@@ -220,10 +290,11 @@ class Runner:
 
     def register(self, name: str, file: str | os.PathLike[str] | bytes, *, task: str = "tensor",
                  input_shape: list[int] | None = None, input_dtype: str = "float32",
-                 labels: list[str] | None = None) -> dict[str, Any]:
-        """Upload a TorchScript (``.pt``) or torch.export (``.pt2``) file; any app can then use ``name``."""
+                 labels: list[str] | None = None, fmt: str | None = None) -> dict[str, Any]:
+        """Upload a TorchScript (``.pt``) or torch.export (``.pt2``, saved by ``torch.export.save``) file; any
+        app can then use ``name``. ``fmt`` ("torchscript" or "export") is taken from the suffix unless given."""
         data = file if isinstance(file, bytes) else open(file, "rb").read()  # noqa: SIM115
-        fmt = "export" if not isinstance(file, bytes) and str(file).endswith(".pt2") else "torchscript"
+        fmt = fmt or ("export" if not isinstance(file, bytes) and str(file).endswith(".pt2") else "torchscript")
         meta = {"task": task, "format": fmt, "input_shape": input_shape, "input_dtype": input_dtype,
                 "labels": labels or []}
         return json.loads(self.request("PUT", f"/v1/models/{_q(name)}", encode(meta, {"file": data})))
@@ -244,7 +315,7 @@ class Model:
 
     def predict(self, inputs: Any, *, deadline_s: float | None = None, **params: Any) -> Any:
         """Texts, an array or audio bytes in; an array (or JSON for VAD) out. Raises RunnerError subclasses."""
-        headers = {"X-Spaces-Deadline-Ms": str(int(deadline_s * 1000))} if deadline_s else None
+        headers = {"x-spaces-deadline-ms": str(int(deadline_s * 1000))} if deadline_s else None
         data = self.runner.request("POST", f"/v1/models/{_q(self.name)}/predict",
                                    _request_body(inputs, params), headers)
         return _result(*decode(data))
@@ -262,20 +333,24 @@ class AsyncRunner:
     def model(self, name: str) -> AsyncModel:
         return AsyncModel(self, name)
 
-    async def request(self, method: str, path: str, body: bytes = b"",
+    async def request(self, method: str, path: str, body: Body = b"",
                       headers: Mapping[str, str] | None = None) -> bytes:
+        roundtrip = _frame_roundtrip if self.address.unix_path else _http_roundtrip
+        all_headers = {**self.address.headers, **(headers or {})}
         for attempt in (0, 1):
             reused = bool(self._idle)
             reader, writer = self._idle.pop() if reused else await self._open()
             try:
                 status, keep, data = await asyncio.wait_for(
-                    _roundtrip(reader, writer, method, path, body, {**self.address.headers, **(headers or {})}),
-                    self.address.timeout)
+                    roundtrip(reader, writer, method, path, body, all_headers), self.address.timeout)
             except (ConnectionError, asyncio.IncompleteReadError):
                 writer.close()
                 if attempt or not reused:
                     raise
                 continue
+            except BaseException:
+                writer.close()  # timed out or cancelled mid-answer: the stream is out of step
+                raise
             if keep:
                 self._idle.append((reader, writer))
             else:
@@ -299,11 +374,23 @@ class AsyncRunner:
             self._idle.pop()[1].close()
 
 
-async def _roundtrip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str, path: str,
-                     body: bytes, headers: Mapping[str, str]) -> tuple[int, bool, bytes]:
-    head = [f"{method} {path} HTTP/1.1", "Host: runner", f"Content-Length: {len(body)}"]
+async def _frame_roundtrip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str, path: str,
+                           body: Body, headers: Mapping[str, str]) -> tuple[int, bool, bytes]:
+    writer.writelines(frame({"m": method, "p": path, "h": dict(headers)}, body))
+    await writer.drain()
+    magic, hlen, blen = FRAME.unpack(await reader.readexactly(FRAME.size))
+    if magic != FRAME_MAGIC:
+        raise RunnerError(f"the runner answered {magic!r}, not a frame", hint="is SPACES_RUNNER_URL a runner?")
+    rest = await reader.readexactly(hlen + blen)
+    return int(json.loads(rest[:hlen])["s"]), True, rest[hlen:]
+
+
+async def _http_roundtrip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str, path: str,
+                          body: Body, headers: Mapping[str, str]) -> tuple[int, bool, bytes]:
+    data = _joined(body)
+    head = [f"{method} {path} HTTP/1.1", "Host: runner", f"Content-Length: {len(data)}"]
     head += [f"{k}: {v}" for k, v in headers.items()]
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
     status_line = await reader.readuntil(b"\r\n")
     if not status_line:
         raise ConnectionError("runner closed the connection")
@@ -324,7 +411,7 @@ class AsyncModel:
         self.runner, self.name = runner, name
 
     async def predict(self, inputs: Any, *, deadline_s: float | None = None, **params: Any) -> Any:
-        headers = {"X-Spaces-Deadline-Ms": str(int(deadline_s * 1000))} if deadline_s else None
+        headers = {"x-spaces-deadline-ms": str(int(deadline_s * 1000))} if deadline_s else None
         data = await self.runner.request("POST", f"/v1/models/{_q(self.name)}/predict",
                                          _request_body(inputs, params), headers)
         return _result(*decode(data))

@@ -130,6 +130,10 @@ class QuotaExceededError(RunnerError):
     http_status = 429
     code = "quota_exceeded"
 
+    def __init__(self, message: str, *, retry_after_s: float = 1.0, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after_s = retry_after_s  # until the app's window slides enough to let a request in
+
 
 class DeadlineExceededError(RunnerError):
     http_status = 504

@@ -62,8 +62,29 @@ def _copy_if_changed(src: Path, dst: Path) -> None:
         tmp.replace(dst)  # running apps never see a half-written file
 
 
+def socket_path(settings: Any) -> Path:
+    """The runner's socket, alone in a directory of its own: that directory is what containers get mounted.
+
+    The default one, straight in the data dir (config.py's default so far), moves into ``{data_dir}/runner/``
+    so that mounting its directory never shows an app the platform's data. An explicit ``runner_socket`` is
+    taken as given: put it in a directory of its own.
+    """
+    explicit = getattr(settings, "runner_socket", None)
+    if explicit:
+        return Path(explicit)
+    path = Path(settings.runner_socket_path)
+    if path.parent == Path(settings.data_dir):
+        return path.parent / "runner" / path.name
+    return path
+
+
 def runner_url(settings: Any) -> str:
-    return f"unix://{Path(settings.runner_socket_path)}"
+    return f"unix://{socket_path(settings)}"
+
+
+def kit_dir(settings: Any) -> Path:
+    """Where the client and the ``spaces`` shim are copied for apps (mounted read-only into containers)."""
+    return Path(settings.data_dir) / "appkit"
 
 
 def appkit_env(settings: Any, app_id: str = "anonymous", *, socket_path: str | None = None,
@@ -74,7 +95,7 @@ def appkit_env(settings: Any, app_id: str = "anonymous", *, socket_path: str | N
     PYTHONPATH to any the app already has. ``gpu``: whether ``@spaces.GPU`` should take leases.
     """
     data_dir = Path(settings.data_dir)
-    kit = materialise(data_dir / "appkit")
+    kit = materialise(kit_dir(settings))
     secret = read_secret(data_dir / "runner.secret")
     url = f"unix://{socket_path}" if socket_path else runner_url(settings)
     on_gpu = gpu if gpu is not None else settings.runner_device == "cuda"

@@ -197,4 +197,5 @@ class QuotaLedger:
             resets = max(0.1, round(q[0][0] + self.window_s - now, 1))
             raise QuotaExceededError(
                 f"app '{app}' used {used:.2f} of its {limit:g} device-seconds in the last {self.window_s:g} s",
+                retry_after_s=resets,
                 hint=f"wait {resets:g} s for the window to slide, or ask the operator for a larger quota")

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spaces_runtime.config import Settings
+from spaces_runtime.runner.appkit import socket_path
 from spaces_runtime.runner.batching import BatchLimits
 
 
@@ -30,24 +32,18 @@ class RunnerOptions:
     preload: tuple[str, ...] = ()
 
     @classmethod
-    def from_settings(cls, settings: Any, **overrides: Any) -> RunnerOptions:
-        """Settings fields beyond config.py's current ones are read with defaults until they exist there."""
+    def from_settings(cls, settings: Settings, **overrides: Any) -> RunnerOptions:
         data_dir = Path(settings.data_dir)
-        def opt(name: str, default: Any) -> Any:
-            return getattr(settings, name, default)
-
         limits = BatchLimits(
-            max_batch_items=opt("runner_max_batch", 32), max_delay_s=opt("runner_max_delay_ms", 4) / 1000,
-            max_queue_items=opt("runner_max_queue", 1024),
-            max_queue_items_per_app=opt("runner_max_queue_per_app", 256))
+            max_batch_items=settings.runner_max_batch, max_delay_s=settings.runner_max_delay_ms / 1000,
+            max_queue_items=settings.runner_max_queue, max_queue_items_per_app=settings.runner_max_queue_per_app)
         values: dict[str, Any] = dict(
-            socket_path=Path(settings.runner_socket_path), models_dir=data_dir / "models",
+            socket_path=socket_path(settings), models_dir=data_dir / "models",
             secret_path=data_dir / "runner.secret", tcp_port=settings.runner_tcp_port,
-            tcp_host=opt("runner_tcp_host", "127.0.0.1"), device=settings.runner_device,
-            threads=opt("runner_threads", None), budget_bytes=int(settings.runner_memory_budget_mb) * 2**20,
-            pinned=tuple(opt("runner_pinned", ())), limits=limits,
-            quota_device_s=opt("runner_quota_device_s", None), quota_window_s=opt("runner_quota_window_s", 60.0),
-            max_payload_bytes=opt("runner_max_payload_mb", 32) * 2**20,
-            preload=tuple(opt("runner_preload", ())))
+            tcp_host=settings.runner_tcp_host, device=settings.runner_device, threads=settings.runner_threads,
+            budget_bytes=int(settings.runner_memory_budget_mb) * 2**20, pinned=tuple(settings.runner_pinned),
+            limits=limits, quota_device_s=settings.runner_quota_device_s,
+            quota_window_s=settings.runner_quota_window_s,
+            max_payload_bytes=int(settings.runner_max_payload_mb * 2**20), preload=tuple(settings.runner_preload))
         values.update(overrides)
         return cls(**values)

@@ -36,6 +36,8 @@ class Scheduler:
         self.worker_state: dict[str, Any] = {"resident": {}, "memory": {}, "evictions": 0}
         self.link = WorkerLink(self._worker_config(), self._on_state)
         self.wake = asyncio.Event()
+        self._busy = False  # a batch is on the device
+        self._wire_specs: dict[str, tuple[ModelSpec, dict[str, Any]]] = {}
         self._loop: asyncio.Task[None] | None = None
 
     def _worker_config(self) -> dict[str, Any]:
@@ -64,24 +66,31 @@ class Scheduler:
         queue = self.queues.setdefault(spec.name, ModelQueue())
         batching.admit(queue, app, n, self.limits, self.rate.get(spec.name, 0.0))
         wait_s = deadline_s or self.options.default_deadline_s
-        fut: asyncio.Future[tuple[dict[str, Any], dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[dict[str, Any], dict[str, Any]]] = loop.create_future()
         fut.add_done_callback(_retrieve)  # a caller gone past its deadline must not leave warnings behind
         p = Pending(app, spec.name, n, now, now + wait_s, payload, fut)
         queue.push(p)
-        self.wake.set()
+        # a timer, not wait_for(shield(...)): two fewer trips through the event loop per request
+        timer = loop.call_later(wait_s + 0.05, self._expire, queue, p, wait_s)
         stats = self.stats.setdefault(spec.name, metrics.ModelStats())
+        if not self._busy and batching.should_dispatch(queue, now, self.limits, self.expected.get(spec.name, 1)):
+            await self._run_next(spec.name, now)  # the device is idle and nobody else is coming: go now
+        else:
+            self.wake.set()
         try:
-            result = await asyncio.wait_for(asyncio.shield(fut), wait_s + 0.05)
-        except TimeoutError:
-            queue.remove(p)
-            err: RunnerError = _deadline(p, wait_s)
-            stats.record_request(time.monotonic() - now, err.code)
-            raise err from None
+            result = await fut
         except RunnerError as exc:
             stats.record_request(time.monotonic() - now, exc.code)
             raise
+        finally:
+            timer.cancel()
         stats.record_request(time.monotonic() - now)
         return result
+
+    def _expire(self, queue: ModelQueue, p: Pending, wait_s: float) -> None:
+        queue.remove(p)  # still queued: it never runs; already running: its late result is dropped
+        _settle(p, exc=_deadline(p, wait_s))
 
     async def _dispatch_loop(self) -> None:
         while True:
@@ -90,17 +99,34 @@ class Scheduler:
                 await self._sleep(None)
                 continue
             queue, now = self.queues[name], time.monotonic()
+            if self._busy:  # a request is running its own batch inline (see predict)
+                await self._sleep(None)
+                continue
             if not batching.should_dispatch(queue, now, self.limits, self.expected.get(name, 1)):
                 oldest = queue.oldest() or now
                 await self._sleep(max(0.0, oldest + self.limits.max_delay_s - now))
                 continue
-            spec = self.specs.get(name)
-            max_items = self.limits.max_batch_items if spec and spec.stackable else 1
-            batch, expired = queue.take(max_items, now)
-            for p in expired:
-                _settle(p, exc=_deadline(p, p.deadline - p.enqueued_at))
-            if batch:
-                await self._run(name, batch)
+            await self._run_next(name, now)
+
+    async def _run_next(self, name: str, now: float) -> None:
+        """Take the next batch of ``name`` and run it; one batch is on the device at a time."""
+        spec = self.specs.get(name)
+        max_items = self.limits.max_batch_items if spec and spec.stackable else 1
+        batch, expired = self.queues[name].take(max_items, now)
+        for p in expired:
+            _settle(p, exc=_deadline(p, p.deadline - p.enqueued_at))
+        if not batch:
+            return
+        self._busy = True
+        try:
+            await self._run(name, batch)
+        except asyncio.CancelledError:  # the runner is stopping under a request that ran the batch inline
+            for p in batch:
+                _settle(p, exc=RunnerError("the runner stopped while this request ran"))
+            raise
+        finally:
+            self._busy = False
+            self.wake.set()  # whatever queued meanwhile forms the next batch
 
     async def _sleep(self, timeout: float | None) -> None:
         self.wake.clear()
@@ -113,7 +139,7 @@ class Scheduler:
             for p in batch:
                 _settle(p, exc=RunnerError(f"model '{name}' was removed while this request waited"))
             return
-        msg = {"op": "run", "spec": asdict(spec), "payloads": [p.payload for p in batch]}
+        msg = {"op": "run", "spec": self._wire_spec(spec), "payloads": [p.payload for p in batch]}
         try:
             reply = await self.link.call(msg)
         except WorkerDiedError as exc:
@@ -130,6 +156,13 @@ class Scheduler:
                 _settle(p, exc=rebuild_error(result))
             else:
                 _settle(p, result=result)
+
+    def _wire_spec(self, spec: ModelSpec) -> dict[str, Any]:
+        """``asdict`` deep-copies; a spec changes only on upload, so its dict is made once per version."""
+        cached = self._wire_specs.get(spec.name)
+        if cached is None or cached[0] is not spec:
+            cached = self._wire_specs[spec.name] = (spec, asdict(spec))
+        return cached[1]
 
     def _account(self, name: str, batch: list[Pending], compute_s: float) -> None:
         now, items = time.monotonic(), sum(p.n for p in batch)

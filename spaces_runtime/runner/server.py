@@ -1,4 +1,9 @@
-"""The runner's HTTP edge (Starlette on a Unix socket, optionally TCP with a token) and RunnerService."""
+"""The runner's edges and RunnerService: frames on a Unix socket (see ``frames``), optionally HTTP on TCP.
+
+Every request carries a token signed by this runner (``appkit.app_token``): each app gets its own, the platform
+holds the admin one. The token is the identity that quotas and fair turns count by; a request without a valid
+one is refused with 401 on either edge, so the socket may be reachable by any local user or container.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,10 @@ import asyncio
 import contextlib
 import json
 import os
+import re
+import urllib.parse
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -17,10 +24,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from spaces_runtime.client import CONTENT_TYPE, decode, encode
+from spaces_runtime.client import CONTENT_TYPE, Body, decode, encode_buffers
 from spaces_runtime.errors import AuthError, BadInputError, PayloadTooLargeError, SpacesError
 from spaces_runtime.runner import catalog
 from spaces_runtime.runner.appkit import ADMIN, app_token, read_secret, verify_token
+from spaces_runtime.runner.frames import FrameServer, asgi_call
 from spaces_runtime.runner.leases import LeaseBoard
 from spaces_runtime.runner.metrics import prometheus_text
 from spaces_runtime.runner.options import RunnerOptions
@@ -35,14 +43,23 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-def error_response(exc: SpacesError) -> Response:
+PREDICT_PATH = re.compile(r"^/v1/models/([^/?]+)/predict$")
+
+
+def error_body(exc: SpacesError) -> bytes:
+    """``{"error": {code, message, hint[, retry_after_s]}}``: what the client turns back into ``exc``'s class."""
     code = getattr(exc, "code", "unauthorized" if isinstance(exc, AuthError) else "error")
     body: dict[str, Any] = {"code": code, "message": exc.message, "hint": exc.hint}
-    headers = {}
     if (retry := getattr(exc, "retry_after_s", None)) is not None:
         body["retry_after_s"] = retry
+    return json.dumps({"error": body}).encode()
+
+
+def error_response(exc: SpacesError) -> Response:
+    headers = {}
+    if (retry := getattr(exc, "retry_after_s", None)) is not None:
         headers["Retry-After"] = str(max(1, round(retry)))
-    return JSONResponse({"error": body}, status_code=exc.http_status, headers=headers)
+    return Response(error_body(exc), status_code=exc.http_status, headers=headers, media_type="application/json")
 
 
 class RunnerService:
@@ -55,6 +72,8 @@ class RunnerService:
         self.scheduler = Scheduler(self.options, self.specs)
         self.leases = LeaseBoard(self.scheduler.ledger, self.options.max_lease_s)
         self._servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+        self._socket_app = self._app(tcp=False)
+        self._frames = FrameServer(self._on_frame, self._refuse)
 
     @property
     def url(self) -> str:
@@ -67,12 +86,13 @@ class RunnerService:
     async def start(self) -> None:
         await self.scheduler.start()
         path = self.options.socket_path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True)
+            os.chmod(path.parent, 0o755)  # containers mount this directory; their uid 1000 must traverse it
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a socket left by a runner that did not stop cleanly
-        await self._listen(uvicorn.Config(self._app(tcp=False), uds=str(path), log_level="warning",
-                                          access_log=False, lifespan="off"))
-        os.chmod(path, 0o660)
+        await self._frames.start(path)
+        os.chmod(path, 0o666)  # anyone may connect; nothing is answered without a token this runner signed
         if self.options.tcp_port is not None:
             await self._listen(uvicorn.Config(self._app(tcp=True), host=self.options.tcp_host,
                                               port=self.options.tcp_port, log_level="warning",
@@ -92,6 +112,7 @@ class RunnerService:
         for server, _ in self._servers:
             server.should_exit = True
         await asyncio.gather(*(t for _, t in self._servers), return_exceptions=True)
+        await self._frames.stop()
         await self.scheduler.stop()
         with contextlib.suppress(FileNotFoundError):
             self.options.socket_path.unlink()
@@ -125,12 +146,33 @@ class RunnerService:
             specs[spec.name] = replace(spec, extra={"owner": meta.get("owner")})
         return specs
 
+    # --- the socket's frames ---------------------------------------------------------------------------
+    async def _on_frame(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Body]:
+        """Predictions are answered here, the per-call path; everything else goes through the Starlette app."""
+        match = PREDICT_PATH.match(path) if method == "POST" else None
+        if match is None:
+            return await asgi_call(self._socket_app, method, path, headers, body)
+        try:
+            app_id = self._identify(headers, tcp=False)
+            return 200, await self._predict_body(app_id, urllib.parse.unquote(match[1]), body, headers)
+        except SpacesError as exc:
+            return exc.http_status, error_body(exc)
+
+    def _refuse(self, method: str, path: str, size: int) -> tuple[int, Body] | None:
+        """A body over its limit is answered before it is kept (model uploads have their own limit)."""
+        upload = method == "PUT" and path.startswith("/v1/models/")
+        limit = self.options.max_model_bytes if upload else self.options.max_payload_bytes
+        if size <= limit:
+            return None
+        exc = _too_big(size, limit)
+        return exc.http_status, error_body(exc)
+
     # --- HTTP -------------------------------------------------------------------------------------------
     def _app(self, tcp: bool) -> Starlette:
         def route(path: str, fn: Any, methods: list[str]) -> Route:
             async def endpoint(request: Request) -> Response:
                 try:
-                    app_id = self._identify(request, tcp)
+                    app_id = self._identify(request.headers, tcp)
                     return await fn(request, app_id)
                 except SpacesError as exc:
                     return error_response(exc)
@@ -151,41 +193,47 @@ class RunnerService:
             route("/v1/leases/{lease}", self._release, ["DELETE"]),
         ])
 
-    def _identify(self, request: Request, tcp: bool) -> str:
-        """The calling app: from its signed token; over the local socket an unsigned X-Spaces-App is taken."""
-        auth = request.headers.get("authorization", "")
-        if auth.startswith("Bearer "):
-            app_id = verify_token(self.secret, auth[7:].strip())
-            if app_id is None:
-                raise AuthError("the runner token is not valid", hint="use the SPACES_RUNNER_TOKEN given to the app")
-            return app_id
-        if tcp:
-            raise AuthError("the runner's TCP port needs a token", hint="send Authorization: Bearer <token>")
-        return request.headers.get("x-spaces-app", "anonymous")
+    def _identify(self, headers: Mapping[str, str], tcp: bool) -> str:
+        """The calling app, from the token this runner signed for it; never from what the caller claims."""
+        auth = headers.get("authorization", "")
+        if not auth.startswith("Bearer "):
+            where = "the runner's TCP port" if tcp else "the runner"
+            raise AuthError(f"{where} answers only requests with a token, and this one sent none",
+                            hint="send Authorization: Bearer $SPACES_RUNNER_TOKEN (apps on the platform have "
+                                 "it in their environment and spaces_runtime.client sends it)")
+        app_id = verify_token(self.secret, auth[7:].strip())
+        if app_id is None:
+            raise AuthError("the runner token is not valid: this runner did not sign it",
+                            hint="use the SPACES_RUNNER_TOKEN given to the app, or the runner's admin token")
+        return app_id
 
     async def _body(self, request: Request, limit: int | None = None) -> bytes:
         limit = limit or self.options.max_payload_bytes
         declared = int(request.headers.get("content-length") or 0)
-        too_big = PayloadTooLargeError(f"the request body has {declared} bytes; the limit is {limit}",
-                                       hint="send fewer items per request, or smaller arrays")
         if declared > limit:
-            raise too_big
+            raise _too_big(declared, limit)
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise too_big
+                raise _too_big(size, limit)
             chunks.append(chunk)
         return b"".join(chunks)
 
     async def _predict(self, request: Request, app_id: str) -> Response:
-        spec = catalog.resolve(self.specs, request.path_params["name"])
-        meta, parts = decode(await self._body(request))
+        body = await self._predict_body(app_id, request.path_params["name"], await self._body(request),
+                                        request.headers)
+        return Response(b"".join(body), media_type=CONTENT_TYPE)
+
+    async def _predict_body(self, app_id: str, name: str, data: bytes, headers: Mapping[str, str]
+                            ) -> list[bytes | memoryview]:
+        spec = catalog.resolve(self.specs, name)
+        meta, parts = decode(data)
         payload, n = catalog.validate(spec, meta, parts)
-        deadline_ms = request.headers.get("x-spaces-deadline-ms")
+        deadline_ms = headers.get("x-spaces-deadline-ms")
         deadline = float(deadline_ms) / 1000 if deadline_ms else None
         out_meta, out_parts = await self.scheduler.predict(app_id, spec, payload, n, deadline)
-        return Response(encode(out_meta, out_parts), media_type=CONTENT_TYPE)
+        return encode_buffers(out_meta, out_parts)
 
     async def _list(self, request: Request, app_id: str) -> Response:
         return JSONResponse({"models": self.models()})
@@ -260,3 +308,8 @@ class RunnerService:
     def _require_admin(self, app_id: str, why: str) -> None:
         if app_id != ADMIN:
             raise AuthError(why, hint="use the runner's admin token")
+
+
+def _too_big(size: int, limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(f"the request body has {size} bytes; the limit is {limit}",
+                                hint="send fewer items per request, or smaller arrays")

@@ -149,6 +149,7 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, config: dict[str, Any]) -> None:
                         set(config.get("pinned", ())))
     stdout.write(pack({"id": 0, "ok": True, "state": registry.state(), "pid": os.getpid()}))
     stdout.flush()
+    reported: tuple[Any, float] = (None, 0.0)
     while (msg := read_frame(stdin)) is not None:
         try:
             reply = {"id": msg["id"], "ok": True, **handle(registry, msg)}
@@ -158,9 +159,20 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, config: dict[str, Any]) -> None:
             traceback.print_exc(file=sys.stderr)
             reply = {"id": msg["id"], "ok": False,
                      "error": error_dict(RunnerError(f"the model failed: {type(exc).__name__}: {exc}"))}
-        reply["state"] = registry.state()
+        reported = _attach_state(registry, msg, reply, reported)
         stdout.write(pack(reply))
         stdout.flush()
+
+
+def _attach_state(registry: Registry, msg: dict[str, Any], reply: dict[str, Any],
+                  reported: tuple[Any, float]) -> tuple[Any, float]:
+    """The state rides on a reply when it changed (or once a second for memory figures), not on every run."""
+    signature = (tuple(registry.models), registry.evictions, tuple(sorted(registry.pinned)))
+    now = time.monotonic()
+    if msg.get("op") == "run" and signature == reported[0] and now - reported[1] < 1.0:
+        return reported
+    reply["state"] = registry.state()
+    return signature, now
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ torch = pytest.importorskip("torch") if not os.environ.get("CI") else __import__
 sentence_transformers = pytest.importorskip("sentence_transformers") if not os.environ.get("CI") else \
     __import__("sentence_transformers")
 
-from spaces_runtime.client import AsyncRunner, Runner  # noqa: E402
+from spaces_runtime.client import AsyncRunner, Runner, RunnerAuthError  # noqa: E402
 from spaces_runtime.errors import (  # noqa: E402
     BadInputError,
     BusyError,
@@ -42,14 +43,17 @@ TEXTS = [f"sentence number {i} talks about {w}" for i, w in
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory: pytest.TempPathFactory):
     data = tmp_path_factory.mktemp("runner")
-    sock = data / "runner.sock"
+    sock = data / "run" / "runner.sock"  # a directory of its own, as containers get it mounted
     cmd = [sys.executable, "-m", "spaces_runtime.runner", "--data-dir", str(data), "--socket", str(sock),
            "--budget-mb", "100", "--max-payload-mb", "1", "--max-queue-per-app", "200", "--preload", "minilm"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
     assert proc.stdout
     line = proc.stdout.readline()
     assert "runner listening" in line, f"runner did not start: {line!r}"
-    yield {"url": f"unix://{sock}", "data": data, "proc": proc}
+    url, secret = f"unix://{sock}", read_secret(data / "runner.secret")
+    yield {"url": url, "data": data, "proc": proc, "secret": secret,
+           "client": lambda app: Runner(url, token=app_token(secret, app)),
+           "aclient": lambda app: AsyncRunner(url, token=app_token(secret, app))}
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
 
@@ -72,17 +76,17 @@ def tiny_cnn(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_embeddings_equal_in_process_results(runner, minilm_local) -> None:
-    got = Runner(runner["url"], app_id="a").model("minilm").predict(TEXTS[:5])
+    got = runner["client"]("a").model("minilm").predict(TEXTS[:5])
     want = minilm_local.encode(TEXTS[:5], normalize_embeddings=True)
     assert got.shape == (5, 384) and got.dtype == np.float32
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def test_two_apps_share_batches_and_each_gets_its_own_result(runner, minilm_local) -> None:
-    before = Runner(runner["url"]).metrics()["models"]["minilm"]["max_batch_requests"]
+    before = runner["client"]("anonymous").metrics()["models"]["minilm"]["max_batch_requests"]
 
     async def app(name: str, offset: int) -> list[tuple[str, np.ndarray]]:
-        client = AsyncRunner(runner["url"], app_id=name)
+        client = runner["aclient"](name)
         model = client.model("minilm")
         texts = [TEXTS[(offset + i) % len(TEXTS)] for i in range(16)]
         outs = await asyncio.gather(*(model.predict([t]) for t in texts))
@@ -96,7 +100,7 @@ def test_two_apps_share_batches_and_each_gets_its_own_result(runner, minilm_loca
     want = minilm_local.encode([t for t, _ in results], normalize_embeddings=True)
     for (_, got), w in zip(results, want, strict=True):
         np.testing.assert_allclose(got[0], w, atol=1e-5)
-    hist = Runner(runner["url"]).metrics()["models"]["minilm"]
+    hist = runner["client"]("anonymous").metrics()["models"]["minilm"]
     assert max(hist["max_batch_requests"], before) > 1, hist["batch_size_histogram"]
 
 
@@ -105,7 +109,7 @@ def test_a_flooding_app_does_not_starve_a_light_one(runner) -> None:
     stop = threading.Event()
 
     async def flood():
-        client = AsyncRunner(runner["url"], app_id="flooder")
+        client = runner["aclient"]("flooder")
         m = client.model("minilm")
 
         async def loop():
@@ -121,14 +125,14 @@ def test_a_flooding_app_does_not_starve_a_light_one(runner) -> None:
     flooder.start()
     try:
         time.sleep(1.5)
-        before = Runner(runner["url"]).metrics()["models"]["minilm"]
-        light = Runner(runner["url"], app_id="light").model("minilm")
+        before = runner["client"]("anonymous").metrics()["models"]["minilm"]
+        light = runner["client"]("light").model("minilm")
         latencies = []
         for text in TEXTS[:10]:
             t = time.perf_counter()
             light.predict([text])
             latencies.append(time.perf_counter() - t)
-        after = Runner(runner["url"]).metrics()["models"]["minilm"]
+        after = runner["client"]("anonymous").metrics()["models"]["minilm"]
     finally:
         stop.set()
         flooder.join(timeout=60)
@@ -151,17 +155,17 @@ def test_speech_segments_equal_in_process_silero(runner, tmp_path) -> None:
     audio = np.concatenate([np.zeros(rate), 0.3 * voiced, np.zeros(rate)]).astype(np.float32)
     wav = tmp_path / "clip.wav"
     soundfile.write(wav, audio, rate, subtype="FLOAT")
-    got = Runner(runner["url"], app_id="vad").model("silero-vad").predict(wav.read_bytes())
+    got = runner["client"]("vad").model("silero-vad").predict(wav.read_bytes())
     torch_threads = torch.get_num_threads()
     model = load_silero_vad()
     torch.set_num_threads(torch_threads)
     want = get_speech_timestamps(torch.from_numpy(audio), model, sampling_rate=rate, return_seconds=True)
     assert got["duration_s"] == 3.0
     assert [(s["start"], s["end"]) for s in got["segments"]] == [(w["start"], w["end"]) for w in want]
-    silence = Runner(runner["url"]).model("silero-vad").predict(np.zeros(rate, np.float32))
+    silence = runner["client"]("anonymous").model("silero-vad").predict(np.zeros(rate, np.float32))
     assert silence["segments"] == []
     with pytest.raises(BadInputError, match="could not read the audio"):
-        Runner(runner["url"]).model("silero-vad").predict(b"not audio at all")
+        runner["client"]("anonymous").model("silero-vad").predict(b"not audio at all")
 
 
 def test_image_classifier_example_model_through_the_pipeline(runner) -> None:
@@ -171,7 +175,7 @@ def test_image_classifier_example_model_through_the_pipeline(runner) -> None:
     sys.path.insert(0, str(example))
     import train
 
-    client = Runner(runner["url"], app_id="shapes-app")
+    client = runner["client"]("shapes-app")
     client.register("shapes", example / "model" / "shapes.pt", task="image-classification",
                     input_shape=[3, 32, 32], labels=train.LABELS)
     classify = pipeline("image-classification", model="shapes", runner=client)
@@ -186,18 +190,41 @@ def test_image_classifier_example_model_through_the_pipeline(runner) -> None:
         assert abs(top[0]["score"] - float(want.max())) < 1e-5
 
 
+def test_no_app_can_call_without_its_token_or_claim_another_apps_identity(runner) -> None:
+    """The identity (and so the quota and fair turn) comes from the signed token, never from a claim."""
+    no_token = Runner(runner["url"], token="", app_id="metered")
+    with pytest.raises(RunnerAuthError, match="only requests with a token.*sent none") as caught:
+        no_token.model("minilm").predict(["free ride?"])
+    assert caught.value.http_status == 401 and "SPACES_RUNNER_TOKEN" in str(caught.value)
+    with pytest.raises(RunnerAuthError):
+        no_token.models()  # listing too: every request, not only predictions
+    forged = app_token(b"not the runner's secret", "metered")
+    with pytest.raises(RunnerAuthError, match="not valid"):
+        Runner(runner["url"], token=forged).model("minilm").predict(["x"])
+    stolen_name = "metered." + app_token(runner["secret"], "mallory").rpartition(".")[2]
+    with pytest.raises(RunnerAuthError, match="not valid"):
+        Runner(runner["url"], token=stolen_name).model("minilm").predict(["x"])
+    with pytest.raises(RunnerAuthError, match="admin"):
+        runner["client"]("mallory").json("PUT", "/v1/apps/mallory/quota", {"device_s": None})
+    with socket.socket(socket.AF_UNIX) as raw:  # an HTTP client on the socket gets a clear refusal
+        raw.connect(runner["url"][len("unix://"):])
+        raw.sendall(b"POST /v1/models/minilm/predict HTTP/1.1\r\nX-Spaces-App: metered\r\n\r\n")
+        assert b"speaks runner frames, not HTTP" in raw.recv(4096)
+    assert runner["client"]("a").model("minilm").predict(["with a token"]).shape == (1, 384)
+
+
 def test_unknown_model_is_a_clear_error(runner) -> None:
     with pytest.raises(UnknownModelError, match="no model named 'gpt-9'.*minilm"):
-        Runner(runner["url"]).model("gpt-9").predict(["x"])
+        runner["client"]("anonymous").model("gpt-9").predict(["x"])
 
 
 def test_uploaded_torchscript_matches_in_process_and_checks_its_inputs(runner, tiny_cnn) -> None:
     model, path = tiny_cnn
-    client = Runner(runner["url"], app_id="uploader")
+    client = runner["client"]("uploader")
     client.register("tiny-cnn", path, task="image-classification", input_shape=[3, 16, 16],
                     labels=["circle", "square", "triangle"])
     x = np.random.default_rng(0).random((4, 3, 16, 16), dtype=np.float32)
-    got = Runner(runner["url"], app_id="other-app").model("tiny-cnn").predict(x)
+    got = runner["client"]("other-app").model("tiny-cnn").predict(x)
     with torch.no_grad():
         want = torch.softmax(model(torch.from_numpy(x)), -1).numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
@@ -210,8 +237,24 @@ def test_uploaded_torchscript_matches_in_process_and_checks_its_inputs(runner, t
     assert client.model("tiny-cnn").predict(x[:1]).shape == (1, 3)  # unharmed
 
 
-def test_oversized_payload_is_refused_before_it_is_read(runner) -> None:
-    client = Runner(runner["url"])
+def test_torch_export_file_matches_in_process(runner, tmp_path) -> None:
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).eval()
+    batch = torch.export.Dim("batch", min=1, max=1024)  # requests from several apps stack on dim 0
+    program = torch.export.export(model, (torch.zeros(2, 6),), dynamic_shapes=({0: batch},))
+    path = tmp_path / "mlp.pt2"
+    torch.export.save(program, str(path))
+    client = runner["client"]("exporter")
+    assert client.register("mlp-export", path, input_shape=[6])["format"] == "export"
+    x = np.random.default_rng(3).standard_normal((5, 6)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(runner["client"]("another").model("mlp-export").predict(x), want, atol=1e-5)
+    np.testing.assert_allclose(client.model("mlp-export").predict(x[0]), want[:1], atol=1e-5)
+
+
+def test_oversized_payload_is_refused_without_being_kept(runner) -> None:
+    client = runner["client"]("anonymous")
     with pytest.raises(PayloadTooLargeError, match="limit is 1048576"):
         client.model("tiny-cnn").predict(np.zeros((400, 3, 16, 16), np.float32))
     assert client.model("minilm").predict(["still fine"]).shape == (1, 384)
@@ -219,7 +262,7 @@ def test_oversized_payload_is_refused_before_it_is_read(runner) -> None:
 
 def test_full_queue_answers_busy_with_retry_after(runner) -> None:
     async def burst():
-        client = AsyncRunner(runner["url"], app_id="burst")
+        client = runner["aclient"]("burst")
         m = client.model("minilm")
         results = await asyncio.gather(*(m.predict(TEXTS[:20]) for _ in range(40)), return_exceptions=True)
         await client.aclose()
@@ -230,24 +273,25 @@ def test_full_queue_answers_busy_with_retry_after(runner) -> None:
     assert busy and all(b.retry_after_s > 0 for b in busy), results[:3]
     assert any(isinstance(r, np.ndarray) for r in results)
     assert "limit 200" in str(busy[0])
-    assert Runner(runner["url"], app_id="burst").model("minilm").predict(["ok"]).shape == (1, 384)
+    assert runner["client"]("burst").model("minilm").predict(["ok"]).shape == (1, 384)
 
 
 def test_quota_exceeded_says_how_much_was_used(runner) -> None:
-    admin = Runner(runner["url"], token=app_token(read_secret(runner["data"] / "runner.secret"), ADMIN))
+    admin = runner["client"](ADMIN)
     admin.json("PUT", "/v1/apps/metered/quota", {"device_s": 0.001})
-    metered = Runner(runner["url"], app_id="metered").model("minilm")
+    metered = runner["client"]("metered").model("minilm")
     metered.predict(TEXTS[:4])
-    with pytest.raises(QuotaExceededError, match="device-seconds"):
+    with pytest.raises(QuotaExceededError, match="device-seconds") as caught:
         metered.predict(TEXTS[:4])
-    assert Runner(runner["url"], app_id="unmetered").model("minilm").predict(["x"]).shape == (1, 384)
+    assert 0 < caught.value.retry_after_s <= 60  # the window is 60 s: it slides within that
+    assert runner["client"]("unmetered").model("minilm").predict(["x"]).shape == (1, 384)
 
 
 def test_eviction_under_a_small_budget_and_reload(runner) -> None:
     big = torch.nn.Sequential(torch.nn.Linear(2048, 2048), torch.nn.ReLU(), torch.nn.Linear(2048, 8)).eval()
     path = runner["data"] / "big.pt"
     torch.jit.save(torch.jit.script(big), str(path))
-    client = Runner(runner["url"], app_id="evict")
+    client = runner["client"]("evict")
     client.register("big", path, task="tensor", input_shape=[2048])
     client.model("minilm").predict(["warm"])
     out = client.model("big").predict(np.ones((2, 2048), np.float32))
@@ -261,7 +305,7 @@ def test_eviction_under_a_small_budget_and_reload(runner) -> None:
 
 
 def test_a_killed_worker_fails_in_flight_requests_and_recovers(runner) -> None:
-    client = Runner(runner["url"], app_id="victim")
+    client = runner["client"]("victim")
     pid = client.status()["worker"]["pid"]
     long_text = " ".join(TEXTS)
     errors: list[BaseException] = []
@@ -279,6 +323,6 @@ def test_a_killed_worker_fails_in_flight_requests_and_recovers(runner) -> None:
     caller.join(timeout=60)
     assert errors and isinstance(errors[0], WorkerDiedError), errors
     assert "SIGKILL" in str(errors[0])
-    assert Runner(runner["url"]).model("minilm").predict(["alive"]).shape == (1, 384)
-    status = Runner(runner["url"]).status()["worker"]
+    assert runner["client"]("anonymous").model("minilm").predict(["alive"]).shape == (1, 384)
+    status = runner["client"]("anonymous").status()["worker"]
     assert status["restarts"] == 1 and status["pid"] != pid

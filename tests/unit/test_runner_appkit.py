@@ -13,7 +13,7 @@ def test_app_env_imports_the_client_and_the_shim_from_a_small_copy(tmp_path) -> 
     settings = SimpleNamespace(data_dir=tmp_path, runner_socket_path=tmp_path / "runner.sock",
                                runner_device="cpu")
     env = appkit_env(settings, "alice-demo")
-    assert env["SPACES_RUNNER_URL"] == f"unix://{tmp_path / 'runner.sock'}" and env["SPACES_ZERO_GPU"] == "0"
+    assert env["SPACES_RUNNER_URL"] == f"unix://{tmp_path / 'runner' / 'runner.sock'}" and env["SPACES_ZERO_GPU"] == "0"
     code = ("import spaces, spaces_runtime.client as c, sys;"
             "assert 'pydantic' not in sys.modules and 'starlette' not in sys.modules;"
             "f = spaces.GPU(duration=10)(lambda x: x + 1); assert f(1) == 2;"
