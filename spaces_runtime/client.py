@@ -183,6 +183,11 @@ class Address:
             self.headers["authorization"] = f"Bearer {token}"
 
 
+def _unreachable(address: Address, exc: OSError) -> RunnerError:
+    return RunnerError(f"no model runner answers at {address.url}: {exc.strerror or exc}",
+                       hint="start the platform with its runner enabled (`spaces serve`), or `spaces runner`")
+
+
 class _FrameConnection:
     """A kept-alive Unix socket speaking frames: one syscall out for small requests, buffered reads in."""
 
@@ -267,8 +272,11 @@ class Runner:
         if conn is not None:
             return conn, True
         a = self.address
-        conn = (_FrameConnection(a.unix_path, a.timeout) if a.unix_path
-                else http.client.HTTPConnection(a.host, a.port, timeout=a.timeout))
+        try:
+            conn = (_FrameConnection(a.unix_path, a.timeout) if a.unix_path
+                    else http.client.HTTPConnection(a.host, a.port, timeout=a.timeout))
+        except OSError as exc:
+            raise _unreachable(a, exc) from None
         self._local.conn = conn
         return conn, False
 
@@ -362,9 +370,12 @@ class AsyncRunner:
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         a = self.address
-        if a.unix_path:
-            return await asyncio.open_unix_connection(a.unix_path, limit=2**24)
-        return await asyncio.open_connection(a.host, a.port, limit=2**24)
+        try:
+            if a.unix_path:
+                return await asyncio.open_unix_connection(a.unix_path, limit=2**24)
+            return await asyncio.open_connection(a.host, a.port, limit=2**24)
+        except OSError as exc:
+            raise _unreachable(a, exc) from None
 
     async def models(self) -> list[dict[str, Any]]:
         return json.loads(await self.request("GET", "/v1/models"))["models"]

@@ -47,10 +47,13 @@ def materialise(dest: Path) -> Path:
     """Copy the client, the error tree and the ``spaces`` shim into ``dest``; return the PYTHONPATH entry."""
     pkg = dest / "spaces_runtime"
     pkg.mkdir(parents=True, exist_ok=True)
+    for folder in (dest, pkg):
+        os.chmod(folder, 0o755)  # containers read it as uid 1000, whatever the platform's umask
     for name in CLIENT_FILES:
         _copy_if_changed(PACKAGE_DIR / name, pkg / name)
     shim = dest / "spaces"
     shim.mkdir(exist_ok=True)
+    os.chmod(shim, 0o755)
     _copy_if_changed(PACKAGE_DIR / "appkit" / "spaces" / "__init__.py", shim / "__init__.py")
     return dest
 
@@ -59,6 +62,7 @@ def _copy_if_changed(src: Path, dst: Path) -> None:
     if not dst.exists() or dst.read_bytes() != src.read_bytes():
         tmp = dst.with_suffix(".tmp")
         shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o644)
         tmp.replace(dst)  # running apps never see a half-written file
 
 

@@ -74,11 +74,12 @@ class Scheduler:
         # a timer, not wait_for(shield(...)): two fewer trips through the event loop per request
         timer = loop.call_later(wait_s + 0.05, self._expire, queue, p, wait_s)
         stats = self.stats.setdefault(spec.name, metrics.ModelStats())
-        if not self._busy and batching.should_dispatch(queue, now, self.limits, self.expected.get(spec.name, 1)):
-            await self._run_next(spec.name, now)  # the device is idle and nobody else is coming: go now
-        else:
-            self.wake.set()
         try:
+            if not self._busy and batching.should_dispatch(queue, now, self.limits,
+                                                           self.expected.get(spec.name, 1)):
+                await self._run_next(spec.name, now)  # the device is idle and nobody else is coming: go now
+            else:
+                self.wake.set()
             result = await fut
         except RunnerError as exc:
             stats.record_request(time.monotonic() - now, exc.code)

@@ -8,6 +8,12 @@ published on a host interface, no host port is allocated (no races between apps 
 platform that itself runs in a container on the same network reaches apps the same way. Inter-container traffic
 on the bridge is off (icc=false), so apps cannot reach each other.
 
+The model runner: when it is enabled and the app's env points at its Unix socket, the socket's directory (one
+holding only the socket) is mounted read-only at /run/spaces-runner and the appkit (client + ``spaces`` shim) at
+/opt/spaces-appkit; SPACES_RUNNER_URL and PYTHONPATH, written by ``appkit_env`` for the host's view, are
+rewritten here to the container's. Connecting needs no write access to the mount, the socket is mode 0666 (the
+runner answers nothing without the app's signed token), so uid 1000 connects whatever uid runs the platform.
+
 Containers carry labels naming the platform (a digest of its data dir) and the space, so that after a restart
 ``adopt`` takes over this platform's running containers and removes its dead ones and duplicates, while leaving
 other platforms on the same engine alone. Docker SDK calls block, so they run in worker threads.
@@ -43,6 +49,8 @@ PLATFORM_LABEL = "spaces-runtime.platform"
 PORT_LABEL = "spaces-runtime.app-port"
 MIB = 1024 * 1024
 _DRAIN_S = 2.0
+RUNNER_MOUNT = "/run/spaces-runner"
+APPKIT_MOUNT = "/opt/spaces-appkit"
 
 
 @dataclass(frozen=True)
@@ -117,15 +125,40 @@ def runtime_env(spec: LaunchSpec) -> dict[str, str]:
     return env
 
 
+def runner_mounts(env: dict[str, str], kit: Path | None, image_pythonpath: str = ""
+                  ) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The app's env seen from inside its container, and the read-only mounts that make it true (pure).
+
+    ``env`` is what ``appkit_env`` wrote for the host: SPACES_RUNNER_URL=unix://{host dir}/runner.sock and
+    PYTHONPATH={kit}. The socket's directory goes to RUNNER_MOUNT, ``kit`` to APPKIT_MOUNT, ahead of the
+    image's own PYTHONPATH. An app without a Unix-socket runner address gets nothing.
+    """
+    url = env.get("SPACES_RUNNER_URL", "")
+    if kit is None or not url.startswith("unix://"):
+        return env, {}
+    sock = Path(url[len("unix://"):])
+    env = {**env, "SPACES_RUNNER_URL": f"unix://{RUNNER_MOUNT}/{sock.name}"}
+    volumes = {str(sock.parent): {"bind": RUNNER_MOUNT, "mode": "ro"}}
+    entries = [e for e in env.get("PYTHONPATH", "").split(":") if e]
+    if str(kit) in entries:
+        volumes[str(kit)] = {"bind": APPKIT_MOUNT, "mode": "ro"}
+        inside = [APPKIT_MOUNT if e == str(kit) else e for e in entries]
+        inside += [e for e in image_pythonpath.split(":") if e and e not in inside]
+        env["PYTHONPATH"] = ":".join(inside)
+    return env, volumes
+
+
 def container_config(spec: LaunchSpec, limits: Limits, *, network: str, volume: str,
-                     platform: str) -> dict[str, Any]:
-    """keyword arguments for ``containers.run`` (pure)."""
+                     platform: str, runner_kit: Path | None = None, image_pythonpath: str = "") -> dict[str, Any]:
+    """keyword arguments for ``containers.run`` (pure). ``runner_kit``: the host's appkit directory when the
+    model runner is enabled (see :func:`runner_mounts`)."""
     tmpfs_mb = max(64, limits.memory_bytes // MIB // 4)
+    env, runner_volumes = runner_mounts(runtime_env(spec), runner_kit, image_pythonpath)
     config: dict[str, Any] = {
         "image": spec.image,
         "name": f"spaces-{_slug(spec.space_id)}-{uuid.uuid4().hex[:6]}",
         "detach": True,
-        "environment": runtime_env(spec),
+        "environment": env,
         "labels": {SPACE_LABEL: spec.space_id, PLATFORM_LABEL: platform, PORT_LABEL: str(spec.app_port)},
         "network": network,
         "user": "1000:1000",
@@ -133,7 +166,7 @@ def container_config(spec: LaunchSpec, limits: Limits, *, network: str, volume: 
         "security_opt": ["no-new-privileges:true"],
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={tmpfs_mb}m,mode=1777"},
-        "volumes": {volume: {"bind": "/data", "mode": "rw"}},
+        "volumes": {volume: {"bind": "/data", "mode": "rw"}, **runner_volumes},
         "mem_limit": limits.memory_bytes,
         "memswap_limit": limits.memory_bytes,  # no swap: past the limit is an OOM kill, not a slow crawl
         "nano_cpus": limits.nano_cpus,
@@ -231,7 +264,7 @@ class DockerBackend:
         self._ensure_network()
         volume = self._ensure_volume(spec.space_id)
         config = container_config(spec, limits, network=self.settings.docker_network, volume=volume,
-                                  platform=self.platform)
+                                  platform=self.platform, **self._runner_args(spec))
         log(f"$ docker run {spec.image} as {config['name']} (hardware {spec.hardware}: "
             f"{limits.nano_cpus / 1e9:g} CPU, {limits.memory_label} memory, {limits.pids} pids)")
         try:
@@ -243,6 +276,19 @@ class DockerBackend:
         self._pump(container, log)
         return Instance(space_id=spec.space_id, upstream=self._upstream(container, spec.app_port),
                         backend_ref=container.id, started_at=_started_at(container))
+
+    def _runner_args(self, spec: LaunchSpec) -> dict[str, Any]:
+        """What :func:`runner_mounts` needs: the appkit's host directory and the image's own PYTHONPATH."""
+        if not self.settings.runner_enabled or "SPACES_RUNNER_URL" not in spec.env:
+            return {}
+        from spaces_runtime.runner.appkit import kit_dir
+
+        try:
+            image_env = self.client.images.get(spec.image).attrs.get("Config", {}).get("Env") or []
+        except docker.errors.DockerException:
+            image_env = []
+        pythonpath = next((e.split("=", 1)[1] for e in image_env if e.startswith("PYTHONPATH=")), "")
+        return {"runner_kit": kit_dir(self.settings), "image_pythonpath": pythonpath}
 
     def _upstream(self, container: Container, port: int) -> str:
         networks = container.attrs["NetworkSettings"]["Networks"]

@@ -28,3 +28,21 @@ def test_tokens_name_their_app_and_cannot_be_forged() -> None:
     assert verify_token(b"secret", token) == "alice-demo"
     assert verify_token(b"other", token) is None
     assert verify_token(b"secret", "bob-demo." + token.rpartition(".")[2]) is None
+
+
+def test_containers_see_the_runner_socket_and_appkit_at_fixed_read_only_paths(tmp_path) -> None:
+    from spaces_runtime.runner.appkit import kit_dir
+    from spaces_runtime.supervisor.docker import APPKIT_MOUNT, RUNNER_MOUNT, runner_mounts
+
+    settings = SimpleNamespace(data_dir=tmp_path, runner_socket_path=tmp_path / "runner.sock",
+                               runner_device="cpu")
+    host_env = {**appkit_env(settings, "alice/demo"), "SPACE_ID": "alice/demo"}
+    env, volumes = runner_mounts(host_env, kit_dir(settings), image_pythonpath="/home/user/app")
+    assert env["SPACES_RUNNER_URL"] == f"unix://{RUNNER_MOUNT}/runner.sock"
+    assert env["PYTHONPATH"] == f"{APPKIT_MOUNT}:/home/user/app"  # the image's own path still works
+    assert env["SPACES_RUNNER_TOKEN"] == host_env["SPACES_RUNNER_TOKEN"] and env["SPACE_ID"] == "alice/demo"
+    assert volumes == {str(tmp_path / "runner"): {"bind": RUNNER_MOUNT, "mode": "ro"},
+                       str(tmp_path / "appkit"): {"bind": APPKIT_MOUNT, "mode": "ro"}}
+    assert str(tmp_path) not in volumes  # the data dir (secret, database) is never mounted
+    assert runner_mounts({"SPACE_ID": "x"}, kit_dir(settings)) == ({"SPACE_ID": "x"}, {})
+    assert runner_mounts(host_env, None) == (host_env, {})  # runner disabled: nothing mounted
