@@ -9,6 +9,12 @@ import pytest
 _skipped: list[str] = []
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running in the main thread for the rest of
+    the session, where no asyncio test could start its own."""
+    items.sort(key=lambda item: "tests/browser/" in item.path.as_posix())
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.skipped:
         _skipped.append(report.nodeid)
