@@ -68,8 +68,11 @@ def test_device_seconds_are_split_by_items_and_quotas_slide() -> None:
     assert charge == {"a": 0.75, "b": 0.25}
     ledger = QuotaLedger(window_s=10, default_limit_s=0.5)
     ledger.charge("a", 0.75, now=0)
-    with pytest.raises(QuotaExceededError, match="0.75 of its 0.5 device-seconds"):
+    with pytest.raises(QuotaExceededError, match="0.75 of its 0.5 device-seconds") as caught:
         ledger.check("a", now=1)
+    assert caught.value.retry_after_s == 9  # the charge leaves the 10 s window at t=10
+    again = error_from(429, b'{"error": {"code": "quota_exceeded", "message": "m", "retry_after_s": 9}}')
+    assert isinstance(again, QuotaExceededError) and again.retry_after_s == 9  # survives the wire
     ledger.check("b", now=1)
     ledger.check("a", now=11)  # the window slid past the charge
 
