@@ -72,7 +72,7 @@ class Settings(BaseSettings):
 
     # model runner
     runner_enabled: bool = True
-    runner_socket: Path | None = None  # default: {data_dir}/runner.sock
+    runner_socket: Path | None = None  # default: {data_dir}/runner/runner.sock
     runner_tcp_port: int | None = None
     runner_device: Literal["auto", "cpu", "cuda"] = "auto"
     runner_memory_budget_mb: int = 4096
@@ -112,4 +112,5 @@ class Settings(BaseSettings):
 
     @property
     def runner_socket_path(self) -> Path:
-        return self.runner_socket or self.data_dir / "runner.sock"
+        # a directory of its own: the docker backend mounts it into containers, which must not see data_dir
+        return self.runner_socket or self.data_dir / "runner" / "runner.sock"

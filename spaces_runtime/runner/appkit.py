@@ -67,19 +67,10 @@ def _copy_if_changed(src: Path, dst: Path) -> None:
 
 
 def socket_path(settings: Any) -> Path:
-    """The runner's socket, alone in a directory of its own: that directory is what containers get mounted.
-
-    The default one, straight in the data dir (config.py's default so far), moves into ``{data_dir}/runner/``
-    so that mounting its directory never shows an app the platform's data. An explicit ``runner_socket`` is
-    taken as given: put it in a directory of its own.
-    """
-    explicit = getattr(settings, "runner_socket", None)
-    if explicit:
-        return Path(explicit)
-    path = Path(settings.runner_socket_path)
-    if path.parent == Path(settings.data_dir):
-        return path.parent / "runner" / path.name
-    return path
+    """The runner's socket, alone in a directory of its own (``{data_dir}/runner/`` by default): that directory is
+    what containers get mounted, so it must never show an app the platform's data. An explicit
+    ``runner_socket`` is taken as given: put it in a directory of its own."""
+    return Path(settings.runner_socket_path)
 
 
 def runner_url(settings: Any) -> str:

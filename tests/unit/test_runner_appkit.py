@@ -10,7 +10,7 @@ from spaces_runtime.runner.appkit import app_token, appkit_env, verify_token
 
 
 def test_app_env_imports_the_client_and_the_shim_from_a_small_copy(tmp_path) -> None:
-    settings = SimpleNamespace(data_dir=tmp_path, runner_socket_path=tmp_path / "runner.sock",
+    settings = SimpleNamespace(data_dir=tmp_path, runner_socket_path=tmp_path / "runner" / "runner.sock",
                                runner_device="cpu")
     env = appkit_env(settings, "alice-demo")
     assert env["SPACES_RUNNER_URL"] == f"unix://{tmp_path / 'runner' / 'runner.sock'}" and env["SPACES_ZERO_GPU"] == "0"
@@ -34,7 +34,7 @@ def test_containers_see_the_runner_socket_and_appkit_at_fixed_read_only_paths(tm
     from spaces_runtime.runner.appkit import kit_dir
     from spaces_runtime.supervisor.docker import APPKIT_MOUNT, RUNNER_MOUNT, runner_mounts
 
-    settings = SimpleNamespace(data_dir=tmp_path, runner_socket_path=tmp_path / "runner.sock",
+    settings = SimpleNamespace(data_dir=tmp_path, runner_socket_path=tmp_path / "runner" / "runner.sock",
                                runner_device="cpu")
     host_env = {**appkit_env(settings, "alice/demo"), "SPACE_ID": "alice/demo"}
     env, volumes = runner_mounts(host_env, kit_dir(settings), image_pythonpath="/home/user/app")
