@@ -8,6 +8,7 @@ import time
 import wave
 from pathlib import Path
 
+import numpy as np
 from gradio_client import Client, handle_file
 from PIL import Image
 
@@ -71,6 +72,21 @@ def streamlit_script_run(url: str, timeout: float = 60) -> tuple[set[str], bytes
             kinds.add(str(forward.WhichOneof("type")))
             seen += raw if isinstance(raw, bytes) else raw.encode()
     return kinds, seen
+
+
+def voiced_clip(path: Path, rate: int = 16000) -> np.ndarray:
+    """Three seconds: silence, a second of a synthetic voice (harmonics, vibrato, syllable rhythm), silence.
+    Written to ``path`` as a float WAV; returns the samples."""
+    import soundfile
+
+    rng = np.random.default_rng(0)
+    t = np.arange(rate) / rate
+    voiced = sum(np.sin(2 * np.pi * f * t * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))) / k
+                 for k, f in enumerate([140, 280, 420, 560, 700, 840], 1))
+    voiced = voiced * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2) + rng.normal(0, 0.02, rate)
+    audio = np.concatenate([np.zeros(rate), 0.3 * voiced, np.zeros(rate)]).astype(np.float32)
+    soundfile.write(path, audio, rate, subtype="FLOAT")
+    return audio
 
 
 def check_streamlit_script_runs(url: str) -> None:

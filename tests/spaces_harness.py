@@ -9,7 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,23 @@ class Platform:
                 raise AssertionError(f"spaces failed: {[(s['id'], s['stage'], s['error']) for s in failed]}")
             time.sleep(1)
         raise AssertionError(f"not all RUNNING after {timeout}s: {[(s['id'], s['stage']) for s in spaces]}")
+
+
+@contextmanager
+def serving_examples(root: Path, names: Iterable[str], extra_args: Iterable[str] = (),
+                     env: dict[str, str] | None = None, timeout: float = 600) -> Iterator[Platform]:
+    """`spaces serve --examples` with copies of the named example apps, once they all run; stopped after."""
+    examples = root / "examples"
+    examples.mkdir()
+    for name in names:
+        copy_app(EXAMPLES / name, examples / name)
+    server = Platform(root / "data", extra_args=["--examples", str(examples), *extra_args], env=env or {})
+    server.start(timeout=120)
+    try:
+        server.wait_all_running(timeout=timeout)
+        yield server
+    finally:
+        server.stop()
 
 
 def copy_app(source: Path, dest: Path) -> Path:

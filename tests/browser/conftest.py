@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from browsing import CHROMIUM, CHROMIUM_ARGS, GALLERY_EXAMPLES, new_context
 
-from spaces_harness import EXAMPLES, Platform, copy_app
+from spaces_harness import Platform, serving_examples
 
 
 def missing(reason: str) -> None:
@@ -38,18 +38,9 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Platform]:
     """`spaces serve` with the gallery's examples deployed (once) and RUNNING."""
-    root = tmp_path_factory.mktemp("gallery")
-    examples = root / "examples"
-    examples.mkdir()
-    for name in GALLERY_EXAMPLES:
-        copy_app(EXAMPLES / name, examples / name)
-    server = Platform(root / "data", extra_args=["--examples", str(examples)],
-                      env={"SPACES_RUNNER_ENABLED": "false"}).start()
-    try:
-        server.wait_all_running(timeout=600)
+    with serving_examples(tmp_path_factory.mktemp("gallery"), GALLERY_EXAMPLES,
+                          env={"SPACES_RUNNER_ENABLED": "false"}) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from example_checks import (
     check_sentiment,
     check_streamlit_script_runs,
 )
-from spaces_harness import EXAMPLES, Platform, copy_app
+from spaces_harness import Platform, serving_examples
 from spaces_runtime.supervisor.docker import PLATFORM_LABEL, platform_id
 
 pytestmark = pytest.mark.docker
@@ -25,17 +25,11 @@ pytestmark = pytest.mark.docker
 @pytest.fixture(scope="module")
 def platform(engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Platform:
     root = tmp_path_factory.mktemp("docker-platform")
-    examples = root / "examples"
-    examples.mkdir()
-    for name in CORE_EXAMPLES:
-        copy_app(EXAMPLES / name, examples / name)
-    server = Platform(root / "data", extra_args=["--backend", "docker", "--examples", str(examples)],
-                      env={"SPACES_RUNNER_ENABLED": "false"}).start(timeout=120)
     try:
-        server.wait_all_running(timeout=900)
-        yield server
+        with serving_examples(root, CORE_EXAMPLES, ["--backend", "docker"], {"SPACES_RUNNER_ENABLED": "false"},
+                              timeout=900) as server:
+            yield server
     finally:
-        server.stop()
         ours = {"label": f"{PLATFORM_LABEL}={platform_id(root / 'data')}"}
         for container in engine.containers.list(all=True, filters=ours):
             container.remove(force=True)

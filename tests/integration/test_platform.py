@@ -20,25 +20,16 @@ from example_checks import (
     check_sentiment,
     check_streamlit_script_runs,
 )
-from spaces_harness import EXAMPLES, Platform, copy_app, gradio_readme, write_app
+from spaces_harness import Platform, gradio_readme, serving_examples, write_app
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
-    root = tmp_path_factory.mktemp("platform")
-    examples = root / "examples"
-    examples.mkdir()
-    for name in CORE_EXAMPLES:
-        copy_app(EXAMPLES / name, examples / name)
-    server = Platform(root / "data", extra_args=["--examples", str(examples)],
-                      env={"SPACES_RUNNER_ENABLED": "false"}).start()
-    try:
-        server.wait_all_running(timeout=600)
+    with serving_examples(tmp_path_factory.mktemp("platform"), CORE_EXAMPLES,
+                          env={"SPACES_RUNNER_ENABLED": "false"}) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def link(platform: Platform, name: str) -> str:

@@ -24,6 +24,7 @@ torch = pytest.importorskip("torch") if not os.environ.get("CI") else __import__
 sentence_transformers = pytest.importorskip("sentence_transformers") if not os.environ.get("CI") else \
     __import__("sentence_transformers")
 
+from example_checks import voiced_clip  # noqa: E402
 from spaces_runtime.client import AsyncRunner, Runner, RunnerAuthError  # noqa: E402
 from spaces_runtime.errors import (  # noqa: E402
     BadInputError,
@@ -144,17 +145,11 @@ def test_a_flooding_app_does_not_starve_a_light_one(runner) -> None:
 
 
 def test_speech_segments_equal_in_process_silero(runner, tmp_path) -> None:
-    import soundfile
     from silero_vad import get_speech_timestamps, load_silero_vad
 
-    rate, rng = 16000, np.random.default_rng(0)
-    t = np.arange(rate) / rate
-    voiced = sum(np.sin(2 * np.pi * f * t * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))) / k
-                 for k, f in enumerate([140, 280, 420, 560, 700, 840], 1))
-    voiced = voiced * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2) + rng.normal(0, 0.02, rate)
-    audio = np.concatenate([np.zeros(rate), 0.3 * voiced, np.zeros(rate)]).astype(np.float32)
+    rate = 16000
     wav = tmp_path / "clip.wav"
-    soundfile.write(wav, audio, rate, subtype="FLOAT")
+    audio = voiced_clip(wav, rate)
     got = runner["client"]("vad").model("silero-vad").predict(wav.read_bytes())
     torch_threads = torch.get_num_threads()
     model = load_silero_vad()

