@@ -12,7 +12,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from starlette.datastructures import Headers
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -35,6 +35,10 @@ _DROPPED_REQUEST = HOP_BY_HOP_BYTES | {b"expect", b"content-length"}
 # the old version after a swap is still answered (by it), at most this long.
 UPSTREAM_TTL_S = 0.5
 WAKE_WAIT_S = 120.0  # how long an API client (not a browser) is held while its app wakes up
+
+
+class ClientDisconnected(Exception):
+    """The browser went away before it sent all of its request body."""
 
 
 class Gateway:
@@ -157,6 +161,8 @@ class Gateway:
             response = await self._pool.request(
                 host, port, scope["method"], target, headers,
                 _request_body(receive) if body_framing else None, chunked=body_framing == b"transfer-encoding")
+        except ClientDisconnected:
+            return True  # the pool closed the app's connection, which ends its request; nobody is left to answer
         except UpstreamError as exc:
             if retry and exc.before_sending:
                 self._upstreams.pop((route.owner, route.name), None)
@@ -181,7 +187,15 @@ class Gateway:
         if files is None:
             files = self._static[root] = StaticFiles(directory=root, html=True, check_dir=False)
         prefix = "" if route.via_host else route.prefix
-        inner = {**scope, "path": prefix + route.rest, "root_path": prefix}
+        # routes come from the raw path; file names are decoded exactly once (as uvicorn decodes scope["path"]),
+        # so "my%20file.html" finds "my file.html" while "%252e%252e" stays the literal name "%2e%2e". StaticFiles
+        # then normalises the decoded path and refuses anything that resolves outside root ("..%2F" included).
+        rest = unquote(route.rest)
+        if "\x00" in rest:  # no file name holds a NUL; os calls would raise on it
+            await HTMLResponse(pages.missing_page(f"{route.owner}/{route.name}{route.rest}"), 404)(
+                scope, receive, send)
+            return
+        inner = {**scope, "path": prefix + rest, "root_path": prefix}
         try:
             await files(inner, receive, send)
         except Exception as exc:  # StaticFiles raises HTTPException for 404/405 outside a Starlette app
@@ -255,7 +269,8 @@ async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return
+            # ending the body here would leave the app waiting for the rest of its Content-Length: abort instead
+            raise ClientDisconnected
         body = message.get("body", b"")
         if body:
             yield body

@@ -18,6 +18,12 @@ from typing import cast
 import httptools
 
 CONNECT_TIMEOUT_S = 10.0
+# While a request body is being relayed, each step (the browser sending a chunk, the app taking it) must make
+# progress within this long, or the request is aborted and the app's connection closed: a browser that stops
+# sending without closing would otherwise hold a task and two sockets, and the app a request, forever. It is an
+# idle limit, so a slow but steady upload of any length passes. Once the body is complete there is deliberately
+# no limit on the wait for the app's answer: a prediction may legitimately take minutes.
+BODY_STALL_S = 120.0
 IDLE_EXPIRY_S = 4.0  # under uvicorn's default 5 s keep-alive, so a pooled socket is rarely closed under us
 MAX_IDLE_PER_APP = 128
 _HIGH_WATER = 64 * 1024  # buffered response bytes before reading from the app pauses (the browser is slow)
@@ -180,6 +186,11 @@ class UpstreamPool:
                 if attempt == 0 and body is None and not conn.received_any and conn.idle_since:
                     continue
                 raise
+            except BaseException:
+                # the body's source failed (the browser left mid-upload) or the task was cancelled: the app would
+                # wait for the rest of the request, so end it by closing the connection, never pool it
+                conn._close()
+                raise
             return UpstreamResponse(self, key, conn, head_only=method == "HEAD")
         raise AssertionError("unreachable")
 
@@ -225,17 +236,28 @@ def _request_head(method: str, target: bytes, headers: Headers, chunked: bool) -
 
 
 async def _send(conn: _Connection, head: bytes, body: AsyncIterator[bytes] | None, chunked: bool) -> None:
-    if body is None:
-        await conn.write(head)
-        return
     await conn.write(head)
-    async for chunk in body:
-        await conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
-    if chunked:
-        await conn.write(b"0\r\n\r\n")
+    if body is not None:
+        await _send_body(conn, body, chunked)
+
+
+async def _send_body(conn: _Connection, body: AsyncIterator[bytes], chunked: bool) -> None:
+    """Relay the body; every chunk must arrive and be taken within BODY_STALL_S of the previous one."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(BODY_STALL_S) as deadline:
+            async for chunk in body:
+                await conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+                deadline.reschedule(loop.time() + BODY_STALL_S)
+            if chunked:
+                await conn.write(b"0\r\n\r\n")
+    except TimeoutError as exc:
+        raise UpstreamError(f"the request body made no progress for {BODY_STALL_S:g} s (the browser stopped "
+                            "sending it or the app stopped reading it)") from exc
 
 
 async def _await_head(conn: _Connection) -> None:
+    # no timeout: the body is complete (see BODY_STALL_S) and an app may take minutes to answer a prediction
     while not conn.headers_done:
         if conn.error is not None:
             raise conn.error

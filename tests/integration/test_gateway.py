@@ -9,7 +9,10 @@ import asyncio
 import hashlib
 import os
 import re
+import select
 import socket
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -31,6 +34,7 @@ from websockets.sync.client import connect as ws_connect
 from websockets.typing import Origin, Subprotocol
 
 from spaces_runtime.config import Settings
+from spaces_runtime.gateway import upstream as upstream_client
 from spaces_runtime.gateway.proxy import Gateway
 from spaces_runtime.gateway.targets import Failed, Missing, Pending, StaticSite, Target, Upstream
 from spaces_runtime.logs import LogBook
@@ -91,6 +95,33 @@ GRADIO_APP = textwrap.dedent('''
 STREAMLIT_APP = 'import streamlit as st\nst.title("Streamlit through the gateway")\n'
 BROKEN_APP = 'raise ImportError("cannot import name \'pipeline\' from \'transformers\'")\n'
 RERUN_SCRIPT = b"Z\x00"  # Streamlit's BackMsg{rerun_script: {}}: asks the server to run the script
+# A tiny app that answers "ok" DELAY seconds after a request's whole body arrived and reports, on stdout, every
+# connection that ends (EOF or reset): how a real app sees a gateway give up on a request.
+SINK_APP = textwrap.dedent('''
+    import re, socket, sys, time
+    delay = float(sys.argv[1])
+    server = socket.create_server(("127.0.0.1", 0))
+    print(server.getsockname()[1], flush=True)
+    while True:
+        conn, _ = server.accept()
+        data, answered = b"", False
+        while True:
+            try:
+                chunk = conn.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            data += chunk
+            head, _, body = data.partition(b"\\r\\n\\r\\n")
+            length = re.search(rb"content-length: *(\\d+)", head, re.I)
+            if not answered and length and len(body) >= int(length[1]):
+                time.sleep(delay)
+                conn.sendall(b"HTTP/1.1 200 OK\\r\\ncontent-length: 2\\r\\n\\r\\nok")
+                answered = True
+        print(f"closed after {len(data)} bytes", flush=True)
+        conn.close()
+''')
 
 
 class Targets:
@@ -337,3 +368,90 @@ def test_a_visit_wakes_a_sleeping_app(stack: Stack) -> None:
     assert api.status_code == 200 and api.json()["version"] == "6.31.0"
     assert stack.supervisor.stage("alice/gradio") is Stage.RUNNING
 
+
+
+class Sink:
+    """SINK_APP in its own process, reachable through the gateway as alice/{name}."""
+
+    def __init__(self, stack: Stack, name: str, delay: float = 0.0) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", SINK_APP, str(delay)], stdout=subprocess.PIPE, text=True)
+        port = int(self.read_line(10))
+        stack.targets.fixed[f"alice/{name}"] = Upstream(f"http://127.0.0.1:{port}", forward_prefix=False)
+
+    def read_line(self, timeout: float) -> str:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        return self.proc.stdout.readline().strip() if ready else ""
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(5)
+
+
+@pytest.fixture
+def sink_factory(stack: Stack) -> Iterator[Any]:
+    sinks: list[Sink] = []
+
+    def make(name: str, delay: float = 0.0) -> Sink:
+        sinks.append(Sink(stack, name, delay))
+        return sinks[-1]
+
+    yield make
+    for sink in sinks:
+        sink.close()
+
+
+def start_upload(stack: Stack, path: str, declared: int, sent: int) -> socket.socket:
+    """A raw client that declares a body of ``declared`` bytes and sends the first ``sent`` of them."""
+    client = socket.create_connection(("127.0.0.1", stack.port))
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{stack.port}\r\nContent-Length: {declared}\r\n\r\n"
+    client.sendall(head.encode() + b"x" * sent)
+    return client
+
+
+def test_an_aborted_upload_ends_the_apps_request(stack: Stack, sink_factory: Any) -> None:
+    sink = sink_factory("sink-abort")
+    client = start_upload(stack, "/spaces/alice/sink-abort/upload", 2_000_000, 1_000_000)
+    time.sleep(0.5)  # let the first half reach the app
+    client.close()
+    line = sink.read_line(5)
+    assert line.startswith("closed after"), "the app still waits for the rest of an upload whose sender left"
+    assert int(line.split()[2]) > 1_000_000
+
+
+def test_a_stalled_upload_is_given_up_after_the_stall_limit(stack: Stack, sink_factory: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(upstream_client, "BODY_STALL_S", 1.0)
+    sink = sink_factory("sink-stall")
+    client = start_upload(stack, "/spaces/alice/sink-stall/upload", 2_000_000, 1_000)
+    with client:
+        assert sink.read_line(6).startswith("closed after"), "a silent uploader holds the app's request forever"
+        client.settimeout(5)
+        assert client.recv(100).startswith(b"HTTP/1.1 502")
+
+
+def test_a_slow_answer_after_a_complete_upload_is_not_cut_off(stack: Stack, sink_factory: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(upstream_client, "BODY_STALL_S", 0.5)  # the limit covers the upload, not the answer
+    sink_factory("sink-slow", delay=2.0)
+    response = httpx.post(f"{stack.url}/spaces/alice/sink-slow/predict", content=b"x" * 100_000, timeout=30)
+    assert response.status_code == 200 and response.text == "ok"
+
+
+def test_static_site_serves_percent_encoded_names_without_escaping(stack: Stack) -> None:
+    site = stack.root / "site"
+    (site / "my file.html").write_text("<p>spaced</p>")
+    (site / "café.html").write_text("<p>accented</p>")
+    (site / "%2e%2e").write_text("a file literally named %2e%2e")
+    assert httpx.get(f"{stack.url}/spaces/alice/site/my%20file.html").text == "<p>spaced</p>"
+    assert httpx.get(f"{stack.url}/spaces/alice/site/caf%C3%A9.html").text == "<p>accented</p>"
+    host = {"Host": f"alice-site.localhost:{stack.port}"}
+    assert httpx.get(f"{stack.url}/my%20file.html", headers=host).text == "<p>spaced</p>"
+    # decoded once only: %252e%252e names the file "%2e%2e", never the parent folder
+    assert httpx.get(f"{stack.url}/spaces/alice/site/%252e%252e").text == "a file literally named %2e%2e"
+    # secret.txt lies right beside the site's folder: each of these names it once decoded
+    for rest in ("..%2Fsecret.txt", "%2e%2e%2fsecret.txt", "docs%2F..%2F..%2Fsecret.txt",
+                 "my%20file.html%2F..%2F..%2Fsecret.txt", "..%5Csecret.txt", "x%00.html"):
+        path = "/spaces/alice/site/" + rest
+        response = httpx.get(stack.url + path)
+        assert response.status_code == 404 and "top secret" not in response.text, path
