@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -282,6 +283,10 @@ def main() -> None:
         app()
     except SpacesError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except ValidationError as exc:  # a bad flag or SPACES_* variable
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+        err.print(f"[red]error:[/] invalid setting: {problems}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -19,7 +19,14 @@ from typing import Any, Protocol
 from builder import plan as build_plan
 from builder import spec as build_spec
 from spaces_runtime.config import Settings
-from spaces_runtime.errors import BuildError, NoAppFileError, SpacesError, SpecError, StageTransitionError
+from spaces_runtime.errors import (
+    BuildError,
+    ConflictError,
+    NoAppFileError,
+    SpacesError,
+    SpecError,
+    StageTransitionError,
+)
 from spaces_runtime.events import EventHub
 from spaces_runtime.gateway.targets import Failed, Missing, Pending, StaticSite, Target, Upstream
 from spaces_runtime.logs import LogBook, LogSink
@@ -103,10 +110,11 @@ class Deployer:
     async def accept_upload(self, owner: str, name: str, archive: Path) -> SpaceRecord:
         """Unpack a new code version and start building it; the previous version keeps serving meanwhile."""
         space_id = make_space_id(owner, name)
+        self._check_link_is_free(owner, name)
         version_dir = self.settings.apps_dir / owner / name / "versions" / f"{time.time_ns()}"
         app_dir = await asyncio.to_thread(unpack, archive, version_dir, self.limits)
         code = await asyncio.to_thread(build_plan.code_hash, app_dir)
-        self._begin(space_id, "deploy")
+        await self._begin(space_id, "deploy")
         self.store.update(space_id, desired="running", code_hash=code)
         self._launch_deploy(space_id, app_dir)
         return self.store.get(space_id)
@@ -123,17 +131,28 @@ class Deployer:
             version_dir = self.settings.apps_dir / owner / app_dir.name / "versions" / f"{time.time_ns()}"
             ignore = shutil.ignore_patterns(*PACK_EXCLUDES)
             await asyncio.to_thread(shutil.copytree, app_dir, version_dir, ignore=ignore)
-            self._begin(space_id, "example deployed on start")
+            await self._begin(space_id, "example deployed on start")
             self.store.update(space_id, desired="running", code_hash=code)
             self._launch_deploy(space_id, version_dir)
 
-    def _begin(self, space_id: str, reason: str) -> None:
+    def _check_link_is_free(self, owner: str, name: str) -> None:
+        """`a-b/c` and `a/b-c` would share the host-form link a-b-c.{host}: the first one keeps it."""
+        label = f"{owner}-{name}"
+        for record in self.store.spaces():
+            if f"{record.owner}-{record.name}" == label and (record.owner, record.name) != (owner, name):
+                raise ConflictError(f"{owner}/{name} would share the link {label}.{self.settings.public_link_host}"
+                                    f" with {record.id}", hint="choose another owner or name")
+
+    async def _begin(self, space_id: str, reason: str) -> None:
         existing = self.store.find(space_id)
         if existing is None:
             self.store.create_or_touch(space_id, Stage.BUILDING, reason)
             self.hub.publish({"type": "created", "id": space_id, "stage": Stage.BUILDING.value})
             return
         serving = existing.stage in SERVING_STAGES and self.supervisor.upstream(space_id) is not None
+        if not serving and self.supervisor.stage(space_id) is not None:
+            # an older version still starting (or crash-looping) must not report RUNNING over the new build
+            await self.supervisor.stop_app(space_id, None)
         self.set_stage(space_id, Stage.RUNNING_BUILDING if serving else Stage.BUILDING, reason)
 
     def _launch_deploy(self, space_id: str, app_dir: Path, adopt: Instance | None = None) -> None:
@@ -154,30 +173,42 @@ class Deployer:
             sink("build cancelled: a newer version was uploaded")
             raise
         except NoAppFileError as exc:
-            self._fail(space_id, Stage.NO_APP_FILE, str(exc), sink)
+            self._fail(space_id, app_dir, Stage.NO_APP_FILE, str(exc), sink)
         except SpecError as exc:
-            self._fail(space_id, Stage.CONFIG_ERROR, str(exc), sink)
+            self._fail(space_id, app_dir, Stage.CONFIG_ERROR, str(exc), sink)
         except BuildError as exc:
             detail = f"{exc}\n{exc.log_tail}".strip()
-            self._fail(space_id, Stage.BUILD_ERROR, detail, sink)
+            self._fail(space_id, app_dir, Stage.BUILD_ERROR, detail, sink)
         except SpacesError as exc:
-            self._fail(space_id, Stage.RUNTIME_ERROR, str(exc), sink)
+            self._fail(space_id, app_dir, Stage.RUNTIME_ERROR, str(exc), sink)
         except Exception as exc:  # a platform bug must still end in a stage, never a spinner forever
             log.exception("deploy of %s failed", space_id)
-            self._fail(space_id, Stage.BUILD_ERROR, f"internal error: {exc!r}", sink)
+            self._fail(space_id, app_dir, Stage.BUILD_ERROR, f"internal error: {exc!r}", sink)
         finally:
             self.logs.close_followers(space_id, "build")
 
-    def _fail(self, space_id: str, stage: Stage, message: str, sink: LogSink) -> None:
+    def _fail(self, space_id: str, app_dir: Path, stage: Stage, message: str, sink: LogSink) -> None:
         sink(f"ERROR: {message}")
         self.set_stage(space_id, stage, "deploy failed", message)
+        self._keep_version(space_id, app_dir, worked=False)
+
+    def _keep_version(self, space_id: str, app_dir: Path, worked: bool) -> None:
+        """A version that runs becomes the space's code (restarts use it) and older ones go; one that failed is
+        removed, unless the space has no code at all yet (then `spaces restart` can retry it)."""
+        record = self.store.find(space_id)
+        current = Path(record.code_dir) if record is not None and record.code_dir else None
+        if worked or current is None:
+            self.store.update(space_id, code_dir=str(app_dir))
+            self._prune_versions(space_id, keep=app_dir)
+        elif current != app_dir:
+            shutil.rmtree(_version_root(app_dir), ignore_errors=True)
 
     async def _build_and_run(self, space_id: str, app_dir: Path, sink: LogSink,
                              adopt: Instance | None = None) -> None:
         spec = await asyncio.to_thread(build_spec.load, app_dir)
         for warning in getattr(spec, "warnings", []) or []:
             sink(f"warning: {warning}")
-        self.store.update(space_id, card=card_of(spec), code_dir=str(app_dir))
+        self.store.update(space_id, card=card_of(spec))
         if spec.sdk == "static":
             await self._serve_static(space_id, app_dir, sink)
             return
@@ -194,10 +225,10 @@ class Deployer:
         sink("build succeeded; starting the app")
         launch = self._launch_spec(space_id, spec, app_dir, built)
         if adopt is not None:
-            await self.supervisor.adopt(launch, adopt)
+            stage = await self.supervisor.adopt(launch, adopt)
         else:
-            await self.supervisor.run_app(launch)
-        self._prune_versions(space_id, keep=app_dir)
+            stage = await self.supervisor.run_app(launch)
+        self._keep_version(space_id, app_dir, worked=stage == Stage.RUNNING)
 
     async def _prepare_models(self, spec: Any, app_dir: Path, sink: LogSink) -> None:
         """Model files the README declares (`runner_models:`) are registered with the runner, and entries of
@@ -216,8 +247,8 @@ class Deployer:
     async def _serve_static(self, space_id: str, app_dir: Path, sink: LogSink) -> None:
         await self.supervisor.stop_app(space_id, Stage.STOPPED)  # it may have been a gradio app before
         sink("static site: served by the gateway, nothing to build")
+        self._keep_version(space_id, app_dir, worked=True)  # the gateway serves code_dir: set it first
         self.set_stage(space_id, Stage.RUNNING, "static site deployed")
-        self._prune_versions(space_id, keep=app_dir)
 
     def _launch_spec(self, space_id: str, spec: Any, app_dir: Path, built: BuiltEnvironment) -> LaunchSpec:
         owner, name = space_id.split("/", 1)
@@ -236,11 +267,10 @@ class Deployer:
         )
 
     def _prune_versions(self, space_id: str, keep: Path) -> None:
-        versions_dir = keep.parent if keep.parent.name == "versions" else keep.parent.parent
-        if versions_dir.name != "versions":
+        root = _version_root(keep)
+        if root.parent.name != "versions":
             return
-        old = sorted((p for p in versions_dir.iterdir() if p != keep and keep not in p.parents and p not in
-                      keep.parents), key=lambda p: p.name)
+        old = sorted((p for p in root.parent.iterdir() if p != root), key=lambda p: p.name)
         for path in old[: max(0, len(old) - (KEPT_VERSIONS - 1))]:
             shutil.rmtree(path, ignore_errors=True)
 
@@ -249,7 +279,7 @@ class Deployer:
         record = self.store.get(space_id)
         if not record.code_dir:
             raise SpecError("this space has no code yet", hint="deploy it first: spaces deploy DIR")
-        self._begin(space_id, "restart requested")
+        await self._begin(space_id, "restart requested")
         self.store.update(space_id, desired="running")
         self._launch_deploy(space_id, Path(record.code_dir))
         return self.store.get(space_id)
@@ -267,6 +297,9 @@ class Deployer:
         self._cancel(space_id)
         self.set_stage(space_id, Stage.DELETING, "deleted by request")
         await self.supervisor.stop_app(space_id, Stage.DELETING)
+        remove_volume = getattr(self.supervisor.backend, "remove_volume", None)
+        if remove_volume is not None:  # its /data must not reappear in a new space of the same name
+            await asyncio.to_thread(remove_volume, space_id)
         self.store.delete(space_id)
         owner, name = space_id.split("/", 1)
         shutil.rmtree(self.settings.apps_dir / owner / name, ignore_errors=True)
@@ -291,7 +324,7 @@ class Deployer:
             if record.stage == Stage.DELETING:
                 self.store.delete(record.id)
             elif record.desired == "running" and record.stage not in ERROR_STAGES and record.code_dir:
-                self._begin(record.id, "platform restarted")
+                await self._begin(record.id, "platform restarted")
                 self._launch_deploy(record.id, Path(record.code_dir), adopt=survivor)
                 continue
             if survivor is not None:
@@ -335,7 +368,7 @@ class Deployer:
         if self.supervisor.stage(space_id) is not None:
             await self.supervisor.wake(space_id)
         elif record.code_dir and space_id not in self._tasks:
-            self._begin(space_id, "woken by a visit")
+            await self._begin(space_id, "woken by a visit")
             self._launch_deploy(space_id, Path(record.code_dir))
 
 
@@ -345,6 +378,11 @@ class Deployer:
                 return {"backend_ref": instance.backend_ref, "upstream": instance.upstream,
                         "started_at": instance.started_at, "backend": self.supervisor.backend.name}
         return None
+
+
+def _version_root(app_dir: Path) -> Path:
+    """versions/N, whether the app folder is versions/N itself or the one folder an archive held inside it."""
+    return app_dir if app_dir.parent.name == "versions" else app_dir.parent
 
 
 def _pending_detail(stage: Stage) -> str:

@@ -114,14 +114,18 @@ class ImageBuilder:
         log(f"==> building the app's own {spec.app_file} (app_port {plan.app_port})")
         with tempfile.TemporaryDirectory(prefix="spaces-ctx-", dir=self.work_dir) as ctx:
             _copy_code(spec.folder, Path(ctx, "app"))
-            built = self._buildkit(Path(ctx, "app"), tag, "app", log, None, dockerfile=spec.app_file)
+            # the user's own Dockerfile gets the CA bundle only: index URLs may carry the operator's credentials
+            built = self._buildkit(Path(ctx, "app"), tag, "app", log, None, dockerfile=spec.app_file,
+                                   trusted=False)
         return BuiltImage(tag, built, reused=False, app_port=plan.app_port)
 
     def _buildkit(self, context: Path, tag: str, kind: str, log: LogSink, plan: BuildPlan | None,
-                  dockerfile: str = "Dockerfile") -> str:
+                  dockerfile: str = "Dockerfile", trusted: bool = True) -> str:
+        """``trusted``: the Dockerfile is one of our templates, so it may see the index settings too."""
         with tempfile.TemporaryDirectory(prefix="spaces-secrets-", dir=self.work_dir) as secrets:
             argv = [*self.cli.argv, "--progress=plain", "-t", tag, "-f", str(context / dockerfile),
-                    "--label", f"spaces-runtime.kind={kind}", *self._secrets(Path(secrets)), str(context)]
+                    "--label", f"spaces-runtime.kind={kind}", *self._secrets(Path(secrets), trusted),
+                    str(context)]
             rc, lines = self._stream(argv, log)
         if rc != 0:
             raise _explain(lines, rc, plan)
@@ -130,8 +134,10 @@ class ImageBuilder:
             raise BuildError(f"docker build reported success but image {tag} is not in the engine")
         return found
 
-    def _secrets(self, folder: Path) -> list[str]:
+    def _secrets(self, folder: Path, trusted: bool = True) -> list[str]:
         ca = host_ca_bundle(self.settings)
+        if not trusted:
+            return ["--secret", f"id=ca_bundle,src={ca}"] if ca else []
         env_file = folder / "build_env"
         env_file.touch(mode=0o600)
         env_file.write_text(render.build_env(ca is not None, self.settings.index_url,

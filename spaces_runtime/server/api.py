@@ -54,10 +54,20 @@ def platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(platform)]
 
 
-def require_token(p: PlatformDep, authorization: Annotated[str | None, Header()] = None) -> None:
-    """Writing endpoints need the token whenever one is configured (always, when listening beyond loopback)."""
+def require_token(request: Request, p: PlatformDep, authorization: Annotated[str | None, Header()] = None) -> None:
+    """Writing endpoints need the token whenever one is configured (always, when listening beyond loopback).
+
+    Without a token they still refuse browsers: apps are served on the platform's own origin, so a page of any
+    app (or any site, by a form post) could otherwise pause, replace or delete other spaces. The CLI and scripts
+    send no Origin and no Sec-Fetch-Site; every browser does on a write."""
     expected = p.settings.token
     if not expected:
+        origin = request.headers.get("origin")
+        fetch_site = request.headers.get("sec-fetch-site", "none")
+        if origin or fetch_site != "none":
+            raise AuthError(f"writing endpoints do not take requests from web pages (Origin: {origin or '?'}, "
+                            f"Sec-Fetch-Site: {fetch_site})",
+                            hint="use the `spaces` CLI or call the REST API from a script")
         return
     given = (authorization or "").removeprefix("Bearer ").strip()
     if not hmac.compare_digest(given.encode(), expected.encode()):
@@ -149,13 +159,20 @@ async def all_events(p: PlatformDep) -> StreamingResponse:
     async def stream() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
         events = p.hub.listen()
-        while True:
-            try:
-                event = await asyncio.wait_for(anext(events), timeout=15)
-            except TimeoutError:
-                yield ": keep-alive\n\n"
-                continue
-            yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+        pending: asyncio.Task[dict[str, Any]] | None = None
+        try:
+            while True:
+                # wait_for would cancel anext() on a timeout, and that closes the generator: keep one task
+                pending = pending or asyncio.ensure_future(anext(events))
+                done, _ = await asyncio.wait({pending}, timeout=15)
+                if not done:
+                    yield ": keep-alive\n\n"
+                    continue
+                event, pending = pending.result(), None
+                yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+        finally:
+            if pending is not None:
+                pending.cancel()
 
     return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 

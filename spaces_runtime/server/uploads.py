@@ -89,12 +89,24 @@ def check_members(members: list[tarfile.TarInfo], limits: UploadLimits) -> None:
                 hint="leave large data out of the app folder")
 
 
+def read_members(tar: tarfile.TarFile, limits: UploadLimits) -> list[tarfile.TarInfo]:
+    """The members, read one by one so that an archive of millions of tiny headers is refused at the limit
+    instead of being read whole into memory first."""
+    members = []
+    for member in tar:
+        members.append(member)
+        if len(members) > limits.max_files:
+            raise UploadTooLargeError(f"archive holds more than {limits.max_files} entries",
+                                      hint="leave virtualenvs, node_modules and data sets out of the app folder")
+    return members
+
+
 def unpack(archive: Path, dest: Path, limits: UploadLimits) -> Path:
     """Check every member, then extract into ``dest`` (which must not exist). Returns the app folder: the archive's
     single top-level folder when everything sits in one, else ``dest`` itself."""
     try:
         with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
+            members = read_members(tar, limits)
             check_members(members, limits)
             dest.mkdir(parents=True)
             # "data" filter: defence in depth on top of our own checks (modes, owners, links).

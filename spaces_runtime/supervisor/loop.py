@@ -229,6 +229,11 @@ class Supervisor:
             failure = await self._await_ready(spec, app.candidate)
         except SpacesError as exc:
             failure = str(exc)
+        except BaseException:  # cancelled (a newer deploy, a pause): the half-started version must not live on
+            candidate, app.candidate = app.candidate, None
+            if candidate is not None:
+                await self.backend.stop(candidate, self.settings.stop_grace_s)
+            raise
         finally:
             app.replacing = False
         async with app.lock:
@@ -286,6 +291,9 @@ class Supervisor:
         app.ready, app.launched_at, app.restart_at = False, time.monotonic(), None
 
     async def _stop_instance(self, app: _App) -> None:
+        candidate, app.candidate = app.candidate, None
+        if candidate is not None:  # a replacement still starting goes with the app
+            await self.backend.stop(candidate, self.settings.stop_grace_s)
         instance, app.instance, app.ready, app.restart_at = app.instance, None, False, None
         if instance is not None:
             await self.backend.stop(instance, self.settings.stop_grace_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -84,3 +85,38 @@ def test_writes_need_the_token_beyond_loopback(tmp_path: Path) -> None:
         server.cli("deploy", str(folder), "--name", "tests/site", check=True)
     finally:
         server.stop()
+
+
+def test_web_pages_cannot_write_without_a_token(platform: Platform, tmp_path: Path) -> None:
+    """Apps share the platform's origin: a page of one must not pause, replace or delete another."""
+    folder = write_app(tmp_path / "victim", {"README.md": STATIC_README, "index.html": "victim"})
+    platform.cli("deploy", str(folder), "--name", "tests/victim", check=True)
+    for headers in ({"Origin": platform.url}, {"Sec-Fetch-Site": "same-origin"}, {"Origin": "https://evil.example"}):
+        response = httpx.delete(f"{platform.url}/api/spaces/tests/victim", headers=headers)
+        assert response.status_code == 401, response.text
+        assert "do not take requests from web pages" in response.json()["message"]
+        assert httpx.post(f"{platform.url}/api/spaces/tests/victim/pause", headers=headers).status_code == 401
+    assert platform.space("tests/victim")["stage"] == "RUNNING"
+
+
+def test_two_spaces_cannot_share_a_host_link(platform: Platform, tmp_path: Path) -> None:
+    folder = write_app(tmp_path / "site", {"README.md": STATIC_README, "index.html": "first"})
+    platform.cli("deploy", str(folder), "--name", "team-a/site", check=True)
+    clash = platform.cli("deploy", str(folder), "--name", "team/a-site")
+    assert clash.returncode == 1
+    assert "would share the link team-a-site." in clash.stderr and "team-a/site" in clash.stderr
+
+
+def test_stage_events_keep_streaming_through_quiet_periods(platform: Platform, tmp_path: Path) -> None:
+    """The gallery's live badges: one SSE connection, quiet for longer than the keep-alive, then an event."""
+    folder = write_app(tmp_path / "quiet", {"README.md": STATIC_README, "index.html": "quiet"})
+    with httpx.stream("GET", f"{platform.url}/api/events", timeout=httpx.Timeout(5, read=40)) as stream:
+        lines = stream.iter_lines()
+        started = time.monotonic()
+        keep_alive_seen = False
+        while time.monotonic() - started < 17:
+            keep_alive_seen |= next(lines).startswith(": keep-alive")
+        assert keep_alive_seen
+        platform.cli("deploy", str(folder), "--name", "tests/quiet", check=True)
+        events = [line for line in (next(lines) for _ in range(12)) if line.startswith("data:")]
+    assert any('"tests/quiet"' in line for line in events), events

@@ -32,11 +32,13 @@ def test_store_keeps_stage_history_and_guards_transitions(tmp_path: Path) -> Non
     store.create_or_touch("alice/demo", Stage.BUILDING, "deploy")
     store.set_stage("alice/demo", Stage.APP_STARTING, "built")
     store.set_stage("alice/demo", Stage.RUNNING, "ready")
-    with pytest.raises(StageTransitionError):
-        store.set_stage("alice/demo", Stage.BUILD_ERROR, "impossible from RUNNING")
-    assert [e.stage for e in store.events("alice/demo")] == [Stage.BUILDING, Stage.APP_STARTING, Stage.RUNNING]
+    store.set_stage("alice/demo", Stage.PAUSED, "paused by request")
+    with pytest.raises(StageTransitionError, match="PAUSED cannot change to RUNTIME_ERROR"):
+        store.set_stage("alice/demo", Stage.RUNTIME_ERROR, "a paused app cannot crash")
+    assert [e.stage for e in store.events("alice/demo")] == [Stage.BUILDING, Stage.APP_STARTING, Stage.RUNNING,
+                                                             Stage.PAUSED]
     # a second connection to the same file (WAL) sees the same state: the store is the source of truth
-    assert Store(tmp_path / "spaces.db").get("alice/demo").stage == Stage.RUNNING
+    assert Store(tmp_path / "spaces.db").get("alice/demo").stage == Stage.PAUSED
 
 
 def test_likes_count_once_per_liker(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from spaces_runtime.errors import UploadError, UploadTooLargeError
-from spaces_runtime.server.uploads import UploadLimits, receive, unpack
+from spaces_runtime.server.uploads import UploadLimits, read_members, receive, unpack
 
 LIMITS = UploadLimits(max_upload_bytes=1024 * 1024, max_unpacked_bytes=4 * 1024 * 1024, max_files=50)
 
@@ -85,7 +85,7 @@ def test_archive_bomb_is_refused_by_unpacked_size(tmp_path: Path) -> None:
 def test_too_many_files_is_refused(tmp_path: Path) -> None:
     members = [file_member(f"f{i}.txt") for i in range(60)]
     archive = make_tar(tmp_path, members, {m.name: b"x" for m in members})
-    with pytest.raises(UploadTooLargeError, match="60 entries"):
+    with pytest.raises(UploadTooLargeError, match="more than 50 entries"):
         unpack(archive, tmp_path / "out", LIMITS)
 
 
@@ -104,3 +104,13 @@ async def test_receive_stops_at_the_upload_limit(tmp_path: Path) -> None:
     with pytest.raises(UploadTooLargeError, match="larger than the limit of 1 MiB"):
         await receive(chunks(), tmp_path / "scratch", LIMITS)
     assert list((tmp_path / "scratch").iterdir()) == []
+
+
+def test_an_archive_of_countless_headers_is_refused_at_the_limit(tmp_path: Path) -> None:
+    """A tiny gzip of millions of empty entries must not be read whole into memory before the count check."""
+    members = [file_member(f"f{i}") for i in range(500)]
+    archive = make_tar(tmp_path, members, {m.name: b"" for m in members})
+    with tarfile.open(archive) as tar:
+        with pytest.raises(UploadTooLargeError, match="more than 50 entries"):
+            read_members(tar, LIMITS)
+        assert len(tar.members) == LIMITS.max_files + 1

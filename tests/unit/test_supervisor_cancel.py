@@ -1,0 +1,77 @@
+"""A redeploy that is cancelled while its new version starts (a newer upload, a pause) leaves nothing running.
+
+The backend is a fake (the supervisor's collaborator); the supervisor, its lock and its tasks are real."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+from spaces_runtime.config import Settings
+from spaces_runtime.logs import LogBook
+from spaces_runtime.stages import Stage
+from spaces_runtime.supervisor.backend import ExitInfo, Instance, LaunchSpec
+from spaces_runtime.supervisor.loop import Supervisor
+
+
+class FakeBackend:
+    name = "fake"
+
+    def __init__(self, ready_url: str, never_ready_url: str) -> None:
+        self.urls = [ready_url, never_ready_url]
+        self.live: set[str] = set()
+
+    async def launch(self, spec: LaunchSpec, log: object) -> Instance:
+        ref = str(len(self.live) + 1)
+        self.live.add(ref)
+        return Instance(spec.space_id, self.urls.pop(0), ref, time.time())
+
+    async def exited(self, instance: Instance) -> ExitInfo | None:
+        return None if instance.backend_ref in self.live else ExitInfo(0, "stopped")
+
+    async def stop(self, instance: Instance, grace_s: float) -> None:
+        self.live.discard(instance.backend_ref)
+
+    async def adopt(self) -> list[Instance]:
+        return []
+
+
+async def serve_ok() -> tuple[asyncio.AbstractServer, str]:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+async def test_cancelled_replacement_and_pause_leave_no_instance(tmp_path: Path) -> None:
+    server, ready = await serve_ok()
+    backend = FakeBackend(ready, closed_port_url())
+    settings = Settings(data_dir=tmp_path, probe_interval_s=0.05)
+    stages: list[Stage] = []
+    supervisor = Supervisor(backend, LogBook(tmp_path / "logs"), settings, lambda _id, s, _r, _e: stages.append(s))
+    spec = LaunchSpec(space_id="a/b", sdk="gradio", app_dir=tmp_path, app_file="app.py", base_path="/spaces/a/b")
+    try:
+        assert await supervisor.run_app(spec) is Stage.RUNNING
+        replacement = asyncio.create_task(supervisor.run_app(spec))  # its version never becomes ready
+        while len(backend.live) < 2:
+            await asyncio.sleep(0.01)
+        replacement.cancel()
+        await asyncio.gather(replacement, return_exceptions=True)
+        assert backend.live == {"1"}, "the cancelled new version must be stopped"
+        await supervisor.stop_app("a/b", Stage.PAUSED)
+        assert backend.live == set()
+    finally:
+        await supervisor.shutdown()
+        server.close()
