@@ -83,6 +83,13 @@ class AuthError(SpacesError):
     code = "unauthorized"
 
 
+class ForbiddenError(SpacesError):
+    """The caller is known but may not do this (another app's model, an admin-only action)."""
+
+    http_status = 403
+    code = "forbidden"
+
+
 class AppRuntimeError(SpacesError):
     """An app failed to start or kept crashing: stage RUNTIME_ERROR."""
 

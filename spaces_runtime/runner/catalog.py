@@ -83,11 +83,20 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
+def check_name(name: str) -> str:
+    """``name`` if it may name an uploaded model's folder. It becomes a path under the models directory, so
+    this runs before any filesystem use: no separators, no leading dot, no '..'."""
+    if not NAME_RE.fullmatch(name) or ".." in name:  # fullmatch: "$" alone lets a trailing newline in
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        raise BadInputError(f"model name {shown!r} is not allowed",
+                            hint="use 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter "
+                                 "or digit, with no '..' (e.g. 'my-classifier')")
+    return name
+
+
 def uploaded_spec(name: str, meta: dict[str, Any], path: Path) -> ModelSpec:
     """Check an uploaded model's declaration (name, task, format, input) and describe it."""
-    if not NAME_RE.match(name):
-        raise BadInputError(f"model name '{name}' is not allowed",
-                            hint="use 1-64 lowercase letters, digits, '.', '_' or '-'")
+    check_name(name)
     task, fmt = meta.get("task", "tensor"), meta.get("format", "torchscript")
     if task not in ("image-classification", "tensor"):
         raise BadInputError(f"task '{task}' cannot be served from an uploaded file",

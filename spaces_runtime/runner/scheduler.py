@@ -180,6 +180,12 @@ class Scheduler:
         if not reply["ok"]:
             raise rebuild_error(reply["error"])
 
+    async def check(self, spec: ModelSpec) -> None:
+        """Have the worker load ``spec``'s file once without keeping it; raises BadInputError if it cannot."""
+        reply = await self.link.call({"op": "check", "spec": asdict(spec)})
+        if not reply["ok"]:
+            raise rebuild_error(reply["error"])
+
     async def unload(self, name: str) -> None:
         await self.link.call({"op": "unload", "name": name})
 

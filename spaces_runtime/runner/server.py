@@ -13,7 +13,6 @@ import json
 import os
 import re
 import urllib.parse
-import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
@@ -26,7 +25,7 @@ from starlette.routing import Route
 
 from spaces_runtime.client import CONTENT_TYPE, Body, decode, encode_buffers
 from spaces_runtime.errors import AuthError, BadInputError, PayloadTooLargeError, SpacesError
-from spaces_runtime.runner import catalog
+from spaces_runtime.runner import access, catalog, modelfiles
 from spaces_runtime.runner.appkit import ADMIN, app_token, read_secret, verify_token
 from spaces_runtime.runner.frames import FrameServer, asgi_call
 from spaces_runtime.runner.leases import LeaseBoard
@@ -243,37 +242,37 @@ class RunnerService:
         return JSONResponse(next(m for m in self.models() if m["name"] == spec.name))
 
     async def _upload(self, request: Request, app_id: str) -> Response:
-        name = catalog.canonical(request.path_params["name"])
-        existing = self.specs.get(name)
-        if existing is not None and (existing.builtin or existing.extra.get("owner") not in (app_id, ADMIN)):
-            self._require_admin(app_id, f"model '{name}' belongs to another app")
+        name = catalog.check_name(catalog.canonical(request.path_params["name"]))  # before any path is made
+        access.check_replace(self.specs.get(name), app_id)
         meta, parts = decode(await self._body(request, self.options.max_model_bytes))
         data = parts.get("file")
         if not isinstance(data, bytes) or not data:
             raise BadInputError("the upload has no 'file' part")
         folder = self.options.models_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
-        file = folder / ("model.pt2" if meta.get("format") == "export" else "model.pt")
-        file.write_bytes(data)
-        spec = catalog.uploaded_spec(name, meta, file)
-        if not zipfile.is_zipfile(file):
-            raise BadInputError("the file is not a TorchScript or torch.export archive",
-                                        hint="save it with torch.jit.save(torch.jit.script(model), path)")
-        (folder / "spec.json").write_text(json.dumps({**meta, "file": file.name, "owner": app_id}))
+        catalog.uploaded_spec(name, meta, folder)  # the declaration's errors, before anything is written
+        with modelfiles.staged(folder, data, meta.get("format", "torchscript")) as upload:
+            modelfiles.check_archive(upload.path)
+            await self.scheduler.check(catalog.uploaded_spec(name, meta, upload.path))
+            access.check_replace(self.specs.get(name), app_id)  # the name may have been taken meanwhile
+            live = modelfiles.commit(folder, upload, {**meta, "owner": app_id})
+        existing = self.specs.get(name)
+        spec = self.specs[name] = replace(catalog.uploaded_spec(name, meta, live), extra={"owner": app_id})
         if existing is not None:
-            await self.scheduler.unload(name)
-        spec = replace(spec, extra={"owner": app_id})
-        self.specs[name] = spec
+            await self.scheduler.unload(name)  # the worker drops the old version; the next call loads this one
+        modelfiles.prune(folder)
         return JSONResponse(spec.public())
 
     async def _load(self, request: Request, app_id: str) -> Response:
         spec = catalog.resolve(self.specs, request.path_params["name"])
-        body = json.loads(await request.body() or b"{}")
-        await self.scheduler.load(spec, pin=bool(body.get("pin")))
+        pin = bool(json.loads(await request.body() or b"{}").get("pin"))
+        if pin:
+            access.check_manage(spec, app_id, "pin")
+        await self.scheduler.load(spec, pin=pin)
         return JSONResponse(next(m for m in self.models() if m["name"] == spec.name))
 
     async def _unload(self, request: Request, app_id: str) -> Response:
         spec = catalog.resolve(self.specs, request.path_params["name"])
+        access.check_manage(spec, app_id, "unload")
         await self.scheduler.unload(spec.name)
         return JSONResponse(next(m for m in self.models() if m["name"] == spec.name))
 

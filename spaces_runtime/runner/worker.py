@@ -15,7 +15,7 @@ import time
 import traceback
 from typing import Any, BinaryIO
 
-from spaces_runtime.errors import RunnerError
+from spaces_runtime.errors import BadInputError, RunnerError
 from spaces_runtime.runner.residency import Resident, choose_evictions
 
 HEADER = struct.Struct("<Q")
@@ -60,6 +60,21 @@ class Registry:
         self.models[name] = handlers.load(spec, self.device)
         self.last_used[name] = time.monotonic()
         self._make_room(name, self.models[name].nbytes)  # the real size may exceed the file's
+
+    def check(self, spec: dict[str, Any]) -> None:
+        """Load an uploaded file once and drop it: a file that does not load is refused before it replaces
+        a working model. Not kept, so not counted against the budget (it is freed at once)."""
+        from spaces_runtime.runner import handlers
+
+        try:
+            handlers.load(spec, self.device)
+        except Exception as exc:  # torch raises RuntimeError, ValueError, pickle errors... for a bad archive
+            first = (str(exc).splitlines() or [""])[0][:300]
+            raise BadInputError(f"the file does not load as {spec['format']}: {type(exc).__name__}: {first}",
+                                hint="save it with torch.jit.save(torch.jit.script(model), path) or "
+                                     "torch.export.save(program, path), with this runner's torch") from None
+        finally:
+            self._free_device()
 
     def unload(self, name: str) -> None:
         if self.models.pop(name, None) is not None:
@@ -133,6 +148,8 @@ def handle(registry: Registry, msg: dict[str, Any]) -> dict[str, Any]:
         registry.load(msg["spec"])
         if msg.get("pin"):
             registry.pinned.add(msg["spec"]["name"])
+    elif op == "check":
+        registry.check(msg["spec"])
     elif op == "unload":
         registry.pinned.discard(msg["name"])
         registry.unload(msg["name"])

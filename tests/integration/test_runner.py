@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ from spaces_runtime.errors import (  # noqa: E402
     BusyError,
     PayloadTooLargeError,
     QuotaExceededError,
+    RunnerError,
     UnknownModelError,
     WorkerDiedError,
 )
@@ -246,6 +248,98 @@ def test_torch_export_file_matches_in_process(runner, tmp_path) -> None:
         want = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(runner["client"]("another").model("mlp-export").predict(x), want, atol=1e-5)
     np.testing.assert_allclose(client.model("mlp-export").predict(x[0]), want[:1], atol=1e-5)
+
+
+def _linear(path: Path, seed: int) -> Any:
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(4, 2).eval()
+    torch.jit.save(torch.jit.script(model), str(path))
+    return model
+
+
+def _zip_but_not_a_model(path: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", b"not a pickle of a module")
+    return path
+
+
+def test_an_invalid_reupload_leaves_the_working_model_in_place(runner, tmp_path) -> None:
+    owner = runner["client"]("keeper-app")
+    model = _linear(tmp_path / "good.pt", seed=2)
+    owner.register("keeper", tmp_path / "good.pt", input_shape=[4])
+    x = np.random.default_rng(4).standard_normal((3, 4)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(owner.model("keeper").predict(x), want, atol=1e-5)
+    bad_uploads = [(b"garbage, not a zip", "not a TorchScript or torch.export archive"),
+                   (_zip_but_not_a_model(tmp_path / "junk.pt"), "does not load as torchscript")]
+    for upload, error in bad_uploads:
+        with pytest.raises(BadInputError, match=error):
+            owner.register("keeper", upload, input_shape=[4])
+        owner.unload("keeper")  # evicted: the next call loads from disk what the runner kept
+        np.testing.assert_allclose(owner.model("keeper").predict(x), want, atol=1e-5)
+    with pytest.raises(BadInputError, match="input_shape"):
+        owner.register("keeper", tmp_path / "good.pt", input_shape=[])
+    folder = runner["data"] / "models" / "keeper"
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith("model-")) == ["spec.json"]
+    assert len(list(folder.glob("model-*"))) == 1  # no staged leftovers, one live file
+
+
+def test_only_the_owner_or_the_platform_may_replace_an_uploaded_model(runner, tmp_path) -> None:
+    owner, other = runner["client"]("replace-owner"), runner["client"]("replace-other")
+    first, second = _linear(tmp_path / "a.pt", seed=5), _linear(tmp_path / "b.pt", seed=6)
+    owner.register("shared-name", tmp_path / "a.pt", input_shape=[4])
+    x = np.ones((1, 4), np.float32)
+    with pytest.raises(RunnerError, match="'shared-name' was uploaded by another app") as caught:
+        other.register("shared-name", tmp_path / "b.pt", input_shape=[4])
+    assert "another name" in str(caught.value)
+    with torch.no_grad():
+        np.testing.assert_allclose(other.model("shared-name").predict(x), first(torch.from_numpy(x)).numpy(),
+                                   atol=1e-5)
+        owner.register("shared-name", tmp_path / "b.pt", input_shape=[4])  # its owner may
+        np.testing.assert_allclose(other.model("shared-name").predict(x), second(torch.from_numpy(x)).numpy(),
+                                   atol=1e-5)
+        runner["client"](ADMIN).register("shared-name", tmp_path / "a.pt", input_shape=[4])  # the platform may
+        np.testing.assert_allclose(other.model("shared-name").predict(x), first(torch.from_numpy(x)).numpy(),
+                                   atol=1e-5)
+    for name in ("minilm", "all-MiniLM-L6-v2"):  # built-in, under its name or an alias: nobody
+        with pytest.raises(RunnerError, match="built into the runner and cannot be replaced"):
+            runner["client"](ADMIN).register(name, tmp_path / "a.pt", input_shape=[4])
+    assert runner["client"]("a").model("minilm").predict(["still minilm"]).shape == (1, 384)
+
+
+def test_pin_and_unload_belong_to_the_owner_or_the_platform(runner, tmp_path) -> None:
+    owner, other, admin = (runner["client"](a) for a in ("pin-owner", "pin-other", ADMIN))
+    _linear(tmp_path / "p.pt", seed=8)
+    owner.register("pinnable", tmp_path / "p.pt", input_shape=[4])
+    assert other.load("pinnable")["loaded"]  # warming a model: anyone
+    for attempt in (lambda: other.load("pinnable", pin=True), lambda: other.unload("pinnable"),
+                    lambda: other.load("minilm", pin=True), lambda: other.unload("minilm")):
+        with pytest.raises(RunnerError, match="may not (pin|unload)") as caught:
+            attempt()
+        assert "admin token" in str(caught.value)
+    assert owner.info("pinnable")["loaded"] and not owner.info("pinnable")["pinned"]
+    assert owner.load("pinnable", pin=True)["pinned"]
+    assert not owner.unload("pinnable")["loaded"]
+    with pytest.raises(RunnerError, match="may not unload 'minilm': it is a built-in model"):
+        owner.unload("minilm")
+    assert admin.load("minilm", pin=True)["pinned"]
+    released = admin.unload("minilm")  # unloading unpins: the eviction test below needs minilm evictable
+    assert not released["loaded"] and not released["pinned"]
+
+
+@pytest.mark.parametrize("name", ["..", ".hidden", "a..b", "x" * 65, "bad\n", "-dash", "sp ace"])
+def test_model_names_are_checked_before_anything_is_written(runner, tmp_path, name) -> None:
+    _linear(tmp_path / "n.pt", seed=9)
+    with pytest.raises(BadInputError, match="model name .* is not allowed") as caught:
+        runner["client"]("namer").register(name, tmp_path / "n.pt", input_shape=[4])
+    assert "lowercase letters" in str(caught.value)
+    data = runner["data"]
+    assert not (data / "model.pt").exists() and not (data / "spec.json").exists()
+    assert not list((data / "models").glob("*/.upload-*"))
+    assert all(p.is_dir() and (p / "spec.json").is_file() for p in (data / "models").iterdir())
 
 
 def test_oversized_payload_is_refused_without_being_kept(runner) -> None:
