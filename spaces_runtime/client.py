@@ -35,6 +35,7 @@ from spaces_runtime.errors import (
     BadInputError,
     BusyError,
     DeadlineExceededError,
+    ForbiddenError,
     PayloadTooLargeError,
     QuotaExceededError,
     RunnerError,
@@ -56,9 +57,16 @@ class RunnerAuthError(RunnerError, AuthError):
     code = "unauthorized"
 
 
+class RunnerForbiddenError(RunnerError, ForbiddenError):
+    """The runner knows the caller, who may not do this (another app's model, an admin-only action)."""
+
+    http_status = 403
+    code = "forbidden"
+
+
 ERRORS: dict[str, type[RunnerError]] = {cls.code: cls for cls in (
     UnknownModelError, BadInputError, PayloadTooLargeError, BusyError, QuotaExceededError,
-    DeadlineExceededError, WorkerDiedError, RunnerAuthError)}
+    DeadlineExceededError, WorkerDiedError, RunnerAuthError, RunnerForbiddenError)}
 Parts = Mapping[str, "np.ndarray | bytes"]
 
 
