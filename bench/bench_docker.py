@@ -139,7 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-cold", action="store_true", help="skip the cold build (it prunes BuildKit's cache)")
-    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS-docker.md"))
+    parser.add_argument("--out", type=Path, help="also write the table as markdown here (for BENCHMARKS.md)")
     args = parser.parse_args()
     console = Console()
     with tempfile.TemporaryDirectory(prefix="bench-docker-") as scratch_dir:
@@ -179,8 +179,9 @@ def main() -> None:
     note = (f"Machine: {os.cpu_count()} cores; engine {client.version().get('Version')}; app "
             f"tests/docker/apps/gradio_hello ({', '.join(plan.requirements)}); medians of {args.rounds}; "
             "packages come from PyPI through the network proxy in both columns.")
-    args.out.write_text(markdown(rows, note))
-    console.print(f"wrote {args.out}")
+    if args.out is not None:
+        args.out.write_text(markdown(rows, note))
+        console.print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
