@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
 import os
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
+
+import uvicorn
 
 from spaces_runtime.config import Settings
 from spaces_runtime.deployer import Deployer, EnvironmentBuilder, VenvEnvironmentBuilder
@@ -102,8 +106,6 @@ def build_platform(settings: Settings) -> Platform:
 
 
 def run_server(settings: Settings) -> None:
-    import uvicorn
-
     from spaces_runtime.server.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -113,6 +115,21 @@ def run_server(settings: Settings) -> None:
         log.info("writing endpoints need the token in %s", Path(settings.data_dir) / "token")
     log.info("gallery at http://%s/  (apps at /spaces/OWNER/NAME/ and http://OWNER-NAME.%s/)",
              settings.public_link_host, settings.public_link_host)
-    uvicorn.run(create_app(platform), host=settings.host, port=settings.port, log_level="info",
-                proxy_headers=False, ws_max_size=64 * 1024 * 1024, access_log=False,
-                timeout_graceful_shutdown=int(settings.stop_grace_s) + 5)
+    config = uvicorn.Config(create_app(platform), host=settings.host, port=settings.port, log_level="info",
+                            proxy_headers=False, ws_max_size=64 * 1024 * 1024, access_log=False,
+                            timeout_graceful_shutdown=int(settings.stop_grace_s) + 5)
+    _Server(config, platform).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn waits for open responses before it shuts down; event and log streams (an open gallery tab) never
+    end by themselves, so the first exit signal ends them."""
+
+    def __init__(self, config: uvicorn.Config, platform: Platform) -> None:
+        super().__init__(config)
+        self.platform = platform
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(RuntimeError):  # no loop yet: nothing is streaming
+            asyncio.get_running_loop().call_soon_threadsafe(self.platform.hub.close)
+        super().handle_exit(sig, frame)

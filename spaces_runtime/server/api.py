@@ -132,6 +132,8 @@ async def _log_events(p: Platform, space_id: str, kind: Literal["build", "run"])
         while True:
             next_chunk = next_chunk or asyncio.ensure_future(anext(lines))
             done, _ = await asyncio.wait({next_chunk}, timeout=1.0)
+            if p.hub.closed:
+                break  # the platform is stopping
             if not done:
                 if kind == "build" and not p.deployer.is_deploying(space_id):
                     break  # the build ended before we subscribed, or its end was already sent
@@ -168,7 +170,10 @@ async def all_events(p: PlatformDep) -> StreamingResponse:
                 if not done:
                     yield ": keep-alive\n\n"
                     continue
-                event, pending = pending.result(), None
+                try:
+                    event, pending = pending.result(), None
+                except StopAsyncIteration:
+                    return  # the platform is stopping
                 yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
         finally:
             if pending is not None:

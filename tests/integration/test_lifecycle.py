@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
+import signal
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -110,13 +115,45 @@ def test_two_spaces_cannot_share_a_host_link(platform: Platform, tmp_path: Path)
 def test_stage_events_keep_streaming_through_quiet_periods(platform: Platform, tmp_path: Path) -> None:
     """The gallery's live badges: one SSE connection, quiet for longer than the keep-alive, then an event."""
     folder = write_app(tmp_path / "quiet", {"README.md": STATIC_README, "index.html": "quiet"})
-    with httpx.stream("GET", f"{platform.url}/api/events", timeout=httpx.Timeout(5, read=40)) as stream:
-        lines = stream.iter_lines()
-        started = time.monotonic()
-        keep_alive_seen = False
-        while time.monotonic() - started < 17:
-            keep_alive_seen |= next(lines).startswith(": keep-alive")
-        assert keep_alive_seen
-        platform.cli("deploy", str(folder), "--name", "tests/quiet", check=True)
-        events = [line for line in (next(lines) for _ in range(12)) if line.startswith("data:")]
-    assert any('"tests/quiet"' in line for line in events), events
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        with httpx.stream("GET", f"{platform.url}/api/events", timeout=httpx.Timeout(5, read=40)) as stream:
+            for line in stream.iter_lines():
+                lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    wait_for_line(lines, lambda line: line.startswith(": keep-alive"), timeout=25)  # a quiet period passed
+    platform.cli("deploy", str(folder), "--name", "tests/quiet", check=True)
+    wait_for_line(lines, lambda line: line.startswith("data:") and '"tests/quiet"' in line, timeout=20)
+
+
+def wait_for_line(lines: queue.Queue[str], wanted: Callable[[str], bool], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if wanted(line):
+            return line
+    raise AssertionError(f"no such line on /api/events within {timeout} s")
+
+
+def test_stopping_the_platform_does_not_wait_for_open_browser_tabs(tmp_path: Path) -> None:
+    """An open gallery tab holds an endless event stream: Ctrl-C must still stop the platform at once."""
+    server = Platform(tmp_path / "data", env={"SPACES_RUNNER_ENABLED": "false"}).start()
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        with contextlib.suppress(httpx.HTTPError), httpx.stream("GET", f"{server.url}/api/events") as stream:
+            for line in stream.iter_lines():
+                lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    wait_for_line(lines, lambda line: line.startswith("retry:"), timeout=10)
+    assert server.process is not None
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=30)
+    assert time.monotonic() - started < 8, "shutdown waited for the open event stream"
