@@ -146,7 +146,8 @@ def test_stopping_the_platform_does_not_wait_for_open_browser_tabs(tmp_path: Pat
     lines: queue.Queue[str] = queue.Queue()
 
     def read() -> None:
-        with contextlib.suppress(httpx.HTTPError), httpx.stream("GET", f"{server.url}/api/events") as stream:
+        events_url = f"{server.url}/api/events"  # no read timeout: a browser tab waits forever
+        with contextlib.suppress(httpx.HTTPError), httpx.stream("GET", events_url, timeout=None) as stream:
             for line in stream.iter_lines():
                 lines.put(line)
 
