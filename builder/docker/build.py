@@ -112,19 +112,24 @@ class ImageBuilder:
             log(f"==> image {tag} (built before, reused)")
             return BuiltImage(tag, found, reused=True, app_port=plan.app_port)
         log(f"==> building the app's own {spec.app_file} (app_port {plan.app_port})")
+        # a Dockerfile that declares `ARG BASE_IMAGE` (ours, `spaces init --sdk docker`) gets one that exists
+        # here, pulled or bootstrapped, so it builds air-gapped too; others ignore the argument
+        base = ensure_base_image(self.client, self.settings.base_image, log, work_dir=self.work_dir)
         with tempfile.TemporaryDirectory(prefix="spaces-ctx-", dir=self.work_dir) as ctx:
             _copy_code(spec.folder, Path(ctx, "app"))
             # the user's own Dockerfile gets the CA bundle only: index URLs may carry the operator's credentials
             built = self._buildkit(Path(ctx, "app"), tag, "app", log, None, dockerfile=spec.app_file,
-                                   trusted=False)
+                                   trusted=False, build_args={"BASE_IMAGE": base})
         return BuiltImage(tag, built, reused=False, app_port=plan.app_port)
 
     def _buildkit(self, context: Path, tag: str, kind: str, log: LogSink, plan: BuildPlan | None,
-                  dockerfile: str = "Dockerfile", trusted: bool = True) -> str:
+                  dockerfile: str = "Dockerfile", trusted: bool = True,
+                  build_args: dict[str, str] | None = None) -> str:
         """``trusted``: the Dockerfile is one of our templates, so it may see the index settings too."""
+        args = [f"--build-arg={key}={value}" for key, value in (build_args or {}).items()]
         with tempfile.TemporaryDirectory(prefix="spaces-secrets-", dir=self.work_dir) as secrets:
             argv = [*self.cli.argv, "--progress=plain", "-t", tag, "-f", str(context / dockerfile),
-                    "--label", f"spaces-runtime.kind={kind}", *self._secrets(Path(secrets), trusted),
+                    "--label", f"spaces-runtime.kind={kind}", *args, *self._secrets(Path(secrets), trusted),
                     str(context)]
             rc, lines = self._stream(argv, log)
         if rc != 0:

@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import docker
+import httpx
 import pytest
 
 from example_checks import (
@@ -64,3 +65,16 @@ def test_killed_platform_adopts_its_containers_without_duplicates(platform: Plat
     after = {name: containers_of(engine, f"examples/{name}") for name in CORE_EXAMPLES}
     assert after == before  # the same containers, taken over: none started twice, none lost
     check_sentiment(link(platform, "sentiment"))
+
+
+def test_a_docker_sdk_app_builds_from_its_own_dockerfile(platform: Platform, tmp_path: Path) -> None:
+    """`spaces init --sdk docker` → its own Dockerfile (FROM an image no registry serves here) builds on the
+    base image the platform has, runs as uid 1000, and answers through the gateway without knowing its prefix."""
+    folder = tmp_path / "dock"
+    platform.cli("init", str(folder), "--sdk", "docker", check=True)
+    deployed = platform.cli("deploy", str(folder), "--name", "tests/dock", timeout=900)
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    answer = httpx.get(f"{platform.url}/spaces/tests/dock/api/hello", params={"name": "Ada"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert "Ada" in answer.json()["message"]
+    assert "Dock" in httpx.get(f"{platform.url}/spaces/tests/dock/", timeout=30).text
