@@ -40,6 +40,10 @@ class Platform:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def example_url(self, name: str) -> str:
+        """The path-form link of an example deployed by ``serving_examples`` (owner "examples")."""
+        return f"{self.url}/spaces/examples/{name}/"
+
     @property
     def log_path(self) -> Path:
         return self.data_dir.parent / f"serve-{self.port}.log"

@@ -36,10 +36,6 @@ def platform(engine: docker.DockerClient, tmp_path_factory: pytest.TempPathFacto
             container.remove(force=True)
 
 
-def link(platform: Platform, name: str) -> str:
-    return f"{platform.url}/spaces/examples/{name}/"
-
-
 def containers_of(engine: docker.DockerClient, space_id: str) -> list[str]:
     found = engine.containers.list(filters={"label": f"spaces-runtime.space={space_id}"})
     return sorted(c.id for c in found)
@@ -48,10 +44,10 @@ def containers_of(engine: docker.DockerClient, space_id: str) -> list[str]:
 def test_every_example_answers_from_its_container(platform: Platform, tmp_path: Path) -> None:
     for name in CORE_EXAMPLES:
         assert platform.space(f"examples/{name}")["runtime"]["backend"] == "docker"
-    check_sentiment(link(platform, "sentiment"))
-    check_image_filters(link(platform, "image-filters"), tmp_path)
-    check_audio_lab(link(platform, "audio-lab"), tmp_path)
-    check_streamlit_script_runs(link(platform, "data-explorer"))
+    check_sentiment(platform.example_url("sentiment"))
+    check_image_filters(platform.example_url("image-filters"), tmp_path)
+    check_audio_lab(platform.example_url("audio-lab"), tmp_path)
+    check_streamlit_script_runs(platform.example_url("data-explorer"))
 
 
 def test_killed_platform_adopts_its_containers_without_duplicates(platform: Platform,
@@ -64,7 +60,7 @@ def test_killed_platform_adopts_its_containers_without_duplicates(platform: Plat
         platform.wait_for(f"examples/{name}", timeout=300)
     after = {name: containers_of(engine, f"examples/{name}") for name in CORE_EXAMPLES}
     assert after == before  # the same containers, taken over: none started twice, none lost
-    check_sentiment(link(platform, "sentiment"))
+    check_sentiment(platform.example_url("sentiment"))
 
 
 def test_a_docker_sdk_app_builds_from_its_own_dockerfile(platform: Platform, tmp_path: Path) -> None:

@@ -32,10 +32,6 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
         yield server
 
 
-def link(platform: Platform, name: str) -> str:
-    return f"{platform.url}/spaces/examples/{name}/"
-
-
 def test_every_example_runs_and_the_cli_lists_it(platform: Platform) -> None:
     listed = platform.cli("list", "--json", check=True)
     stages = {s["id"]: s["stage"] for s in __import__("json").loads(listed.stdout)}
@@ -43,15 +39,15 @@ def test_every_example_runs_and_the_cli_lists_it(platform: Platform) -> None:
 
 
 def test_gradio_text_app_answers_through_the_gateway(platform: Platform) -> None:
-    check_sentiment(link(platform, "sentiment"))
+    check_sentiment(platform.example_url("sentiment"))
 
 
 def test_gradio_image_app_takes_an_upload_through_the_gateway(platform: Platform, tmp_path: Path) -> None:
-    check_image_filters(link(platform, "image-filters"), tmp_path)
+    check_image_filters(platform.example_url("image-filters"), tmp_path)
 
 
 def test_gradio_audio_app_measures_an_uploaded_wav(platform: Platform, tmp_path: Path) -> None:
-    check_audio_lab(link(platform, "audio-lab"), tmp_path)
+    check_audio_lab(platform.example_url("audio-lab"), tmp_path)
 
 
 def test_host_form_link_serves_the_same_app(platform: Platform) -> None:
@@ -62,7 +58,7 @@ def test_host_form_link_serves_the_same_app(platform: Platform) -> None:
 
 
 def test_streamlit_websocket_runs_the_script(platform: Platform) -> None:
-    check_streamlit_script_runs(link(platform, "data-explorer"))
+    check_streamlit_script_runs(platform.example_url("data-explorer"))
 
 
 def test_killed_app_comes_back(platform: Platform) -> None:
@@ -77,7 +73,7 @@ def test_killed_app_comes_back(platform: Platform) -> None:
         time.sleep(0.5)
     else:
         raise AssertionError(f"app did not come back: {platform.space('examples/sentiment')}")
-    client = Client(link(platform, "sentiment"), verbose=False)
+    client = Client(platform.example_url("sentiment"), verbose=False)
     assert client.predict("bad awful", 3, api_name="/analyze")[0]["label"].lower().startswith("neg")
     events = httpx.get(f"{platform.url}/api/spaces/examples/sentiment/events").json()
     assert any(e["stage"] == "APP_STARTING" and "SIGKILL" in e["reason"] for e in events), events
@@ -182,7 +178,7 @@ def test_restarted_platform_brings_running_apps_back(platform: Platform) -> None
     platform.start()
     for space_id in running:
         platform.wait_for(space_id, timeout=300)
-    assert Client(link(platform, "sentiment"), verbose=False).predict("great", 3, api_name="/analyze")
+    assert Client(platform.example_url("sentiment"), verbose=False).predict("great", 3, api_name="/analyze")
 
 
 def test_a_killed_platform_leaves_no_orphans_and_comes_back(platform: Platform) -> None:
@@ -195,4 +191,4 @@ def test_a_killed_platform_leaves_no_orphans_and_comes_back(platform: Platform) 
     platform.start()
     space = platform.wait_for("examples/sentiment", timeout=300)
     assert int(space["runtime"]["backend_ref"]) != pid
-    assert Client(link(platform, "sentiment"), verbose=False).predict("great", 3, api_name="/analyze")
+    assert Client(platform.example_url("sentiment"), verbose=False).predict("great", 3, api_name="/analyze")

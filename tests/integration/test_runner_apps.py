@@ -25,10 +25,6 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
         yield server
 
 
-def link(platform: Platform, name: str) -> str:
-    return f"{platform.url}/spaces/examples/{name}/"
-
-
 def app_constant(path: Path, name: str) -> list[str]:
     """A literal the app defines (its corpus), read without importing the app (it needs gradio)."""
     for node in ast.parse(path.read_text()).body:
@@ -43,7 +39,7 @@ def test_semantic_search_ranks_like_the_model_in_process(platform: Platform) -> 
     from sentence_transformers import SentenceTransformer
     corpus = app_constant(EXAMPLES / "semantic-search" / "app.py", "CORPUS")
     query = "which insect dances to tell others where food is?"
-    result = Client(link(platform, "semantic-search"), verbose=False).predict(query, 3, api_name="/search")
+    result = Client(platform.example_url("semantic-search"), verbose=False).predict(query, 3, api_name="/search")
     rows = result["data"] if isinstance(result, dict) else result
     model = SentenceTransformer(str(get_model_path()), device="cpu")
     vectors = model.encode(corpus, normalize_embeddings=True)
@@ -56,7 +52,7 @@ def test_semantic_search_ranks_like_the_model_in_process(platform: Platform) -> 
 def test_speech_finder_finds_the_voiced_second(platform: Platform, tmp_path: Path) -> None:
     wav = tmp_path / "clip.wav"
     voiced_clip(wav)
-    summary, table = Client(link(platform, "speech-finder"), verbose=False).predict(
+    summary, table = Client(platform.example_url("speech-finder"), verbose=False).predict(
         handle_file(str(wav)), 0.5, api_name="/find")
     assert "in 3.0 s of audio" in summary
     rows = table["data"] if isinstance(table, dict) else table
@@ -66,7 +62,7 @@ def test_speech_finder_finds_the_voiced_second(platform: Platform, tmp_path: Pat
 
 
 def test_streamlit_image_classifier_predicts_the_drawn_shape(platform: Platform) -> None:
-    kinds, rendered = streamlit_script_run(link(platform, "image-classifier"), timeout=120)
+    kinds, rendered = streamlit_script_run(platform.example_url("image-classifier"), timeout=120)
     assert "script_finished" in kinds
     assert b"Traceback" not in rendered
     assert b"Prediction: circle" in rendered  # the default sample is a circle
