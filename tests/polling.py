@@ -1,0 +1,58 @@
+"""Waiting in tests: poll a condition until it holds or a deadline passes; never sleep for a guessed time.
+
+A sleep that guesses how long something takes is either too short on a loaded machine (a flaky test) or too
+long everywhere (a slow suite). A poll returns as soon as the condition holds and fails with what it waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+POLL_S = 0.05
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, *, interval: float = POLL_S,
+               ignoring: tuple[type[BaseException], ...] = ()) -> T:
+    """Call ``predicate`` until it returns something truthy and return that; an AssertionError naming ``what``
+    once ``timeout`` seconds passed. Exceptions in ``ignoring`` (a server not up yet) count as "not yet"."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except ignoring as exc:
+            last = exc
+        if time.monotonic() >= deadline:
+            raise AssertionError(_timed_out(what, timeout, last))
+        time.sleep(interval)
+
+
+async def wait_until_async(predicate: Callable[[], T | Awaitable[T]], timeout: float, what: str, *,
+                           interval: float = POLL_S, ignoring: tuple[type[BaseException], ...] = ()) -> T:
+    """``wait_until`` for event-loop code: the predicate may be a plain function or a coroutine function, and
+    the loop keeps running between checks."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            result = predicate()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return result  # type: ignore[return-value]  # awaited above: no longer an Awaitable
+        except ignoring as exc:
+            last = exc
+        if time.monotonic() >= deadline:
+            raise AssertionError(_timed_out(what, timeout, last))
+        await asyncio.sleep(interval)
+
+
+def _timed_out(what: str, timeout: float, last: BaseException | None) -> str:
+    return f"waited {timeout:g} s for {what}" + (f" (last error: {last!r})" if last is not None else "")
