@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from spaces_runtime.client import AsyncRunner, Runner  # noqa: E402
-from spaces_runtime.runner.appkit import app_token, read_secret  # noqa: E402
+from spaces_runtime.runner.tokens import app_token, read_secret  # noqa: E402
 from spaces_runtime.runner.worker import default_threads  # noqa: E402
 
 TOKEN: dict[str, str] = {}  # the runners share the data dir, so one secret signs for both

@@ -11,8 +11,8 @@ Every app shares the runner's models, so what one app does to a model others fee
 from __future__ import annotations
 
 from spaces_runtime.errors import ForbiddenError
-from spaces_runtime.runner.appkit import ADMIN
 from spaces_runtime.runner.catalog import ModelSpec
+from spaces_runtime.runner.tokens import ADMIN
 
 
 def owner(spec: ModelSpec) -> str | None:

@@ -1,4 +1,4 @@
-"""The runner's Unix socket transport: length-prefixed frames on kept-alive connections (see ``client.frame``).
+"""The runner's Unix socket transport: length-prefixed frames on kept-alive connections (see ``appkit.wire.frame``).
 
 HTTP parsing, the ASGI stack and ``http.client`` cost the per-call path more than the hop itself, so the socket
 speaks frames: b"SPF1", u32 head length, u32 body length, a JSON head (``{"m", "p", "h"}`` in, ``{"s"}`` out),
@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from spaces_runtime.client import FRAME, FRAME_MAGIC, Body, frame
+from spaces_runtime.appkit.wire import FRAME, FRAME_MAGIC, Body, frame
 
 Handler = Callable[[str, str, dict[str, str], bytes], Awaitable[tuple[int, Body]]]
 Refusal = Callable[[str, str, int], tuple[int, Body] | None]  # (method, path, body size) -> an early answer

@@ -7,15 +7,21 @@ from pathlib import Path
 from typing import Any
 
 from spaces_runtime.config import Settings
-from spaces_runtime.runner.appkit import socket_path
 from spaces_runtime.runner.batching import BatchLimits
+
+
+def socket_path(settings: Settings) -> Path:
+    """The runner's socket, alone in a directory of its own (``{data_dir}/runner/`` by default): that directory is
+    what containers get mounted, so it must never show an app the platform's data. An explicit
+    ``runner_socket`` is taken as given: put it in a directory of its own."""
+    return Path(settings.runner_socket_path)
 
 
 @dataclass(frozen=True)
 class RunnerOptions:
     socket_path: Path
     models_dir: Path  # uploaded TorchScript / torch.export files, shared by every app
-    secret_path: Path  # signs app tokens (see appkit.app_token)
+    secret_path: Path  # signs app tokens (see tokens.app_token)
     tcp_host: str = "127.0.0.1"
     tcp_port: int | None = None
     device: str = "auto"

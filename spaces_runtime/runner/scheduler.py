@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from spaces_runtime.client import ERRORS
+from spaces_runtime.appkit.wire import ERRORS
 from spaces_runtime.errors import DeadlineExceededError, RunnerError, WorkerDiedError
 from spaces_runtime.runner import batching, metrics
 from spaces_runtime.runner.batching import ModelQueue, Pending, QuotaLedger

@@ -1,6 +1,6 @@
 """The runner's edges and RunnerService: frames on a Unix socket (see ``frames``), optionally HTTP on TCP.
 
-Every request carries a token signed by this runner (``appkit.app_token``): each app gets its own, the platform
+Every request carries a token signed by this runner (``tokens.app_token``): each app gets its own, the platform
 holds the admin one. The token is the identity that quotas and fair turns count by; a request without a valid
 one is refused with 401 on either edge, so the socket may be reachable by any local user or container.
 """
@@ -23,15 +23,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from spaces_runtime.client import CONTENT_TYPE, Body, decode, encode_buffers
+from spaces_runtime.appkit.wire import CONTENT_TYPE, Body, decode, encode_buffers
 from spaces_runtime.errors import AuthError, BadInputError, PayloadTooLargeError, SpacesError
 from spaces_runtime.runner import access, catalog, modelfiles
-from spaces_runtime.runner.appkit import ADMIN, app_token, read_secret, verify_token
 from spaces_runtime.runner.frames import FrameServer, asgi_call
 from spaces_runtime.runner.leases import LeaseBoard
 from spaces_runtime.runner.metrics import prometheus_text
 from spaces_runtime.runner.options import RunnerOptions
 from spaces_runtime.runner.scheduler import Scheduler
+from spaces_runtime.runner.tokens import ADMIN, app_token, read_secret, verify_token
 
 
 class _QuietServer(uvicorn.Server):

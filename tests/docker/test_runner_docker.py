@@ -17,9 +17,11 @@ import pytest
 from dockerkit import launch_spec
 
 from builder.docker import BuiltImage
+from spaces_runtime.appkit.install import appkit_env, kit_dir
 from spaces_runtime.client import Runner
 from spaces_runtime.config import Settings
-from spaces_runtime.runner.appkit import ADMIN, app_token, appkit_env, kit_dir, read_secret, socket_path
+from spaces_runtime.runner.options import socket_path
+from spaces_runtime.runner.tokens import ADMIN, app_token, read_secret
 from spaces_runtime.supervisor.docker import MIB, RUNNER_MOUNT, DockerBackend, Limits, container_config
 
 torch = pytest.importorskip("torch") if not os.environ.get("CI") else __import__("torch")

@@ -36,7 +36,7 @@ from spaces_runtime.errors import (  # noqa: E402
     UnknownModelError,
     WorkerDiedError,
 )
-from spaces_runtime.runner.appkit import ADMIN, app_token, read_secret  # noqa: E402
+from spaces_runtime.runner.tokens import ADMIN, app_token, read_secret  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TEXTS = [f"sentence number {i} talks about {w}" for i, w in

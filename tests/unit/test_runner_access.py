@@ -9,8 +9,8 @@ import pytest
 
 from spaces_runtime.errors import BadInputError, ForbiddenError
 from spaces_runtime.runner import access, catalog, modelfiles
-from spaces_runtime.runner.appkit import ADMIN
 from spaces_runtime.runner.catalog import ModelSpec
+from spaces_runtime.runner.tokens import ADMIN
 
 BUILTIN = ModelSpec("minilm", "feature-extraction", "minilm", "/x", 1, builtin=True)
 UPLOADED = ModelSpec("cnn", "tensor", "torchscript", "/y", 1, "float32", (4,), extra={"owner": "app-a"})

@@ -6,7 +6,8 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-from spaces_runtime.runner.appkit import app_token, appkit_env, verify_token
+from spaces_runtime.appkit.install import appkit_env, kit_dir
+from spaces_runtime.runner.tokens import app_token, verify_token
 
 
 def test_app_env_imports_the_client_and_the_shim_from_a_small_copy(tmp_path) -> None:
@@ -31,7 +32,6 @@ def test_tokens_name_their_app_and_cannot_be_forged() -> None:
 
 
 def test_containers_see_the_runner_socket_and_appkit_at_fixed_read_only_paths(tmp_path) -> None:
-    from spaces_runtime.runner.appkit import kit_dir
     from spaces_runtime.supervisor.docker import APPKIT_MOUNT, RUNNER_MOUNT, runner_mounts
 
     settings = SimpleNamespace(data_dir=tmp_path, runner_socket_path=tmp_path / "runner" / "runner.sock",

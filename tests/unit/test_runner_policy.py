@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spaces_runtime.client import decode, encode, error_from
+from spaces_runtime.appkit.wire import decode, encode, error_from
 from spaces_runtime.errors import BadInputError, BusyError, QuotaExceededError
 from spaces_runtime.runner import batching, catalog
 from spaces_runtime.runner.batching import BatchLimits, ModelQueue, Pending, QuotaLedger
