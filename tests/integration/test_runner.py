@@ -25,6 +25,8 @@ torch = pytest.importorskip("torch") if not os.environ.get("CI") else __import__
 sentence_transformers = pytest.importorskip("sentence_transformers") if not os.environ.get("CI") else \
     __import__("sentence_transformers")
 
+from polling import wait_until  # noqa: E402
+
 from example_checks import voiced_clip  # noqa: E402
 from spaces_runtime.client import AsyncRunner, Runner, RunnerAuthError  # noqa: E402
 from spaces_runtime.errors import (  # noqa: E402
@@ -124,11 +126,16 @@ def test_a_flooding_app_does_not_starve_a_light_one(runner) -> None:
         await asyncio.gather(*(loop() for _ in range(20)))
         await client.aclose()
 
+    def minilm() -> dict[str, Any]:
+        return runner["client"]("anonymous").metrics()["models"]["minilm"]
+
+    batches = minilm()["batches"]
     flooder = threading.Thread(target=lambda: asyncio.run(flood()))
     flooder.start()
-    try:
-        time.sleep(1.5)
-        before = runner["client"]("anonymous").metrics()["models"]["minilm"]
+    try:  # the flood in full swing: a deep queue, and some of its batches already run
+        wait_until(lambda: (m := minilm())["queue_depth"] >= 32 and m["batches"] >= batches + 3, 60,
+                   "the flooder to fill the model's queue")
+        before = minilm()
         light = runner["client"]("light").model("minilm")
         latencies = []
         for text in TEXTS[:10]:
@@ -405,9 +412,11 @@ def test_a_killed_worker_fails_in_flight_requests_and_recovers(runner) -> None:
         except BaseException as exc:
             errors.append(exc)
 
+    client.model("minilm").predict(["warm"])  # loaded: the worker's next CPU time goes to the long batch
+    idle = cpu_seconds(pid)
     caller = threading.Thread(target=long_call)
     caller.start()
-    time.sleep(0.5)
+    wait_until(lambda: cpu_seconds(pid) > idle + 0.2, 60, "the worker to be computing the long batch")
     os.kill(pid, signal.SIGKILL)
     caller.join(timeout=60)
     assert errors and isinstance(errors[0], WorkerDiedError), errors
@@ -415,3 +424,9 @@ def test_a_killed_worker_fails_in_flight_requests_and_recovers(runner) -> None:
     assert runner["client"]("anonymous").model("minilm").predict(["alive"]).shape == (1, 384)
     status = runner["client"]("anonymous").status()["worker"]
     assert status["restarts"] == 1 and status["pid"] != pid
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used so far (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
