@@ -95,8 +95,9 @@ GRADIO_APP = textwrap.dedent('''
 STREAMLIT_APP = 'import streamlit as st\nst.title("Streamlit through the gateway")\n'
 BROKEN_APP = 'raise ImportError("cannot import name \'pipeline\' from \'transformers\'")\n'
 RERUN_SCRIPT = b"Z\x00"  # Streamlit's BackMsg{rerun_script: {}}: asks the server to run the script
-# A tiny app that answers "ok" DELAY seconds after a request's whole body arrived and reports, on stdout, every
-# connection that ends (EOF or reset): how a real app sees a gateway give up on a request.
+# A tiny app that answers "ok" DELAY seconds after a request's whole body arrived and reports, on stdout, when half
+# of a body has arrived and every connection that ends (EOF or reset): how a real app sees a gateway give up on a
+# request.
 SINK_APP = textwrap.dedent('''
     import re, socket, sys, time
     delay = float(sys.argv[1])
@@ -104,7 +105,7 @@ SINK_APP = textwrap.dedent('''
     print(server.getsockname()[1], flush=True)
     while True:
         conn, _ = server.accept()
-        data, answered = b"", False
+        data, answered, halfway = b"", False, False
         while True:
             try:
                 chunk = conn.recv(65536)
@@ -115,6 +116,9 @@ SINK_APP = textwrap.dedent('''
             data += chunk
             head, _, body = data.partition(b"\\r\\n\\r\\n")
             length = re.search(rb"content-length: *(\\d+)", head, re.I)
+            if not halfway and length and 2 * len(body) >= int(length[1]):
+                print(f"received {len(body)} of {int(length[1])} bytes", flush=True)
+                halfway = True
             if not answered and length and len(body) >= int(length[1]):
                 time.sleep(delay)
                 conn.sendall(b"HTTP/1.1 200 OK\\r\\ncontent-length: 2\\r\\n\\r\\nok")
@@ -412,7 +416,7 @@ def start_upload(stack: Stack, path: str, declared: int, sent: int) -> socket.so
 def test_an_aborted_upload_ends_the_apps_request(stack: Stack, sink_factory: Any) -> None:
     sink = sink_factory("sink-abort")
     client = start_upload(stack, "/spaces/alice/sink-abort/upload", 2_000_000, 1_000_000)
-    time.sleep(0.5)  # let the first half reach the app
+    assert sink.read_line(10).startswith("received"), "the first half of the upload did not reach the app"
     client.close()
     line = sink.read_line(5)
     assert line.startswith("closed after"), "the app still waits for the rest of an upload whose sender left"
