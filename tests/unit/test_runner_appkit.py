@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from types import SimpleNamespace
 
-from spaces_runtime.appkit.install import appkit_env, kit_dir
+from packaging.version import Version
+
+from spaces_runtime.appkit.install import SHIM_VERSION, appkit_env, kit_dir
 from spaces_runtime.runner.tokens import app_token, verify_token
 
 
@@ -46,3 +49,26 @@ def test_containers_see_the_runner_socket_and_appkit_at_fixed_read_only_paths(tm
     assert str(tmp_path) not in volumes  # the data dir (secret, database) is never mounted
     assert runner_mounts({"SPACE_ID": "x"}, kit_dir(settings)) == ({"SPACE_ID": "x"}, {})
     assert runner_mounts(host_env, None) == (host_env, {})  # runner disabled: nothing mounted
+
+
+def test_the_shim_is_an_installed_package_to_importlib_metadata(tmp_path) -> None:
+    """Gradio on a Space asks importlib.metadata for `spaces` (>= 0.43.0), then imports spaces.reloading."""
+    settings = SimpleNamespace(data_dir=tmp_path, runner_socket_path=tmp_path / "runner" / "runner.sock",
+                               runner_device="cpu")
+    (tmp_path / "appkit" / "spaces-0.1.dist-info").mkdir(parents=True)  # an older shim's metadata
+    env = appkit_env(settings, "alice-demo")
+    code = ("import base64, hashlib, importlib.metadata as m, json;"
+            "from spaces.reloading import start_reload_server;"
+            "files = [f for f in m.files('spaces') if f.hash];"
+            "ok = [base64.urlsafe_b64encode(hashlib.sha256(f.read_binary()).digest()).rstrip(b'=').decode()"
+            " == f.hash.value and f.size == len(f.read_binary()) for f in files];"
+            "print(json.dumps({'version': m.version('spaces'), 'files': sorted(str(f) for f in files), 'ok': ok,"
+            " 'found': [str(d._path) for d in m.distributions(name='spaces')]}))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         check=True)
+    found = json.loads(out.stdout)
+    assert found["version"] == SHIM_VERSION
+    assert Version(found["version"]) >= Version("0.43.0")  # what Gradio's Spaces reloader asks for
+    assert "spaces/__init__.py" in found["files"] and "spaces/reloading.py" in found["files"]
+    assert found["ok"] and all(found["ok"])  # RECORD's hashes and sizes are the files' own
+    assert found["found"] == [str(tmp_path / "appkit" / f"spaces-{SHIM_VERSION}.dist-info")]  # one version only

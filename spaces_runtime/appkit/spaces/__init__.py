@@ -43,8 +43,11 @@ def GPU(func: F | None = None, *, duration: float = 60) -> Any:  # the name Zero
     return decorate(func) if callable(func) else decorate
 
 
-# Gradio imports `spaces` whenever it can and, on a Space (SYSTEM=spaces), hands every event handler to
+# Gradio imports `spaces` whenever it can and, on huggingface.co (SYSTEM=spaces), hands every event handler to
 # gradio_auto_wrap. Handlers that need the accelerator are already wrapped by @GPU, so the rest pass unchanged.
+# This platform does not set SYSTEM=spaces: in that mode Gradio also adds huggingface.co-only events (a deep-link
+# button whose lambda takes the name `/lambda`, so an app's own lambda handler becomes `/lambda_1`), and an app's
+# API must be the one its author sees running it directly.
 _auto_wrap = True
 
 
