@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from spaces_harness import Platform, gradio_readme, write_app  # noqa: E402
-from spaces_runtime.remote import PlatformClient  # noqa: E402
+from spaces_runtime.cli.remote import PlatformClient  # noqa: E402
 
 SPACE = "bench/echo"
 APP = 'import gradio as gr\n\ndef echo(text):\n    return text\n\ngr.Interface(echo, "text", "text").launch()\n'

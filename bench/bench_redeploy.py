@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from spaces_harness import Platform, free_port, gradio_readme, write_app  # noqa: E402
-from spaces_runtime.remote import PlatformClient  # noqa: E402
+from spaces_runtime.cli.remote import PlatformClient  # noqa: E402
 
 SPACE = "bench/redeploy"
 POLL_S = 0.02

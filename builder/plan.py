@@ -2,7 +2,7 @@
 
 Pure: the same spec and settings always give the same plan. The environment hash covers what goes into the
 virtualenv (Python, SDK and version, requirements, package index) and not the app's code, so a code-only change
-reuses the environment; ``code_hash`` fingerprints the code separately.
+reuses the environment; ``spaces_runtime.appfiles.code_hash`` fingerprints the code separately.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from spaces_runtime.errors import BuildError
 ENV_FORMAT = "1"
 SDK_SOURCE = "sdk_version in README.md"
 PLATFORM_DEFAULT = "the platform's default SDK version"
-CODE_EXCLUDED = frozenset({".git", "__pycache__", ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
 
 
 @dataclass(frozen=True)
@@ -147,25 +146,3 @@ def describe(requirements: list[str], sdk: str) -> str:
     rest = len(requirements) - len(pins)
     parts = [*pins, f"{rest} requirement(s) from {REQUIREMENTS}"] if rest else pins
     return " and ".join(parts) or "nothing"
-
-
-def code_hash(folder: Path) -> str:
-    """sha256 over the app's files (relative paths and contents), skipping .git, caches and virtualenvs."""
-    digest = hashlib.sha256()
-    for path in _code_files(folder):
-        relative = path.relative_to(folder).as_posix()
-        content = os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
-        # length-prefixed, so that moving bytes between a name and a content changes the hash
-        for part in (relative.encode(), content):
-            digest.update(len(part).to_bytes(8, "big"))
-            digest.update(part)
-    return digest.hexdigest()
-
-
-def _code_files(folder: Path) -> list[Path]:
-    found: list[Path] = []
-    for root, dirs, files in os.walk(folder):  # does not follow symlinks: a linked folder counts as its link
-        found.extend(Path(root, d) for d in dirs if Path(root, d).is_symlink())
-        dirs[:] = [d for d in dirs if d not in CODE_EXCLUDED and not Path(root, d).is_symlink()]
-        found.extend(Path(root, name) for name in files)
-    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())

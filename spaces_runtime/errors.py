@@ -6,6 +6,8 @@ A message says what was found and what to write instead.
 
 from __future__ import annotations
 
+import os
+
 
 class SpacesError(Exception):
     """Root of every error the platform raises on purpose."""
@@ -52,6 +54,23 @@ class UploadError(SpacesError):
 
 class UploadTooLargeError(UploadError):
     http_status = 413
+
+
+class DiskFullError(SpacesError):
+    """The platform's own disk is full: 507, and nothing half-written stays."""
+
+    http_status = 507
+
+    @classmethod
+    def at(cls, folder: os.PathLike[str] | str) -> DiskFullError:
+        import shutil
+
+        try:
+            free = f"{shutil.disk_usage(folder).free // (1024 * 1024)} MiB free"
+        except OSError:
+            free = "no space left"
+        return cls(f"the platform's disk is full ({free} in {folder})",
+                   hint="free space on the platform's data disk (spaces gc) and try again")
 
 
 # --- builds ----------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ line to the build log, and a failing step becomes a BuildError naming the step w
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -16,13 +15,13 @@ from pathlib import Path
 
 import docker
 
-from builder import plan as plans
 from builder.docker import progress, render
 from builder.docker.base import ensure_base_image
 from builder.docker.engine import BuildCli, find_build_cli, image_id
 from builder.plan import BuildPlan
 from builder.spec import AppSpec
 from builder.uverrors import explain_install_failure
+from spaces_runtime.appfiles import code_hash, copy_app
 from spaces_runtime.config import Settings
 from spaces_runtime.errors import BuildError
 from spaces_runtime.logs import LogSink
@@ -66,7 +65,7 @@ class ImageBuilder:
 
     def build(self, spec: AppSpec, plan: BuildPlan, log: LogSink) -> BuiltImage:
         """The app's image, built now or found; raises BuildError naming the failing step."""
-        code = plans.code_hash(spec.folder)
+        code = code_hash(spec.folder)
         if plan.sdk == "docker":
             return self._build_own_dockerfile(spec, plan, code, log)
         log("==> phase 1/3: base image")
@@ -83,7 +82,7 @@ class ImageBuilder:
             return BuiltImage(tag, found, reused=True)
         with tempfile.TemporaryDirectory(prefix="spaces-ctx-", dir=self.work_dir) as ctx:
             context = Path(ctx)
-            _copy_code(spec.folder, context / "app")
+            copy_app(spec.folder, context / "app")
             (context / ".spaces").mkdir()
             for name, text in render.requirement_files(app).items():
                 (context / ".spaces" / name).write_text(text)
@@ -116,7 +115,7 @@ class ImageBuilder:
         # here, pulled or bootstrapped, so it builds air-gapped too; others ignore the argument
         base = ensure_base_image(self.client, self.settings.base_image, log, work_dir=self.work_dir)
         with tempfile.TemporaryDirectory(prefix="spaces-ctx-", dir=self.work_dir) as ctx:
-            _copy_code(spec.folder, Path(ctx, "app"))
+            copy_app(spec.folder, Path(ctx, "app"))
             # the user's own Dockerfile gets the CA bundle only: index URLs may carry the operator's credentials
             built = self._buildkit(Path(ctx, "app"), tag, "app", log, None, dockerfile=spec.app_file,
                                    trusted=False, build_args={"BASE_IMAGE": base})
@@ -161,11 +160,6 @@ class ImageBuilder:
             lines.append(raw.rstrip("\n"))
             log(lines[-1])
         return process.wait(), lines
-
-
-def _copy_code(folder: Path, target: Path) -> None:
-    shutil.copytree(folder, target, symlinks=True,
-                    ignore=lambda _dir, names: [n for n in names if n in plans.CODE_EXCLUDED])
 
 
 def _explain(lines: list[str], rc: int, plan: BuildPlan | None) -> BuildError:

@@ -8,43 +8,31 @@ import hmac
 import json
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
+from sse_starlette import EventSourceResponse
 
-from spaces_runtime.config import Settings
-from spaces_runtime.deployer import Deployer
+from spaces_runtime.appfiles import receive
 from spaces_runtime.errors import AuthError
-from spaces_runtime.events import EventHub
-from spaces_runtime.logs import LogBook
 from spaces_runtime.names import space_id as make_space_id
-from spaces_runtime.server.uploads import receive
 from spaces_runtime.server.views import space_view
-from spaces_runtime.store import Store
+from spaces_runtime.wiring.platform import Platform
 
 LIKER_COOKIE = "spaces_liker"
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_PING_S = 15  # a comment line this often keeps proxies from closing a quiet stream
 
 
-class Platform:
-    """What the HTTP layer needs, handed over by the CLI's wiring."""
-
-    def __init__(self, settings: Settings, store: Store, logs: LogBook, deployer: Deployer, hub: EventHub,
-                 runner: Any = None) -> None:
-        self.settings = settings
-        self.store = store
-        self.logs = logs
-        self.deployer = deployer
-        self.hub = hub
-        self.runner = runner
-
-    def view(self, space_id: str) -> dict[str, Any]:
-        view = space_view(self.store.get(space_id), self.settings.public_link_host)
-        view["runtime"] = self.deployer.runtime(space_id)
-        return view
+def space_answer(p: Platform, space_id: str) -> dict[str, Any]:
+    """A space as the REST API shows it: its record and, while it runs, its instance."""
+    view = space_view(p.store.get(space_id), p.settings.public_link_host)
+    runtime = p.targets.runtime(space_id)
+    view["runtime"] = asdict(runtime) if runtime is not None else None
+    return view
 
 
 def platform(request: Request) -> Platform:
@@ -88,12 +76,12 @@ def health() -> dict[str, str]:
 async def deploy(owner: str, name: str, request: Request, p: PlatformDep) -> dict[str, Any]:
     """Body: a gzip'd tar of the app folder. Answers at once; the build goes on (follow logs/build)."""
     space_id = make_space_id(owner, name)
-    archive = await receive(request.stream(), p.settings.data_dir / "tmp", p.deployer.limits)
+    archive = await receive(request.stream(), p.settings.data_dir / "tmp", p.pipeline.limits)
     try:
-        await p.deployer.accept_upload(owner, name, archive)
+        await p.pipeline.accept_upload(owner, name, archive)
     finally:
         archive.unlink(missing_ok=True)
-    return p.view(space_id)
+    return space_answer(p, space_id)
 
 
 @router.get("/spaces")
@@ -103,7 +91,7 @@ def list_spaces(p: PlatformDep) -> list[dict[str, Any]]:
 
 @router.get("/spaces/{owner}/{name}")
 def get_space(owner: str, name: str, p: PlatformDep) -> dict[str, Any]:
-    return p.view(make_space_id(owner, name))
+    return space_answer(p, make_space_id(owner, name))
 
 
 @router.get("/spaces/{owner}/{name}/events")
@@ -122,31 +110,29 @@ async def logs(owner: str, name: str, kind: Literal["build", "run"], p: Platform
     p.store.get(space_id)
     if not follow:
         return PlainTextResponse(p.logs.read(space_id, kind))
-    return StreamingResponse(_log_events(p, space_id, kind), media_type="text/event-stream", headers=SSE_HEADERS)
+    return EventSourceResponse(_log_events(p, space_id, kind), ping=SSE_PING_S, sep="\n")
 
 
-async def _log_events(p: Platform, space_id: str, kind: Literal["build", "run"]) -> AsyncIterator[str]:
+async def _log_events(p: Platform, space_id: str, kind: Literal["build", "run"]) -> AsyncIterator[dict[str, str]]:
+    """One event per chunk of lines; the build log's stream ends with an ``end`` event naming the stage."""
     lines = p.logs.follow(space_id, kind)
     next_chunk: asyncio.Task[str] | None = None
     try:
         while True:
             next_chunk = next_chunk or asyncio.ensure_future(anext(lines))
             done, _ = await asyncio.wait({next_chunk}, timeout=1.0)
-            if p.hub.closed:
-                break  # the platform is stopping
             if not done:
-                if kind == "build" and not p.deployer.is_deploying(space_id):
+                if kind == "build" and not p.pipeline.is_deploying(space_id):
                     break  # the build ended before we subscribed, or its end was already sent
-                yield ": keep-alive\n\n"
                 continue
             try:
                 chunk = next_chunk.result()
             except StopAsyncIteration:
                 break
             next_chunk = None
-            yield "".join(f"data: {line}\n" for line in chunk.splitlines()) + "\n"
-        stage = p.store.find(space_id)
-        yield f"event: end\ndata: {stage.stage.value if stage else 'DELETED'}\n\n"
+            yield {"data": "\n".join(chunk.splitlines())}
+        record = p.store.find(space_id)
+        yield {"event": "end", "data": record.stage.value if record else "DELETED"}
     finally:
         if next_chunk is not None:
             next_chunk.cancel()
@@ -155,51 +141,35 @@ async def _log_events(p: Platform, space_id: str, kind: Literal["build", "run"])
 
 
 @router.get("/events")
-async def all_events(p: PlatformDep) -> StreamingResponse:
+async def all_events(p: PlatformDep) -> EventSourceResponse:
     """Stage changes of every space as server-sent events (the gallery's live badges)."""
 
-    async def stream() -> AsyncIterator[str]:
-        yield "retry: 2000\n\n"
-        events = p.hub.listen()
-        pending: asyncio.Task[dict[str, Any]] | None = None
-        try:
-            while True:
-                # wait_for would cancel anext() on a timeout, and that closes the generator: keep one task
-                pending = pending or asyncio.ensure_future(anext(events))
-                done, _ = await asyncio.wait({pending}, timeout=15)
-                if not done:
-                    yield ": keep-alive\n\n"
-                    continue
-                try:
-                    event, pending = pending.result(), None
-                except StopAsyncIteration:
-                    return  # the platform is stopping
-                yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
-        finally:
-            if pending is not None:
-                pending.cancel()
+    async def stream() -> AsyncIterator[dict[str, Any]]:
+        yield {"retry": 2000}
+        async for event in p.hub.listen():
+            yield {"event": event["type"], "data": json.dumps(event)}
 
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return EventSourceResponse(stream(), ping=SSE_PING_S, sep="\n")
 
 
 @router.post("/spaces/{owner}/{name}/restart", status_code=202, dependencies=[Writer])
 async def restart(owner: str, name: str, p: PlatformDep) -> dict[str, Any]:
     space_id = make_space_id(owner, name)
-    await p.deployer.restart(space_id)
-    return p.view(space_id)
+    await p.lifecycle.restart(space_id)
+    return space_answer(p, space_id)
 
 
 @router.post("/spaces/{owner}/{name}/pause", dependencies=[Writer])
 async def pause(owner: str, name: str, p: PlatformDep) -> dict[str, Any]:
     space_id = make_space_id(owner, name)
-    await p.deployer.pause(space_id)
-    return p.view(space_id)
+    await p.lifecycle.pause(space_id)
+    return space_answer(p, space_id)
 
 
 @router.delete("/spaces/{owner}/{name}", dependencies=[Writer])
 async def delete(owner: str, name: str, p: PlatformDep) -> dict[str, str]:
     space_id = make_space_id(owner, name)
-    await p.deployer.delete(space_id)
+    await p.lifecycle.delete(space_id)
     return {"id": space_id, "stage": "DELETED"}
 
 

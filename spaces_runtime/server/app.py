@@ -1,43 +1,34 @@
-"""Builds the ASGI app: FastAPI (REST API, gallery, metrics) behind the gateway, which takes app links first."""
+"""Builds the ASGI app: FastAPI (REST API, gallery, metrics) behind the gateway, which takes app links first.
+Serves HTTP only: the platform it serves was built and is started and stopped by ``spaces_runtime.wiring``."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from starlette.types import ASGIApp
 
 from spaces_runtime import __version__
 from spaces_runtime.errors import SpacesError
 from spaces_runtime.gateway.proxy import Gateway
 from spaces_runtime.server import api, gallery
-from spaces_runtime.server.api import Platform
+from spaces_runtime.wiring.platform import Platform
 
 
 def error_body(exc: SpacesError) -> dict[str, str | None]:
     return {"error": type(exc).__name__, "message": exc.message, "hint": exc.hint, "detail": str(exc)}
 
 
-def create_app(p: Platform) -> ASGIApp:
+def create_app(p: Platform) -> Gateway:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        p.logs.bind_loop(asyncio.get_running_loop())
-        await p.deployer.supervisor.start()
-        if p.runner is not None:
-            await p.runner.start()
-        await p.deployer.restore()
-        if p.settings.examples_dir is not None:
-            await p.deployer.deploy_examples(p.settings.examples_dir)
+        await p.start()
         try:
             yield
         finally:
-            await p.deployer.shutdown()
+            await p.stop()
             await gateway.aclose()
-            if p.runner is not None:
-                await p.runner.stop()
 
     app = FastAPI(title="spaces-runtime", version=__version__, lifespan=lifespan,
                   description="A self-hosted Hugging Face Spaces: deploy Gradio and Streamlit apps, share links.")
@@ -54,7 +45,5 @@ def create_app(p: Platform) -> ASGIApp:
 
     app.include_router(api.router)
     app.include_router(gallery.router)
-    gateway = Gateway(app, p.deployer, public_host=p.settings.public_link_host)
-    # a stage change may move the app (a swap, a stop): the gateway must not keep proxying to its old address
-    p.deployer.stage_listeners.append(lambda space_id: gateway.forget(*space_id.split("/", 1)))
+    gateway = Gateway(app, p.targets, public_host=p.settings.public_link_host)
     return gateway

@@ -24,6 +24,7 @@ class LaunchSpec:
     app_port: int = 7860  # port inside the container (docker); ignored by the process backend
     startup_timeout_s: float = 1800.0
     hardware: str = "cpu-basic"
+    sdk_version: str | None = None  # README sdk_version; None: the platform default (newest era, sdk_eras)
 
 
 @dataclass
@@ -59,5 +60,14 @@ class Backend(Protocol):
         ...
 
     async def adopt(self) -> list[Instance]:
-        """Apps that outlived a platform restart and can be taken over (containers); [] for processes."""
+        """Apps that outlived a platform restart and can be taken over (containers); [] for processes, whose
+        leftovers it ends instead. The caller stops those it no longer wants (orphans) with ``stop``."""
+        ...
+
+    def attach_logs(self, instance: Instance, log: LogSink) -> None:
+        """Follow an adopted app's output from now on into ``log`` (the old platform's log pump died with it)."""
+        ...
+
+    async def remove_data(self, space_id: str) -> None:
+        """A deleted space's persistent /data goes with it, so it never reappears in a new space of that name."""
         ...

@@ -249,6 +249,9 @@ class DockerBackend:
     def volume_name(self, space_id: str) -> str:
         return f"spaces-{self.platform}-{_slug(space_id)}-data"
 
+    async def remove_data(self, space_id: str) -> None:
+        await asyncio.to_thread(self.remove_volume, space_id)
+
     def remove_volume(self, space_id: str) -> None:
         """For deletes: the app's /data goes with it."""
         with contextlib.suppress(docker.errors.NotFound):

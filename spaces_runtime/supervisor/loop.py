@@ -129,9 +129,7 @@ class Supervisor:
             app.generation += 1
             app.spec, app.instance, app.ready, app.has_served = spec, instance, False, True
             app.restarts, app.restart_at, app.launched_at = [], None, time.monotonic()
-            attach = getattr(self.backend, "attach_logs", None)
-            if attach is not None:  # the old platform's log pump died with it
-                attach(instance, self.logs.sink(spec.space_id, "run"))
+            self.backend.attach_logs(instance, self.logs.sink(spec.space_id, "run"))
             await self._report(app, Stage.APP_STARTING, "taken over after a platform restart")
         return await self._settle(app)
 
@@ -189,6 +187,21 @@ class Supervisor:
 
     def instances(self) -> list[Instance]:
         return [app.instance for app in self._apps.values() if app.instance is not None]
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    async def survivors(self) -> list[Instance]:
+        """Apps that outlived the previous platform process (see ``Backend.adopt``)."""
+        return await self.backend.adopt()
+
+    async def stop_survivor(self, instance: Instance) -> None:
+        """Stop a survivor no space wants any more (deleted, paused or failed meanwhile)."""
+        await self.backend.stop(instance, self.settings.stop_grace_s)
+
+    async def remove_data(self, space_id: str) -> None:
+        await self.backend.remove_data(space_id)
 
     # --- starting and replacing ------------------------------------------------------------------------
     def _app(self, space_id: str) -> _App:

@@ -123,6 +123,12 @@ class ProcessBackend:
                 await asyncio.to_thread(_kill_leftover, record)
         return []
 
+    def attach_logs(self, instance: Instance, log: LogSink) -> None:
+        """Never called: processes are not adopted (see ``adopt``)."""
+
+    async def remove_data(self, space_id: str) -> None:
+        """Processes have no /data of their own yet: nothing to remove."""
+
     def _record_group(self, pgid: int, spec: LaunchSpec) -> None:
         self._groups_dir.mkdir(parents=True, exist_ok=True)
         marker = str(spec.env_dir)

@@ -1,5 +1,5 @@
-"""A FastAPI app with the real gallery and API routers over a real SQLite store and log book (no supervisor):
-for rendering tests that need no browser and no running apps."""
+"""A FastAPI app with the real gallery and API routers over a platform built by the real composition root, never
+started: for rendering tests that need no browser and no running apps."""
 
 from __future__ import annotations
 
@@ -11,28 +11,13 @@ from fastapi.responses import JSONResponse
 
 from spaces_runtime.config import Settings
 from spaces_runtime.errors import SpacesError
-from spaces_runtime.events import EventHub
-from spaces_runtime.logs import LogBook
 from spaces_runtime.server import api, gallery
-from spaces_runtime.server.api import Platform
 from spaces_runtime.stages import Stage
-from spaces_runtime.store import Store
-
-
-class IdleDeployer:
-    """The deployer's read side as the pages and API use it, for a platform where nothing is deploying."""
-
-    def is_deploying(self, space_id: str) -> bool:
-        return False
-
-    def runtime(self, space_id: str) -> dict[str, Any] | None:
-        return None
+from spaces_runtime.wiring import Platform, build_platform
 
 
 def make_platform(data_dir: Path) -> Platform:
-    settings = Settings(data_dir=data_dir, port=7000, runner_enabled=False)
-    return Platform(settings, Store(settings.db_path), LogBook(data_dir / "logs"), IdleDeployer(),  # type: ignore[arg-type]
-                    EventHub())
+    return build_platform(Settings(data_dir=data_dir, port=7000, runner_enabled=False))
 
 
 def make_app(p: Platform) -> FastAPI:
@@ -53,6 +38,8 @@ def add_space(p: Platform, space_id: str, stage: Stage = Stage.RUNNING, error: s
     p.store.create_or_touch(space_id, Stage.BUILDING, "test")
     p.store.update(space_id, card={"sdk": "gradio", "title": space_id.split("/")[1], **card})
     if stage != Stage.BUILDING:
-        if stage in (Stage.RUNNING, Stage.RUNTIME_ERROR):
+        if stage in (Stage.RUNNING, Stage.RUNTIME_ERROR, Stage.SLEEPING):
             p.store.set_stage(space_id, Stage.APP_STARTING)
+        if stage is Stage.SLEEPING:
+            p.store.set_stage(space_id, Stage.RUNNING)
         p.store.set_stage(space_id, stage, error=error)

@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pages import add_space, make_app, make_platform
 
-from spaces_runtime.server.api import Platform
 from spaces_runtime.server.gallery import PAGE_SIZE, ago, first_error, gradient
 from spaces_runtime.stages import Stage
+from spaces_runtime.wiring import Platform
 
 CARD = re.compile(r'<li class="card-item" data-space="([^"]+)"')
 

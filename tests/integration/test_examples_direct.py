@@ -384,8 +384,8 @@ def test_streamlit_example_reacts_to_slider_and_upload(data_explorer: tuple[str,
 
 
 def _scaffold(sdk: str, root: Path) -> Path:
+    from spaces_runtime.cli.scaffold import scaffold
     from spaces_runtime.config import Settings
-    from spaces_runtime.scaffold import scaffold
 
     folder = root / f"my-{sdk}-app"
     scaffold(folder, sdk, Settings())

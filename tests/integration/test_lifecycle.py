@@ -123,7 +123,7 @@ def test_stage_events_keep_streaming_through_quiet_periods(platform: Platform, t
                 lines.put(line)
 
     threading.Thread(target=read, daemon=True).start()
-    wait_for_line(lines, lambda line: line.startswith(": keep-alive"), timeout=25)  # a quiet period passed
+    wait_for_line(lines, lambda line: line.startswith(": ping"), timeout=25)  # a quiet period passed
     platform.cli("deploy", str(folder), "--name", "tests/quiet", check=True)
     wait_for_line(lines, lambda line: line.startswith("data:") and '"tests/quiet"' in line, timeout=20)
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.plan import code_hash, make
+from builder.plan import make
 from builder.spec import AppSpec
+from spaces_runtime.appfiles import code_hash
 from spaces_runtime.config import Settings
 from spaces_runtime.errors import BuildError
 

@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from spaces_runtime.appfiles import pack
 from spaces_runtime.errors import AuthError, NotFoundError, ServerUnreachableError, SpacesError
-
-# Never uploaded: they are rebuilt by the platform, or are private to the author's machine.
-PACK_EXCLUDES = frozenset({".git", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache",
-                           ".ruff_cache", ".DS_Store", "flagged", ".gradio"})
-
-
-def pack(folder: Path) -> bytes:
-    """A gzip'd tar of the folder's contents (paths relative to the folder), leaving build litter out."""
-    if not folder.is_dir():
-        raise SpacesError(f"{folder} is not a folder", hint="pass the app folder that holds app.py and README.md")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for path in sorted(folder.rglob("*")):
-            relative = path.relative_to(folder)
-            if any(part in PACK_EXCLUDES for part in relative.parts):
-                continue
-            tar.add(path, arcname=str(relative), recursive=False)
-    return buffer.getvalue()
 
 
 class PlatformClient:

@@ -1,4 +1,5 @@
-"""The `spaces` command. The only place that wires components together; errors end as one line, no traceback."""
+"""The `spaces` command: parses arguments, then calls the composition root (``spaces_runtime.wiring``) or the
+REST client (``cli.remote``); errors end as one line, no traceback."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from spaces_runtime.cli.remote import PlatformClient
 from spaces_runtime.config import Settings
 from spaces_runtime.errors import SpacesError
 from spaces_runtime.names import split_id
-from spaces_runtime.remote import PlatformClient
 from spaces_runtime.stages import ERROR_STAGES, Stage
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -51,7 +52,7 @@ def serve(
     public_host: Annotated[str | None, typer.Option(help="host name in shared links (default localhost:PORT)")] = None,
 ) -> None:
     """Run the platform: REST API, gallery, gateway, supervisor and model runner."""
-    from spaces_runtime.wiring import run_server
+    from spaces_runtime.wiring.serve import run_server
 
     overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir, "backend": backend,
                                  "examples_dir": examples, "public_host": public_host}
@@ -230,7 +231,7 @@ def init(
     sdk: Annotated[str, typer.Option(help="gradio | streamlit | docker | static")] = "gradio",
 ) -> None:
     """Scaffold a new app folder from the templates."""
-    from spaces_runtime.scaffold import scaffold
+    from spaces_runtime.cli.scaffold import scaffold
 
     created = scaffold(folder, sdk, Settings())
     out.print(f"created {folder} ({sdk}): {', '.join(created)}")
@@ -243,7 +244,7 @@ def run(
     port: Annotated[int, typer.Option(help="port to serve on")] = 7860,
 ) -> None:
     """Build and run one app locally exactly as the platform would, in the foreground."""
-    from spaces_runtime.local import run_local
+    from spaces_runtime.wiring.local import run_local
 
     raise typer.Exit(run_local(folder, port, Settings()))
 
@@ -254,14 +255,10 @@ def build(
     as_json: JsonOpt = False,
 ) -> None:
     """Build the app's container image with the local Docker Engine; `docker run -p 7860:7860 IMAGE` serves it."""
-    from builder import plan as build_plan
-    from builder import spec as build_spec
-    from spaces_runtime.docker_wiring import image_builder
+    from spaces_runtime.wiring.docker import build_image
 
-    settings = Settings(backend="docker")
-    spec = build_spec.load(folder)
-    plan = build_plan.make(spec, settings)
-    built = image_builder(settings).build(spec, plan, lambda line: err.print(line, markup=False, highlight=False))
+    built = build_image(folder, Settings(backend="docker"), lambda line: err.print(line, markup=False,
+                                                                                     highlight=False))
     if as_json:
         print_json({"image": built.tag, "id": built.id, "reused": built.reused, "app_port": built.app_port})
         return
@@ -272,7 +269,7 @@ def build(
 @app.command("base-image")
 def base_image() -> None:
     """Make sure the base image for app images exists: pulled when reachable, else bootstrapped from Debian."""
-    from spaces_runtime.docker_wiring import bootstrap_base_image
+    from spaces_runtime.wiring.docker import bootstrap_base_image
 
     tag = bootstrap_base_image(Settings(), lambda line: err.print(line, markup=False, highlight=False))
     out.print(f"base image: {tag}")
@@ -291,6 +288,3 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
 
-
-if __name__ == "__main__":
-    main()

@@ -26,7 +26,7 @@ def run_local(folder: Path, port: int, settings: Settings) -> int:
     env_dir = VenvBuilder(settings.envs_dir, settings).build(plan, lambda line: print(line, file=sys.stderr))
     name = folder.resolve().name.lower()
     launch = LaunchSpec(space_id=f"local/{name}", sdk=spec.sdk, app_dir=folder.resolve(), app_file=spec.app_file,
-                        base_path="", env={"SPACE_ID": f"local/{name}", "SPACE_TITLE": spec.title, "SYSTEM": "spaces"},
+                        base_path="", env={"SPACE_ID": f"local/{name}", "SPACE_TITLE": spec.title},
                         env_dir=env_dir)
     argv, env = process_command(launch, port, python_in(env_dir), dict(os.environ))
     print(f"starting {spec.title} at http://127.0.0.1:{port}/", file=sys.stderr)

@@ -1,33 +1,35 @@
-"""Builds the platform's components from Settings and hands each its collaborators (used by `spaces serve`)."""
+"""Builds the platform's components from Settings, in order: store, logs and events; the stage sink; the backend
+and environment builder; the runner; the supervisor; the deploy pipeline, lifecycle and the gateway's view."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import uvicorn
-
+from builder.spec import AppSpec
 from spaces_runtime.config import Settings
-from spaces_runtime.deployer import Deployer, EnvironmentBuilder, VenvEnvironmentBuilder
+from spaces_runtime.deploy.environments import EnvironmentBuilder, VenvEnvironmentBuilder
+from spaces_runtime.deploy.lifecycle import Lifecycle
+from spaces_runtime.deploy.pipeline import AppEnv, ModelPreparer, Pipeline
+from spaces_runtime.deploy.stagesink import StageSink
+from spaces_runtime.deploy.targets import SpaceTargets
 from spaces_runtime.events import EventHub
 from spaces_runtime.logs import LogBook
-from spaces_runtime.server.api import Platform
-from spaces_runtime.stages import Stage
 from spaces_runtime.store import Store
 from spaces_runtime.supervisor.backend import Backend
 from spaces_runtime.supervisor.loop import Supervisor
 from spaces_runtime.supervisor.probes import LivenessPolicy
+from spaces_runtime.wiring.platform import Platform
+
+if TYPE_CHECKING:
+    from spaces_runtime.runner.server import RunnerService
 
 log = logging.getLogger("spaces_runtime")
-
 
 def ensure_token(settings: Settings) -> str | None:
     """Listening beyond loopback, writing endpoints need a token: generated once into the data dir."""
@@ -40,18 +42,16 @@ def ensure_token(settings: Settings) -> str | None:
             f.write(secrets.token_urlsafe(32))
     return path.read_text().strip()
 
-
 def make_backend(settings: Settings) -> tuple[Backend, EnvironmentBuilder]:
     if settings.backend == "docker":
-        from spaces_runtime.docker_wiring import docker_parts
+        from spaces_runtime.wiring.docker import docker_parts
 
         return docker_parts(settings)
     from spaces_runtime.supervisor.process import ProcessBackend
 
     return ProcessBackend(settings), VenvEnvironmentBuilder(settings)
 
-
-def make_runner(settings: Settings) -> tuple[Any, Callable[[str], dict[str, str]] | None]:
+def make_runner(settings: Settings) -> tuple[RunnerService | None, AppEnv | None]:
     """The model runner and, per app, the env vars that point it at the runner; (None, None) when the runner is
     disabled or torch is missing (apps then run without it, and say so when they call it)."""
     if not settings.runner_enabled:
@@ -59,13 +59,12 @@ def make_runner(settings: Settings) -> tuple[Any, Callable[[str], dict[str, str]
     if importlib.util.find_spec("torch") is None:
         log.warning("model runner disabled: torch is not installed (install the 'runner' extra)")
         return None, None
-    from spaces_runtime.runner.appkit import appkit_env
+    from spaces_runtime.appkit.install import appkit_env
     from spaces_runtime.runner.server import RunnerService
 
     return RunnerService(settings), lambda space_id: appkit_env(settings, space_id)
 
-
-def model_preparer(runner: Any) -> Callable[[Any, Path], Awaitable[list[str]]]:
+def model_preparer(runner: RunnerService) -> ModelPreparer:
     """At deploy: register the model files the README's `runner_models:` declares (uploaded from the folder, so
     no app code runs in the runner), then load every runner model the app names. Returns what got loaded."""
     from spaces_runtime.client import Runner
@@ -76,12 +75,11 @@ def model_preparer(runner: Any) -> Callable[[Any, Path], Awaitable[list[str]]]:
         client.register(model["name"], app_dir / model["file"], **options)
         return str(model["name"])
 
-    async def prepare(spec: Any, app_dir: Path) -> list[str]:
+    async def prepare(spec: AppSpec, app_dir: Path) -> list[str]:
         declared = [await asyncio.to_thread(register, m, app_dir) for m in spec.runner_models]
         return list(await runner.preload([*spec.models, *declared]))
 
     return prepare
-
 
 def build_platform(settings: Settings) -> Platform:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -89,47 +87,14 @@ def build_platform(settings: Settings) -> Platform:
     store = Store(settings.db_path)
     logs = LogBook(settings.data_dir / "logs", settings.log_max_bytes)
     hub = EventHub()
+    stages = StageSink(store, hub)
     backend, environments = make_backend(settings)
     runner, runner_env = make_runner(settings)
-    deployer: Deployer | None = None
-
-    def on_stage(space_id: str, stage: Stage, reason: str, error: str | None) -> None:
-        assert deployer is not None
-        deployer.set_stage(space_id, stage, reason, error)
-
     liveness = LivenessPolicy(interval_s=settings.liveness_interval_s, timeout_s=settings.liveness_timeout_s,
                               failures=settings.liveness_failures)
-    supervisor = Supervisor(backend, logs, settings, on_stage, liveness=liveness)
-    deployer = Deployer(settings, store, logs, supervisor, hub, environments, app_env=runner_env,
+    supervisor = Supervisor(backend, logs, settings, stages, liveness=liveness)
+    pipeline = Pipeline(settings, store, logs, supervisor, stages, hub, environments, app_env=runner_env,
                         prepare_models=model_preparer(runner) if runner is not None else None)
-    return Platform(settings, store, logs, deployer, hub, runner=runner)
-
-
-def run_server(settings: Settings) -> None:
-    from spaces_runtime.server.app import create_app
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # every readiness probe would be a line
-    platform = build_platform(settings)
-    if settings.token and settings.listens_beyond_loopback:
-        log.info("writing endpoints need the token in %s", Path(settings.data_dir) / "token")
-    log.info("gallery at http://%s/  (apps at /spaces/OWNER/NAME/ and http://OWNER-NAME.%s/)",
-             settings.public_link_host, settings.public_link_host)
-    config = uvicorn.Config(create_app(platform), host=settings.host, port=settings.port, log_level="info",
-                            proxy_headers=False, ws_max_size=64 * 1024 * 1024, access_log=False,
-                            timeout_graceful_shutdown=int(settings.stop_grace_s) + 5)
-    _Server(config, platform).run()
-
-
-class _Server(uvicorn.Server):
-    """uvicorn waits for open responses before it shuts down; event and log streams (an open gallery tab) never
-    end by themselves, so the first exit signal ends them."""
-
-    def __init__(self, config: uvicorn.Config, platform: Platform) -> None:
-        super().__init__(config)
-        self.platform = platform
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        with contextlib.suppress(RuntimeError):  # no loop yet: nothing is streaming
-            asyncio.get_running_loop().call_soon_threadsafe(self.platform.hub.close)
-        super().handle_exit(sig, frame)
+    lifecycle = Lifecycle(settings, store, logs, supervisor, stages, hub, pipeline)
+    targets = SpaceTargets(store, supervisor, lifecycle)
+    return Platform(settings, store, logs, hub, stages, supervisor, pipeline, lifecycle, targets, runner=runner)

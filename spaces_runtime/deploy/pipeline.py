@@ -1,0 +1,215 @@
+"""Upload → code version on disk → AppSpec → BuildPlan → environment (virtualenv or image) → supervisor.
+
+One deploy task per space: a newer upload cancels the build still in progress. The previous version keeps serving
+until the new one is ready (the supervisor swaps them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from builder import plan as build_plan
+from builder import spec as build_spec
+from builder.plan import BuildPlan
+from builder.spec import AppSpec
+from spaces_runtime import appfiles
+from spaces_runtime.config import Settings
+from spaces_runtime.deploy.card import card_of
+from spaces_runtime.deploy.environments import BuiltEnvironment, EnvironmentBuilder
+from spaces_runtime.deploy.stagesink import StageSink
+from spaces_runtime.deploy.versions import keep_version, new_version_dir
+from spaces_runtime.errors import BuildError, ConflictError, NoAppFileError, SpacesError, SpecError
+from spaces_runtime.events import EventHub
+from spaces_runtime.logs import LogBook, LogSink
+from spaces_runtime.names import space_id as make_space_id
+from spaces_runtime.stages import ERROR_STAGES, SERVING_STAGES, Stage
+from spaces_runtime.store import SpaceRecord, Store
+from spaces_runtime.supervisor.backend import Instance, LaunchSpec
+from spaces_runtime.supervisor.loop import Supervisor
+
+log = logging.getLogger(__name__)
+
+AppEnv = Callable[[str], dict[str, str]]  # per space: env vars the platform adds (the runner's address, token)
+ModelPreparer = Callable[[AppSpec, Path], Awaitable[list[str]]]
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, store: Store, logs: LogBook, supervisor: Supervisor, stages: StageSink,
+                 hub: EventHub, environments: EnvironmentBuilder, app_env: AppEnv | None = None,
+                 prepare_models: ModelPreparer | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.logs = logs
+        self.supervisor = supervisor
+        self.stages = stages
+        self.hub = hub
+        self.environments = environments
+        self.app_env: AppEnv = app_env or (lambda _space_id: {})
+        self.prepare_models = prepare_models
+        self.limits = appfiles.UploadLimits(settings.max_upload_bytes, settings.max_unpacked_bytes,
+                                            settings.max_upload_files)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    # --- entry points ------------------------------------------------------------------------------------------
+    async def accept_upload(self, owner: str, name: str, archive: Path) -> SpaceRecord:
+        """Unpack a new code version and start building it; the previous version keeps serving meanwhile."""
+        space_id = make_space_id(owner, name)
+        self._check_link_is_free(owner, name)
+        version_dir = new_version_dir(self.settings.apps_dir, owner, name)
+        app_dir = await asyncio.to_thread(appfiles.unpack, archive, version_dir, self.limits)
+        code = await asyncio.to_thread(appfiles.code_hash, app_dir)
+        await self.begin(space_id, "deploy")
+        self.store.update(space_id, desired="running", code_hash=code)
+        self.launch(space_id, app_dir)
+        return self.store.get(space_id)
+
+    async def deploy_examples(self, folder: Path, owner: str = "examples") -> None:
+        """Deploy every app folder under ``folder`` (the operator's own, so copied, not unpacked) unless the same
+        code already runs there."""
+        for app_dir in sorted(p for p in folder.iterdir() if (p / "README.md").is_file()):
+            space_id = make_space_id(owner, app_dir.name)
+            code = await asyncio.to_thread(appfiles.code_hash, app_dir)
+            record = self.store.find(space_id)
+            if record is not None and record.code_hash == code and record.stage not in ERROR_STAGES:
+                continue
+            version_dir = new_version_dir(self.settings.apps_dir, owner, app_dir.name)
+            await asyncio.to_thread(appfiles.copy_app, app_dir, version_dir)
+            await self.begin(space_id, "example deployed on start")
+            self.store.update(space_id, desired="running", code_hash=code)
+            self.launch(space_id, version_dir)
+
+    def _check_link_is_free(self, owner: str, name: str) -> None:
+        """`a-b/c` and `a/b-c` would share the host-form link a-b-c.{host}: the first one keeps it."""
+        label = f"{owner}-{name}"
+        for record in self.store.spaces():
+            if f"{record.owner}-{record.name}" == label and (record.owner, record.name) != (owner, name):
+                raise ConflictError(f"{owner}/{name} would share the link {label}.{self.settings.public_link_host}"
+                                    f" with {record.id}", hint="choose another owner or name")
+
+    async def begin(self, space_id: str, reason: str) -> None:
+        """Enter BUILDING (or RUNNING_BUILDING while an older version serves) for a deploy about to launch."""
+        existing = self.store.find(space_id)
+        if existing is None:
+            self.store.create_or_touch(space_id, Stage.BUILDING, reason)
+            self.hub.publish({"type": "created", "id": space_id, "stage": Stage.BUILDING.value})
+            return
+        serving = existing.stage in SERVING_STAGES and self.supervisor.upstream(space_id) is not None
+        if not serving and self.supervisor.stage(space_id) is not None:
+            # an older version still starting (or crash-looping) must not report RUNNING over the new build
+            await self.supervisor.stop_app(space_id, None)
+        self.stages(space_id, Stage.RUNNING_BUILDING if serving else Stage.BUILDING, reason)
+
+    # --- deploy tasks --------------------------------------------------------------------------------------------
+    def launch(self, space_id: str, app_dir: Path, adopt: Instance | None = None) -> None:
+        self.cancel(space_id)  # a newer upload wins over a build still in progress
+        task = asyncio.create_task(self._deploy(space_id, app_dir, adopt), name=f"deploy {space_id}")
+        self._tasks[space_id] = task
+        task.add_done_callback(lambda t: self._tasks.pop(space_id, None) if self._tasks.get(space_id) is t else None)
+
+    def is_deploying(self, space_id: str) -> bool:
+        task = self._tasks.get(space_id)
+        return task is not None and not task.done()
+
+    def cancel(self, space_id: str) -> None:
+        task = self._tasks.pop(space_id, None)
+        if task is not None and not task.done():
+            task.cancel()
+
+    def cancel_all(self) -> None:
+        for space_id in list(self._tasks):
+            self.cancel(space_id)
+
+    async def _deploy(self, space_id: str, app_dir: Path, adopt: Instance | None) -> None:
+        self.logs.clear(space_id, "build")
+        self.logs.start_section(space_id, "build", f"deploying {space_id}")
+        sink = self.logs.sink(space_id, "build")
+        try:
+            await self._build_and_run(space_id, app_dir, sink, adopt)
+        except asyncio.CancelledError:
+            sink("build cancelled: a newer version was uploaded")
+            raise
+        except NoAppFileError as exc:
+            self._fail(space_id, app_dir, Stage.NO_APP_FILE, str(exc), sink)
+        except SpecError as exc:
+            self._fail(space_id, app_dir, Stage.CONFIG_ERROR, str(exc), sink)
+        except BuildError as exc:
+            self._fail(space_id, app_dir, Stage.BUILD_ERROR, f"{exc}\n{exc.log_tail}".strip(), sink)
+        except SpacesError as exc:
+            self._fail(space_id, app_dir, Stage.RUNTIME_ERROR, str(exc), sink)
+        except Exception as exc:  # a platform bug must still end in a stage, never a spinner forever
+            log.exception("deploy of %s failed", space_id)
+            self._fail(space_id, app_dir, Stage.BUILD_ERROR, f"internal error: {exc!r}", sink)
+        finally:
+            self.logs.close_followers(space_id, "build")
+
+    def _fail(self, space_id: str, app_dir: Path, stage: Stage, message: str, sink: LogSink) -> None:
+        sink(f"ERROR: {message}")
+        self.stages(space_id, stage, "deploy failed", message)
+        keep_version(self.store, space_id, app_dir, worked=False)
+
+    # --- the steps -------------------------------------------------------------------------------------------------
+    async def _build_and_run(self, space_id: str, app_dir: Path, sink: LogSink, adopt: Instance | None) -> None:
+        spec = await asyncio.to_thread(build_spec.load, app_dir)
+        for warning in spec.warnings:
+            sink(f"warning: {warning}")
+        self.store.update(space_id, card=card_of(spec))
+        if spec.sdk == "static":
+            await self._serve_static(space_id, app_dir, sink)
+            return
+        plan = build_plan.make(spec, self.settings)
+        built = await self._build(space_id, plan, spec, app_dir, sink)
+        await self._prepare_models(spec, app_dir, sink)
+        sink("build succeeded; starting the app")
+        launch = self.launch_spec(space_id, spec, app_dir, built)
+        stage = await (self.supervisor.adopt(launch, adopt) if adopt else self.supervisor.run_app(launch))
+        keep_version(self.store, space_id, app_dir, worked=stage == Stage.RUNNING)
+
+    async def _build(self, space_id: str, plan: BuildPlan, spec: AppSpec, app_dir: Path,
+                     sink: LogSink) -> BuiltEnvironment:
+        build_id = self.store.start_build(space_id, plan.env_hash, self.store.get(space_id).code_hash)
+        try:
+            built = await asyncio.to_thread(self.environments.build, plan, spec, app_dir, sink)
+        except BaseException as exc:
+            self.store.finish_build(build_id, "failed", str(exc))
+            raise
+        self.store.finish_build(build_id, "succeeded")
+        self.store.update(space_id, env_hash=plan.env_hash)
+        return built
+
+    async def _prepare_models(self, spec: AppSpec, app_dir: Path, sink: LogSink) -> None:
+        """Model files the README declares (`runner_models:`) are registered with the runner, and entries of
+        `models:` that name a runner model are loaded before the app asks for them; other `models:` entries (hub
+        ids the runner does not serve) are the app's own business."""
+        if self.prepare_models is None or not (spec.models or spec.runner_models):
+            return
+        try:
+            loaded = await self.prepare_models(spec, app_dir)
+        except Exception as exc:  # the app loads them on first use anyway; a preload must not fail a deploy
+            sink(f"warning: could not prepare the runner's models {spec.models}: {exc}")
+            return
+        if loaded:
+            sink(f"models loaded in the runner: {', '.join(loaded)}")
+
+    async def _serve_static(self, space_id: str, app_dir: Path, sink: LogSink) -> None:
+        await self.supervisor.stop_app(space_id, Stage.STOPPED)  # it may have been a gradio app before
+        sink("static site: served by the gateway, nothing to build")
+        keep_version(self.store, space_id, app_dir, worked=True)  # the gateway serves code_dir: set it first
+        self.stages(space_id, Stage.RUNNING, "static site deployed")
+
+    def launch_spec(self, space_id: str, spec: AppSpec, app_dir: Path, built: BuiltEnvironment) -> LaunchSpec:
+        owner, name = space_id.split("/", 1)
+        env = {
+            "SPACE_ID": space_id, "SPACE_AUTHOR_NAME": owner, "SPACE_REPO_NAME": name,
+            "SPACE_TITLE": spec.title or name,
+            "SPACE_HOST": f"{owner}-{name}.{self.settings.public_link_host}",
+            **self.app_env(space_id),
+        }
+        timeout = spec.startup_duration_timeout or self.settings.startup_timeout_s
+        return LaunchSpec(
+            space_id=space_id, sdk=spec.sdk, app_dir=app_dir, app_file=spec.app_file,
+            base_path=f"/spaces/{space_id}", env=env, env_dir=built.env_dir, image=built.image,
+            app_port=spec.app_port, startup_timeout_s=float(timeout), hardware=self.settings.hardware,
+        )

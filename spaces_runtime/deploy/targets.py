@@ -1,0 +1,71 @@
+"""The gateway's view: where a space's requests go right now (``gateway.targets.TargetSource``), and what the API
+shows of its running instance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from spaces_runtime.deploy.lifecycle import Lifecycle
+from spaces_runtime.gateway.targets import Failed, Missing, Pending, StaticSite, Target, Upstream
+from spaces_runtime.stages import ERROR_STAGES, Stage
+from spaces_runtime.store import SpaceRecord, Store
+from spaces_runtime.supervisor.loop import Supervisor
+
+STARTING_STAGES = frozenset({Stage.BUILDING, Stage.APP_STARTING, Stage.RUNNING_BUILDING, Stage.RUNNING_APP_STARTING})
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The running instance of a space, as the API shows it."""
+
+    backend: str
+    backend_ref: str
+    upstream: str
+    started_at: float
+
+
+class SpaceTargets:
+    def __init__(self, store: Store, supervisor: Supervisor, lifecycle: Lifecycle) -> None:
+        self.store = store
+        self.supervisor = supervisor
+        self.lifecycle = lifecycle
+
+    async def target(self, owner: str, name: str) -> Target:
+        record = self.store.peek(f"{owner}/{name}")
+        if record is None:
+            return Missing()
+        if record.card.get("sdk") == "static" and record.stage == Stage.RUNNING and record.code_dir:
+            return StaticSite(root=Path(record.code_dir))
+        upstream = self.supervisor.upstream(record.id)
+        if upstream is not None:
+            # gradio (GRADIO_ROOT_PATH) and streamlit (baseUrlPath) know their prefix; a docker app does not
+            return Upstream(url=upstream, forward_prefix=record.card.get("sdk") != "docker")
+        return not_serving(record)
+
+    def touch(self, owner: str, name: str) -> None:
+        self.supervisor.touch(f"{owner}/{name}")
+
+    async def wake(self, owner: str, name: str) -> None:
+        await self.lifecycle.wake(f"{owner}/{name}")
+
+    def runtime(self, space_id: str) -> Runtime | None:
+        for instance in self.supervisor.instances():
+            if instance.space_id == space_id:
+                return Runtime(backend=self.supervisor.backend_name, backend_ref=instance.backend_ref,
+                               upstream=instance.upstream, started_at=instance.started_at)
+        return None
+
+
+def not_serving(record: SpaceRecord) -> Target:
+    """What a visitor sees of a space that has no serving instance (pure)."""
+    title = str(record.card.get("title") or record.name)
+    if record.stage == Stage.SLEEPING:  # the gateway calls wake() and asks again
+        return Pending(stage=Stage.SLEEPING, title=title, detail="waking up after a nap")
+    if record.stage in ERROR_STAGES:
+        return Failed(stage=record.stage, error=record.error or "")
+    if record.stage in STARTING_STAGES or record.stage == Stage.RUNNING:
+        detail = "building the environment" if record.stage in (Stage.BUILDING, Stage.RUNNING_BUILDING) \
+            else "starting the app"
+        return Pending(stage=record.stage, title=title, detail=detail)
+    return Failed(stage=record.stage, error=f"this space is {record.stage.lower()}; restart it to use it")

@@ -1,0 +1,51 @@
+"""The built platform: its components, and the order they start and stop in."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from spaces_runtime.config import Settings
+from spaces_runtime.deploy.lifecycle import Lifecycle
+from spaces_runtime.deploy.pipeline import Pipeline
+from spaces_runtime.deploy.stagesink import StageSink
+from spaces_runtime.deploy.targets import SpaceTargets
+from spaces_runtime.events import EventHub
+from spaces_runtime.logs import LogBook
+from spaces_runtime.store import Store
+from spaces_runtime.supervisor.loop import Supervisor
+
+if TYPE_CHECKING:
+    from spaces_runtime.runner.server import RunnerService
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    store: Store
+    logs: LogBook
+    hub: EventHub
+    stages: StageSink
+    supervisor: Supervisor
+    pipeline: Pipeline
+    lifecycle: Lifecycle
+    targets: SpaceTargets
+    runner: RunnerService | None = None
+
+    async def start(self) -> None:
+        """Supervisor, then the runner (apps call it as they start), then every space that should run."""
+        self.logs.bind_loop(asyncio.get_running_loop())
+        await self.supervisor.start()
+        if self.runner is not None:
+            await self.runner.start()
+        await self.lifecycle.restore()
+        if self.settings.examples_dir is not None:
+            await self.pipeline.deploy_examples(self.settings.examples_dir)
+
+    async def stop(self) -> None:
+        """Builds and apps first (they may still call the runner), then the runner; open streams end."""
+        self.hub.close()
+        await self.lifecycle.shutdown()
+        if self.runner is not None:
+            await self.runner.stop()
