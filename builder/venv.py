@@ -4,6 +4,12 @@ A build goes into a temporary folder that is renamed into place only when comple
 last), so a crash never leaves a half-built environment under the hash. A file lock (fcntl.flock) per hash makes
 concurrent builds of the same environment, in threads or in processes, build it once. The virtualenv is created
 ``--relocatable`` because it is built under another name than the one it is used from.
+
+The interpreter is one this host has (``builder.pythons``), handed to uv by path; uv downloads none unless the
+operator allows it. A plan with an ``EraPin`` resolves with ``--exclude-newer`` at its SDK's release (the log says
+which date and why; if that cannot resolve, today's resolution is tried). What got installed is recorded as a lock
+(``uv pip freeze``) in the environment and under ``envs/.locks/{env_hash}.txt``: a rebuild of the same hash, after
+``spaces gc`` or a restore, installs exactly those versions instead of resolving again.
 """
 
 from __future__ import annotations
@@ -18,9 +24,13 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from builder.plan import BuildPlan, describe
+from builder import pythons
+from builder.plan import ERA_SLACK_DAYS, BuildPlan, describe
+from builder.releases import release_time
 from builder.requirements import PRE_REQUIREMENTS
 from builder.uverrors import explain_install_failure, explain_venv_failure
 from spaces_runtime.config import Settings
@@ -28,6 +38,8 @@ from spaces_runtime.errors import BuildError
 from spaces_runtime.logs import LogSink
 
 MARKER = ".spaces-env.json"
+LOCK = ".spaces-lock.txt"  # `uv pip freeze` of the finished environment
+LOCKS_DIR = ".locks"  # under envs_dir: the locks outlive the environments they describe
 # variables of the platform's own environment that would point uv at the wrong interpreter
 _DROPPED_VARS = ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "PYTHONHOME")
 
@@ -67,10 +79,23 @@ def child_env(settings: Settings, inherited: Mapping[str, str]) -> dict[str, str
     return env
 
 
+@dataclass(frozen=True)
+class Resolution:
+    """How an environment's versions were chosen: "lock", "as of DATE", "today"; and the date when dated."""
+
+    how: str
+    as_of: datetime | None = None
+
+
 class VenvBuilder:
-    def __init__(self, envs_dir: Path, settings: Settings) -> None:
+    def __init__(self, envs_dir: Path, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
         self.envs_dir = Path(envs_dir)
         self.settings = settings
+        # the platform's environment (PATH, HOME, proxies): where interpreters are looked for, what uv inherits
+        self.environ = dict(os.environ if environ is None else environ)
+
+    def lock_path(self, env_hash: str) -> Path:
+        return self.envs_dir / LOCKS_DIR / f"{env_hash}.txt"
 
     def build(self, plan: BuildPlan, log: LogSink) -> Path:
         """Blocking: the environment's folder, built now or reused. Raises BuildError naming what failed."""
@@ -105,20 +130,97 @@ class VenvBuilder:
         scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{plan.env_hash}-", dir=self.envs_dir))
         started = time.monotonic()
         try:
-            self._create(plan, scratch, log)
-            if plan.pre_requirements:
-                log(f"==> installing {len(plan.pre_requirements)} pre-requirement(s) from {PRE_REQUIREMENTS}")
-                self._install(plan, plan.pre_requirements, scratch, log)
-            if plan.requirements:
-                log(f"==> installing {describe(plan.requirements, plan.sdk)}")
-                self._install(plan, plan.requirements, scratch, log)
+            choice = self.interpreter(plan, log)
+            self._create(plan, choice, scratch, log)
+            resolution = self._populate(plan, choice, scratch, log)
+            lock = self._record_lock(plan, scratch)
             seconds = time.monotonic() - started
-            _write_marker(scratch, plan, seconds)
+            _write_marker(scratch, plan, seconds, choice, resolution, lock)
             os.rename(scratch, final)
             log(f"==> environment {plan.env_hash[:12]} ready in {seconds:.1f}s")
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
+
+    def interpreter(self, plan: BuildPlan, log: LogSink) -> pythons.Choice:
+        """The host's interpreter for the plan's python_version, announced in the build log."""
+        found = pythons.discover(self.settings, self.environ, pythons.uv_python_dir(find_uv(), self.environ))
+        choice = pythons.choose(plan.python_version, found, origin=plan.python_origin,
+                                nearest=self.settings.python_nearest, downloads=self.settings.python_downloads)
+        log(f"==> {choice.note}")
+        return choice
+
+    def _populate(self, plan: BuildPlan, choice: pythons.Choice, scratch: Path, log: LogSink) -> Resolution:
+        """Install the plan: from its recorded lock when there is one, else resolved (as of its era if dated)."""
+        if self._install_lock(plan, scratch, log):
+            return Resolution("lock")
+        as_of = self._era_date(plan, log)
+        try:
+            self._install_all(plan, scratch, log, as_of)
+        except BuildError as dated:
+            if as_of is None:
+                raise
+            log(f"==> resolving as of {as_of:%Y-%m-%d} failed ({dated.message}); resolving as of today instead")
+            shutil.rmtree(scratch)
+            self._create(plan, choice, scratch, log)
+            self._install_all(plan, scratch, log, None)
+            return Resolution("today, after resolving as of its era failed")
+        return Resolution(f"as of {as_of:%Y-%m-%dT%H:%M:%SZ}", as_of) if as_of else Resolution("today")
+
+    def _install_all(self, plan: BuildPlan, scratch: Path, log: LogSink, as_of: datetime | None) -> None:
+        if plan.pre_requirements:
+            log(f"==> installing {len(plan.pre_requirements)} pre-requirement(s) from {PRE_REQUIREMENTS}")
+            self._install(plan, plan.pre_requirements, scratch, log, as_of)
+        if plan.requirements:
+            log(f"==> installing {describe(plan.requirements, plan.sdk)}")
+            self._install(plan, plan.requirements, scratch, log, as_of)
+
+    def _era_date(self, plan: BuildPlan, log: LogSink) -> datetime | None:
+        if plan.era is None:
+            if plan.sdk_version and plan.sdk in ("gradio", "streamlit"):
+                log("==> resolving as of today (the app uses the platform's SDK version or a newer one)")
+            return None
+        try:
+            released = release_time(plan.era.package, plan.era.version, plan.index_url, self.settings.ca_bundle)
+        except BuildError as exc:
+            log(f"==> resolving as of today: {exc}")
+            return None
+        as_of = released + timedelta(days=ERA_SLACK_DAYS)
+        log(f"==> resolving as of {as_of:%Y-%m-%d %H:%M} UTC: {plan.era.package} {plan.era.version} was released "
+            f"{released:%Y-%m-%d %H:%M} UTC and {plan.era.reason} (SPACES_ERA_RESOLUTION=false resolves as of "
+            "today)")
+        return as_of
+
+    def _install_lock(self, plan: BuildPlan, scratch: Path, log: LogSink) -> bool:
+        """True when the versions recorded for this env hash were installed as they are."""
+        saved = self.lock_path(plan.env_hash)
+        if not saved.is_file():
+            return False
+        count = sum(1 for line in saved.read_text(encoding="utf-8").splitlines() if line and line[0] != "#")
+        log(f"==> installing the {count} packages recorded when environment {plan.env_hash[:12]} was first "
+            f"built ({saved})")
+        code, lines = self._run([*self._pip_install(plan, scratch), "--no-deps", "-r", str(saved)], log)
+        if code == 0:
+            return True
+        log(f"==> the recorded packages could not be installed ({lines[-1] if lines else 'uv failed'}); "
+            "resolving again")
+        return False
+
+    def _record_lock(self, plan: BuildPlan, scratch: Path) -> Path:
+        # stdout only: uv's "Using Python ..." note goes to stderr and is no requirement
+        done = subprocess.run([find_uv(), "pip", "freeze", "--python", str(python_in(scratch))], capture_output=True,
+                              text=True, env=child_env(self.settings, self.environ), stdin=subprocess.DEVNULL,
+                              timeout=120, check=False)
+        if done.returncode != 0:
+            raise BuildError(f"could not record the environment's packages: {done.stderr.strip()[-500:]}")
+        text = f"# environment {plan.env_hash}, recorded by spaces-runtime\n{done.stdout}"
+        (scratch / LOCK).write_text(text, encoding="utf-8")
+        saved = self.lock_path(plan.env_hash)
+        saved.parent.mkdir(exist_ok=True)
+        partial = saved.with_suffix(".tmp")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(saved)
+        return saved
 
     def _remove_leftovers(self, env_hash: str, final: Path) -> None:
         """Scratch folders of builds that crashed, and an unfinished folder under the hash (we hold its lock)."""
@@ -127,21 +229,30 @@ class VenvBuilder:
         if final.exists():
             shutil.rmtree(final)
 
-    def _create(self, plan: BuildPlan, scratch: Path, log: LogSink) -> None:
+    def _create(self, plan: BuildPlan, choice: pythons.Choice, scratch: Path, log: LogSink) -> None:
         log(f"==> creating a Python {plan.python_version} virtualenv with uv")
-        command = [find_uv(), "venv", "--relocatable", "--python", plan.python_version, str(scratch)]
+        command = [find_uv(), "venv", "--relocatable", "--python", choice.uv_python, str(scratch)]
+        if not self.settings.python_downloads:
+            command.append("--no-python-downloads")
         code, lines = self._run(command, log)
         if code != 0:
             raise explain_venv_failure(plan.python_version, lines, self.settings.python_version)
 
-    def _install(self, plan: BuildPlan, requirements: list[str], scratch: Path, log: LogSink) -> None:
-        listing = scratch / ".spaces-requirements.txt"
-        listing.write_text("\n".join(requirements) + "\n", encoding="utf-8")
-        command = [find_uv(), "pip", "install", "--python", str(python_in(scratch)), "-r", str(listing)]
+    def _pip_install(self, plan: BuildPlan, scratch: Path) -> list[str]:
+        command = [find_uv(), "pip", "install", "--python", str(python_in(scratch))]
         if plan.index_url:
             command += ["--index-url", plan.index_url]
         if plan.extra_index_url:
             command += ["--extra-index-url", plan.extra_index_url]
+        return command
+
+    def _install(self, plan: BuildPlan, requirements: list[str], scratch: Path, log: LogSink,
+                 as_of: datetime | None) -> None:
+        listing = scratch / ".spaces-requirements.txt"
+        listing.write_text("\n".join(requirements) + "\n", encoding="utf-8")
+        command = [*self._pip_install(plan, scratch), "-r", str(listing)]
+        if as_of is not None:
+            command += ["--exclude-newer", f"{as_of:%Y-%m-%dT%H:%M:%SZ}"]
         code, lines = self._run(command, log)
         if code != 0:
             raise explain_install_failure(requirements, plan.origins, lines)
@@ -150,7 +261,7 @@ class VenvBuilder:
         """Run uv, handing each output line to ``log`` as it comes; the exit code and the last lines."""
         recent: deque[str] = deque(maxlen=200)
         # the inherited environment carries PATH, HOME and proxy settings; configuration comes from Settings
-        env = child_env(self.settings, os.environ)
+        env = child_env(self.settings, self.environ)
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                               text=True, errors="replace", bufsize=1, env=env) as process:
             assert process.stdout is not None
@@ -162,10 +273,15 @@ class VenvBuilder:
         return code, list(recent)
 
 
-def _write_marker(env_dir: Path, plan: BuildPlan, seconds: float) -> None:
+def _write_marker(env_dir: Path, plan: BuildPlan, seconds: float, choice: pythons.Choice,
+                  resolution: Resolution, lock: Path) -> None:
+    interpreter = choice.interpreter
     record = {
         "env_hash": plan.env_hash, "python_version": plan.python_version, "sdk": plan.sdk,
         "sdk_version": plan.sdk_version, "pre_requirements": plan.pre_requirements,
         "requirements": plan.requirements, "build_seconds": round(seconds, 2), "built_at": time.time(),
+        "python": interpreter.full_version if interpreter else choice.request,
+        "python_path": str(interpreter.path) if interpreter else None, "python_nearest": choice.nearest,
+        "resolved": resolution.how, "era_rule": plan.era.rule if plan.era else None, "lock": str(lock),
     }
     (env_dir / MARKER).write_text(json.dumps(record, indent=2), encoding="utf-8")

@@ -5,11 +5,12 @@ No other module reads ``os.environ``; components receive the Settings (or the fi
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -20,6 +21,14 @@ def templates_dir() -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError("templates/ is missing from this installation of spaces-runtime")
+
+
+def _path_list(value: object) -> object:
+    """SPACES_PYTHONS=/opt/py312/bin/python3:/opt/pythons — colon-separated, like PATH."""
+    return [part for part in value.split(os.pathsep) if part.strip()] if isinstance(value, str) else value
+
+
+PathList = Annotated[list[Path], NoDecode, BeforeValidator(_path_list)]
 
 
 class Settings(BaseSettings):
@@ -89,6 +98,13 @@ class Settings(BaseSettings):
     runner_preload: list[str] = Field(default_factory=list)
 
     examples_dir: Path | None = Field(default=None, description="deploy these app folders on start")
+
+    # interpreters and era-true builds (builder/pythons.py, builder/venv.py)
+    pythons: PathList = Field(
+        default_factory=list, description="interpreters or folders of them, searched before PATH and pyenv/uv")
+    python_downloads: bool = False  # let uv download a python_version no installed interpreter has
+    python_nearest: bool = False  # a missing python_version gets the nearest installed one (announced) instead
+    era_resolution: bool = True  # an app pinning an older SDK resolves as of that SDK's release
 
     @property
     def public_link_host(self) -> str:

@@ -2,13 +2,14 @@
 
 Gradio reads its server settings from GRADIO_* variables, so ``demo.launch()`` needs no change; Streamlit takes
 flags. Both are told the path prefix the gateway serves them under, so the links they render point back through
-the gateway.
+the gateway. Which variables and flags an SDK version reads comes from ``spaces_runtime.sdk_eras``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from spaces_runtime import sdk_eras
 from spaces_runtime.errors import BackendError
 from spaces_runtime.supervisor.backend import LaunchSpec
 
@@ -48,23 +49,10 @@ def _base_env(spec: LaunchSpec, port: int, python: Path) -> dict[str, str]:
 
 
 def _gradio_env(spec: LaunchSpec, port: int) -> dict[str, str]:
-    return {
-        "GRADIO_SERVER_NAME": "127.0.0.1",
-        "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_ROOT_PATH": spec.base_path.rstrip("/"),
-        "GRADIO_SSR_MODE": "false",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-    }
+    return sdk_eras.gradio_env(spec.sdk_version, host="127.0.0.1", port=port, root_path=spec.base_path)
 
 
 def _streamlit_flags(spec: LaunchSpec, port: int) -> list[str]:
     # XSRF and CORS protection stay on: the gateway passes Host, Origin and cookies through unchanged, so the
     # app sees same-origin requests exactly as it would without a proxy.
-    return [
-        "--server.port", str(port),
-        "--server.address", "127.0.0.1",
-        "--server.baseUrlPath", spec.base_path.strip("/"),
-        "--server.headless", "true",
-        "--server.fileWatcherType", "none",
-        "--browser.gatherUsageStats", "false",
-    ]
+    return sdk_eras.streamlit_flags(spec.sdk_version, host="127.0.0.1", port=port, base_path=spec.base_path)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from spaces_runtime import sdk_eras
 from spaces_runtime.supervisor.backend import LaunchSpec
 
 PROBE_TIMEOUT = httpx.Timeout(3.0, connect=1.0)
@@ -15,16 +16,15 @@ PROBE_TIMEOUT = httpx.Timeout(3.0, connect=1.0)
 def readiness_url(spec: LaunchSpec, upstream: str) -> str:
     """Where to ask whether the app is up (pure).
 
-    Gradio 6 serves its config both at /config and under GRADIO_ROOT_PATH (verified with gradio 6.31);
-    probing under the prefix checks the path the gateway will use. Streamlit serves everything, its health
-    check included, only under --server.baseUrlPath. Anything else (docker apps) just has to answer on /.
+    Gradio serves its config both at /config and under GRADIO_ROOT_PATH (verified with gradio 4.44, 5.9 and
+    6.31); probing under the prefix checks the path the gateway will use. Streamlit serves everything, its
+    health check included, only under --server.baseUrlPath, at a path that moved in 1.18 (``sdk_eras``).
+    Anything else (docker apps) just has to answer on /.
     """
     base = upstream.rstrip("/")
     prefix = spec.base_path.rstrip("/")
-    if spec.sdk == "gradio":
-        return f"{base}{prefix}/config"
-    if spec.sdk == "streamlit":
-        return f"{base}{prefix}/_stcore/health"
+    if spec.sdk in ("gradio", "streamlit"):
+        return f"{base}{prefix}/{sdk_eras.health_path(spec.sdk, spec.sdk_version)}"
     return f"{base}/"
 
 

@@ -132,7 +132,7 @@ def test_failing_requirement_names_its_line(tmp_path: Path) -> None:
 def test_missing_python_version_is_a_build_error(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     plan = planned(gradio_app(tmp_path, front="sdk: gradio\npython_version: '3.99'\n"), settings)
-    with pytest.raises(BuildError, match=r"could not create a Python 3\.99 virtualenv"):
+    with pytest.raises(BuildError, match=r"python_version 3\.99 \(set in README\.md\) is not installed on this host"):
         VenvBuilder(settings.envs_dir, settings).build(plan, Log())
 
 
