@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from httpx_sse import connect_sse
 
 from spaces_runtime.appfiles import pack
 from spaces_runtime.errors import AuthError, NotFoundError, ServerUnreachableError, SpacesError
@@ -56,19 +57,13 @@ class PlatformClient:
     def follow_log(self, space_id: str, kind: str) -> Iterator[str]:
         """Lines of a log as they are written; ends when the server ends the stream (build done)."""
         try:
-            with self._http.stream("GET", f"/api/spaces/{space_id}/logs/{kind}", params={"follow": 1},
-                                   timeout=httpx.Timeout(10.0, read=None)) as response:
-                raise_for_error(response)
-                event = "message"
-                for line in response.iter_lines():
-                    if line.startswith("event:"):
-                        event = line[6:].strip()
-                    elif line.startswith("data:") and event == "message":
-                        yield line[6:] if line.startswith("data: ") else line[5:]
-                    elif line == "":
-                        if event == "end":
-                            return
-                        event = "message"
+            with connect_sse(self._http, "GET", f"/api/spaces/{space_id}/logs/{kind}", params={"follow": 1},
+                             timeout=httpx.Timeout(10.0, read=None)) as source:
+                raise_for_error(source.response)
+                for event in source.iter_sse():
+                    if event.event == "end":
+                        return
+                    yield from event.data.split("\n")
         except httpx.TransportError as exc:
             raise ServerUnreachableError(f"lost the platform at {self.server} ({exc})") from exc
 

@@ -284,7 +284,7 @@ class DockerBackend:
         """What :func:`runner_mounts` needs: the appkit's host directory and the image's own PYTHONPATH."""
         if not self.settings.runner_enabled or "SPACES_RUNNER_URL" not in spec.env:
             return {}
-        from spaces_runtime.runner.appkit import kit_dir
+        from spaces_runtime.appkit.install import kit_dir
 
         try:
             image_env = self.client.images.get(spec.image).attrs.get("Config", {}).get("Env") or []
