@@ -27,7 +27,7 @@ def run_local(folder: Path, port: int, settings: Settings) -> int:
     name = folder.resolve().name.lower()
     launch = LaunchSpec(space_id=f"local/{name}", sdk=spec.sdk, app_dir=folder.resolve(), app_file=spec.app_file,
                         base_path="", env={"SPACE_ID": f"local/{name}", "SPACE_TITLE": spec.title},
-                        env_dir=env_dir)
+                        env_dir=env_dir, sdk_version=spec.sdk_version)
     argv, env = process_command(launch, port, python_in(env_dir), dict(os.environ))
     print(f"starting {spec.title} at http://127.0.0.1:{port}/", file=sys.stderr)
     os.chdir(folder)

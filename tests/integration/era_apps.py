@@ -1,0 +1,222 @@
+"""Apps written the way Spaces of each SDK era were, and how to run one directly, as its author did.
+
+Shared by tests/integration/test_eras.py and bench/bench_eras.py. "Directly" means what Hugging Face did when the
+app was published: a fresh virtualenv with the pinned SDK and requirements.txt (resolved as of the SDK release
+when ``exclude_newer`` is given, else as of today), then `python app.py` or `streamlit run app.py`. Calls go through
+tests/integration/era_probe.py run with the app's own interpreter, so each era is called with its own
+gradio_client or Streamlit protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PROBE = Path(__file__).with_name("era_probe.py")
+
+
+@dataclass(frozen=True)
+class EraApp:
+    name: str
+    sdk: str
+    sdk_version: str
+    app: str
+    requirements: str = ""
+    python_version: str | None = None
+    # gradio: [api_name, args] to call; streamlit: the WebSocket path of its era (see spaces_runtime.sdk_eras)
+    calls: list[list[Any]] = field(default_factory=list)
+    stream_path: str = "_stcore/stream"
+
+    def readme(self) -> str:
+        python = f'python_version: "{self.python_version}"\n' if self.python_version else ""
+        return (f"---\ntitle: {self.name}\nemoji: 🕰️\nsdk: {self.sdk}\nsdk_version: {self.sdk_version}\n"
+                f"{python}app_file: app.py\n---\n")
+
+    def write(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "README.md").write_text(self.readme())
+        (folder / "app.py").write_text(self.app)
+        if self.requirements:
+            (folder / "requirements.txt").write_text(self.requirements)
+        return folder
+
+    def probe_argument(self) -> str:
+        return json.dumps(self.calls) if self.sdk == "gradio" else self.stream_path
+
+
+GRADIO_4 = EraApp(
+    name="gradio-4-44", sdk="gradio", sdk_version="4.44.0",
+    # a Space of late 2024: gradio 4.44 and an unpinned huggingface_hub, whose 1.x removed HfFolder
+    requirements="huggingface_hub\n",
+    app="""import gradio as gr
+
+def greet(name):
+    return f"Hello {name}!"
+
+def add(a, b):
+    return a + b
+
+with gr.Blocks() as demo:
+    name = gr.Textbox(label="Name")
+    greeting = gr.Textbox(label="Greeting")
+    gr.Button("Greet").click(greet, name, greeting, api_name="greet")
+    a, b, total = gr.Number(), gr.Number(), gr.Number()
+    gr.Button("Add").click(add, [a, b], total, api_name="add")
+
+demo.queue().launch()
+""",
+    calls=[["/greet", ["Ada"]], ["/add", [2, 3]]],
+)
+
+GRADIO_5 = EraApp(
+    name="gradio-5-9", sdk="gradio", sdk_version="5.9.1",
+    requirements="numpy\n",
+    app="""import gradio as gr
+import numpy as np
+
+def stats(text):
+    lengths = np.array([len(w) for w in text.split()] or [0])
+    return {"words": int((lengths > 0).sum()), "longest": int(lengths.max())}
+
+def shout(text):
+    return text.upper()
+
+with gr.Blocks() as demo:
+    box = gr.Textbox()
+    gr.Button("Stats").click(stats, box, gr.JSON(), api_name="stats")
+    gr.Button("Shout").click(shout, box, gr.Textbox(), api_name="shout")
+
+demo.launch()
+""",
+    calls=[["/stats", ["era true builds"]], ["/shout", ["hi"]]],
+)
+
+STREAMLIT_1_17 = EraApp(
+    name="streamlit-1-17", sdk="streamlit", sdk_version="1.17.0", stream_path="stream",
+    app="""import pandas as pd
+import streamlit as st
+
+st.title("Streamlit 1.17")
+frame = pd.DataFrame({"x": [1, 2, 3], "y": [2, 4, 6]})
+st.line_chart(frame, x="x", y="y")
+st.markdown(f"total **{int(frame.y.sum())}**")
+""",
+)
+
+STREAMLIT_1_25 = EraApp(
+    name="streamlit-1-25", sdk="streamlit", sdk_version="1.25.0",
+    # unpinned, as most Spaces write them: today's pandas/altair/pyarrow do not fit streamlit 1.25
+    requirements="pandas\naltair\n",
+    app="""import altair as alt
+import pandas as pd
+import streamlit as st
+
+st.header("Streamlit 1.25")
+frame = pd.DataFrame({"fruit": ["apple", "pear", "fig"], "count": [3, 5, 2]})
+st.altair_chart(alt.Chart(frame).mark_bar().encode(x="fruit", y="count"))
+st.dataframe(frame)
+st.markdown(f"fruits **{len(frame)}**")
+""",
+)
+
+PYTHON_3_12 = EraApp(
+    name="python-3-12", sdk="gradio", sdk_version="6.31.0", python_version="3.12",
+    app="""import platform
+
+import gradio as gr
+
+def version():
+    return ".".join(platform.python_version_tuple()[:2])
+
+with gr.Blocks() as demo:
+    gr.Button("Which Python").click(version, None, gr.Textbox(), api_name="python")
+
+demo.launch()
+""",
+    calls=[["/python", []]],
+)
+
+APPS = (GRADIO_4, GRADIO_5, STREAMLIT_1_17, STREAMLIT_1_25, PYTHON_3_12)
+
+
+def uv() -> str:
+    found = shutil.which("uv")
+    if found is None:
+        raise RuntimeError("uv is not on PATH; install it with `pip install uv`")
+    return found
+
+
+def direct_venv(app: EraApp, folder: Path, python: str, exclude_newer: str | None) -> subprocess.CompletedProcess[str]:
+    """A virtualenv for ``app`` as Hugging Face built it: the SDK pin plus requirements.txt."""
+    env = {**os.environ, "VIRTUAL_ENV": str(folder)}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run([uv(), "venv", "-q", "--python", python, str(folder)], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        return done
+    packages = [f"{app.sdk}=={app.sdk_version}", *app.requirements.split()]
+    dated = ["--exclude-newer", exclude_newer] if exclude_newer else []
+    return subprocess.run([uv(), "pip", "install", "-q", *dated, *packages], env=env, capture_output=True,
+                          text=True, timeout=900, check=False)
+
+
+@contextmanager
+def running_directly(app: EraApp, folder: Path, venv: Path, port: int, timeout: float = 180) -> Iterator[str]:
+    """The app started from its folder in its own virtualenv on ``port``; yields its URL once it answers."""
+    python = venv / "bin" / "python"
+    if app.sdk == "gradio":
+        argv = [str(python), "app.py"]
+        ready = f"http://127.0.0.1:{port}/config"
+    else:
+        argv = [str(python), "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                "--server.address", "127.0.0.1", "--server.headless", "true",
+                "--browser.gatherUsageStats", "false"]
+        ready = f"http://127.0.0.1:{port}/"
+    env = {"PATH": f"{venv}/bin:/usr/bin:/bin", "HOME": str(folder), "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_ANALYTICS_ENABLED": "False", "VIRTUAL_ENV": str(venv), "LANG": "C.UTF-8"}
+    log = folder.parent / f"{app.name}-direct.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        wait_answering(ready, process, log, timeout)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def wait_answering(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the app exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"the app did not answer {url} in {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def probe(app: EraApp, python: Path, url: str) -> dict[str, Any]:
+    """What the app at ``url`` answers, asked with the interpreter (and so the client) of its own era."""
+    done = subprocess.run([str(python), str(PROBE), app.sdk, url, app.probe_argument()], capture_output=True,
+                          text=True, timeout=300, check=False, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+    if done.returncode != 0:
+        raise RuntimeError(f"probing {url} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answer
