@@ -3,16 +3,24 @@ shows of its running instance."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from spaces_runtime.deploy.lifecycle import Lifecycle
-from spaces_runtime.gateway.targets import Failed, Missing, Pending, StaticSite, Target, Upstream
+from spaces_runtime.gateway.targets import Failed, Missing, Pending, ResponseHeaders, StaticSite, Target, Upstream
 from spaces_runtime.stages import ERROR_STAGES, Stage
 from spaces_runtime.store import SpaceRecord, Store
 from spaces_runtime.supervisor.loop import Supervisor
 
 STARTING_STAGES = frozenset({Stage.BUILDING, Stage.APP_STARTING, Stage.RUNNING_BUILDING, Stage.RUNNING_APP_STARTING})
+# The README's custom_headers that Hugging Face applies (its configuration reference allows only these three, for
+# cross-origin isolation: SharedArrayBuffer, precise timers); other names are not applied there either.
+CUSTOM_HEADERS = ("cross-origin-embedder-policy", "cross-origin-opener-policy", "cross-origin-resource-policy")
+# disable_embedding: only the platform's own app page (same origin as the path link) may frame the app
+NO_EMBEDDING = ("content-security-policy", "frame-ancestors 'self'")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")  # printable ASCII: no CR/LF, so a value cannot start a new header
 
 
 @dataclass(frozen=True)
@@ -35,12 +43,13 @@ class SpaceTargets:
         record = self.store.peek(f"{owner}/{name}")
         if record is None:
             return Missing()
+        headers = response_headers(record.card)
         if record.card.get("sdk") == "static" and record.stage == Stage.RUNNING and record.code_dir:
-            return StaticSite(root=Path(record.code_dir))
+            return StaticSite(root=Path(record.code_dir), headers=headers)
         upstream = self.supervisor.upstream(record.id)
         if upstream is not None:
             # gradio (GRADIO_ROOT_PATH) and streamlit (baseUrlPath) know their prefix; a docker app does not
-            return Upstream(url=upstream, forward_prefix=record.card.get("sdk") != "docker")
+            return Upstream(url=upstream, forward_prefix=record.card.get("sdk") != "docker", headers=headers)
         return not_serving(record)
 
     def touch(self, owner: str, name: str) -> None:
@@ -55,6 +64,14 @@ class SpaceTargets:
                 return Runtime(backend=self.supervisor.backend_name, backend_ref=instance.backend_ref,
                                upstream=instance.upstream, started_at=instance.started_at)
         return None
+
+
+def response_headers(card: dict[str, Any]) -> ResponseHeaders:
+    """The headers the gateway puts on the app's responses, from its README (pure)."""
+    custom = card.get("custom_headers") or {}
+    replace = tuple((name.lower(), str(value).strip()) for name, value in custom.items()
+                    if name.lower() in CUSTOM_HEADERS and _HEADER_VALUE.fullmatch(str(value).strip()))
+    return ResponseHeaders(replace=replace, add=(NO_EMBEDDING,) if card.get("disable_embedding") else ())
 
 
 def not_serving(record: SpaceRecord) -> Target:

@@ -21,7 +21,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spaces_runtime.gateway import pages
 from spaces_runtime.gateway.routes import Route, resolve
-from spaces_runtime.gateway.targets import Failed, Missing, Pending, StaticSite, Target, TargetSource, Upstream
+from spaces_runtime.gateway.targets import (
+    Failed,
+    Missing,
+    Pending,
+    ResponseHeaders,
+    StaticSite,
+    Target,
+    TargetSource,
+    Upstream,
+)
 from spaces_runtime.gateway.upstream import Headers as RawHeaders
 from spaces_runtime.gateway.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 from spaces_runtime.gateway.websocket import proxy_websocket
@@ -82,7 +91,7 @@ class Gateway:
             return await self._proxy(scope, receive, send, route, target, retry=cached)
         if isinstance(target, StaticSite) and scope["type"] == "http":
             self.targets.touch(route.owner, route.name)
-            await self._serve_static(scope, receive, send, route, target.root)
+            await self._serve_static(scope, receive, _with_headers(send, target.headers), route, target.root)
         else:
             await _refuse(scope, receive, send, route, target)
         return True
@@ -171,8 +180,8 @@ class Gateway:
             await HTMLResponse(page, 502)(scope, receive, send)
             return True
         try:
-            await send({"type": "http.response.start", "status": response.status,
-                        "headers": _response_headers(response.headers, upstream.url)})
+            headers = upstream.headers.apply(_response_headers(response.headers, upstream.url))
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
             if response.has_length or scope["method"] == "HEAD":
                 await _relay_body(response, send)
             else:  # a stream (SSE, chunked): stop reading the app when the browser goes away
@@ -202,6 +211,18 @@ class Gateway:
             status = getattr(exc, "status_code", 500)
             body = pages.missing_page(f"{route.owner}/{route.name}{route.rest}") if status == 404 else str(exc)
             await HTMLResponse(body, status)(scope, receive, send)
+
+
+def _with_headers(send: Send, headers: ResponseHeaders) -> Send:
+    """``send`` with the app's response headers (README custom_headers, disable_embedding) applied."""
+    if not headers:
+        return send
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": headers.apply(list(message.get("headers", [])))}
+        await send(message)
+    return sending
 
 
 def _swallow(task: asyncio.Task[None]) -> None:

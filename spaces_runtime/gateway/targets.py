@@ -5,9 +5,35 @@ The lead's deployer implements ``TargetSource``; the gateway never looks at the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True)
+class ResponseHeaders:
+    """What the platform adds to every HTTP response of an app, whichever link form reached it (pure).
+
+    ``replace``: each replaces the app's own header of that name (Hugging Face sets a README's
+    ``custom_headers`` at its proxy, so the README wins). ``add``: sent beside the app's own headers; a browser
+    enforces every Content-Security-Policy header it receives, so an added ``frame-ancestors`` policy narrows who
+    may frame the app without dropping a policy the app sets itself. Names are lower-case.
+    """
+
+    replace: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.replace or self.add)
+
+    def apply(self, headers: RawHeaders) -> RawHeaders:
+        if not self:
+            return headers
+        replaced = {name.encode("latin-1") for name, _ in self.replace}
+        kept = [(k, v) for k, v in headers if k.lower() not in replaced]
+        return kept + [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (*self.replace, *self.add)]
 
 
 @dataclass(frozen=True)
@@ -21,6 +47,7 @@ class Upstream:
 
     url: str
     forward_prefix: bool = True
+    headers: ResponseHeaders = field(default_factory=ResponseHeaders)
 
 
 @dataclass(frozen=True)
@@ -28,6 +55,7 @@ class StaticSite:
     """A static app: the gateway serves the files under ``root`` itself (index.html for folders)."""
 
     root: Path
+    headers: ResponseHeaders = field(default_factory=ResponseHeaders)
 
 
 @dataclass(frozen=True)
