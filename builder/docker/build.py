@@ -27,6 +27,11 @@ from spaces_runtime.errors import BuildError
 from spaces_runtime.logs import LogSink
 
 HOST_CA_BUNDLES = (Path("/etc/ssl/certs/ca-certificates.crt"), Path("/etc/pki/tls/certs/ca-bundle.crt"))
+# what an image was built from: `spaces gc` (spaces_runtime.housekeeping) keeps the images a space still needs
+KIND_LABEL = "spaces-runtime.kind"
+ENV_LABEL = "spaces-runtime.env-hash"
+CODE_LABEL = "spaces-runtime.code-hash"
+SDK_LABEL = "spaces-runtime.sdk-image"
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,8 @@ class ImageBuilder:
             for name, text in render.requirement_files(app).items():
                 (context / ".spaces" / name).write_text(text)
             (context / "Dockerfile").write_text(dockerfile)
-            image = self._buildkit(context, tag, "app", log, plan)
+            image = self._buildkit(context, tag, "app", log, plan,
+                                   labels={ENV_LABEL: plan.env_hash, CODE_LABEL: code, SDK_LABEL: sdk.tag})
         return BuiltImage(tag, image, reused=False)
 
     def sdk_image(self, image: render.SdkImage, log: LogSink) -> BuiltImage:
@@ -118,17 +124,19 @@ class ImageBuilder:
             copy_app(spec.folder, Path(ctx, "app"))
             # the user's own Dockerfile gets the CA bundle only: index URLs may carry the operator's credentials
             built = self._buildkit(Path(ctx, "app"), tag, "app", log, None, dockerfile=spec.app_file,
-                                   trusted=False, build_args={"BASE_IMAGE": base})
+                                   trusted=False, build_args={"BASE_IMAGE": base},
+                                   labels={ENV_LABEL: plan.env_hash, CODE_LABEL: code})
         return BuiltImage(tag, built, reused=False, app_port=plan.app_port)
 
     def _buildkit(self, context: Path, tag: str, kind: str, log: LogSink, plan: BuildPlan | None,
                   dockerfile: str = "Dockerfile", trusted: bool = True,
-                  build_args: dict[str, str] | None = None) -> str:
+                  build_args: dict[str, str] | None = None, labels: dict[str, str] | None = None) -> str:
         """``trusted``: the Dockerfile is one of our templates, so it may see the index settings too."""
         args = [f"--build-arg={key}={value}" for key, value in (build_args or {}).items()]
+        args += [f"--label={key}={value}" for key, value in (labels or {}).items()]
         with tempfile.TemporaryDirectory(prefix="spaces-secrets-", dir=self.work_dir) as secrets:
             argv = [*self.cli.argv, "--progress=plain", "-t", tag, "-f", str(context / dockerfile),
-                    "--label", f"spaces-runtime.kind={kind}", *args, *self._secrets(Path(secrets), trusted),
+                    "--label", f"{KIND_LABEL}={kind}", *args, *self._secrets(Path(secrets), trusted),
                     str(context)]
             rc, lines = self._stream(argv, log)
         if rc != 0:
