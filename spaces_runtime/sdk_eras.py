@@ -99,6 +99,26 @@ def streamlit_flags(version: str | None, *, host: str, port: int, base_path: str
     ]
 
 
+def image_env(sdk: str, version: str | None) -> dict[str, str]:
+    """The fixed environment of an SDK's container image: it serves on 0.0.0.0:7860 like a Hugging Face Space,
+    headless, without analytics; flagging off (the container's root is read-only) under the era's name for it."""
+    if sdk == "gradio":
+        row = era(sdk, version)
+        env = {"GRADIO_NUM_PORTS": "1", "GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "7860",
+               "GRADIO_ANALYTICS_ENABLED": "False"}
+        if row.flagging_env:
+            env[row.flagging_env] = "never"
+        if row.ssr_env:
+            env["GRADIO_SSR_MODE"] = "false"
+        return env
+    if sdk == "streamlit":
+        era(sdk, version)
+        return {"STREAMLIT_SERVER_ADDRESS": "0.0.0.0", "STREAMLIT_SERVER_PORT": "7860",
+                "STREAMLIT_SERVER_HEADLESS": "true", "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
+                "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    return {}
+
+
 def health_path(sdk: str, version: str | None) -> str:
     return era(sdk, version).health_path
 

@@ -18,6 +18,7 @@ import jinja2
 from builder.plan import BuildPlan
 from spaces_runtime.config import templates_dir
 from spaces_runtime.errors import BuildError
+from spaces_runtime.sdk_eras import image_env
 
 SDK_REPO = "spaces-runtime/sdk"
 APP_REPO = "spaces-runtime/app"
@@ -70,7 +71,8 @@ def render_sdk_dockerfile(image: SdkImage) -> str:
     return _templates().get_template("sdk.Dockerfile.j2").render(
         base_image=image.base_image, sdk=image.sdk, sdk_version=image.sdk_version,
         python_version=image.python_version, uv_version=image.uv_version,
-        sdk_requirement=image.sdk_requirement)
+        sdk_requirement=image.sdk_requirement,
+        sdk_env=[f"{k}={v}" for k, v in image_env(image.sdk, image.sdk_version).items()])
 
 
 def render_dockerfile(image: AppImage) -> str:

@@ -79,3 +79,15 @@ def test_every_sdk_has_a_first_era_and_rows_are_in_order() -> None:
         assert keys == sorted(keys) and len(set(keys)) == len(keys)
     with pytest.raises(ValueError, match="docker"):
         sdk_eras.era("docker", None)
+
+
+def test_sdk_images_carry_the_environment_of_their_era() -> None:
+    from builder.docker import render
+    from builder.docker.render import SdkImage
+
+    gradio4 = render.render_sdk_dockerfile(SdkImage("base", "gradio", "4.44.0", "3.11"))
+    gradio6 = render.render_sdk_dockerfile(SdkImage("base", "gradio", "6.31.0", "3.11"))
+    streamlit = render.render_sdk_dockerfile(SdkImage("base", "streamlit", "1.17.0", "3.11"))
+    assert "GRADIO_ALLOW_FLAGGING=never" in gradio4 and "GRADIO_SSR_MODE" not in gradio4
+    assert "GRADIO_FLAGGING_MODE=never" in gradio6 and "GRADIO_SSR_MODE=false" in gradio6
+    assert "STREAMLIT_SERVER_PORT=7860" in streamlit and "GRADIO_" not in streamlit

@@ -21,18 +21,15 @@ ENV HOME=/home/user \
     PYTHONPATH=/home/user/app \
     PYTHONUNBUFFERED=1 \
     LANG=C.UTF-8 \
-    SYSTEM=spaces \
-    GRADIO_ALLOW_FLAGGING=never \
-    GRADIO_NUM_PORTS=1 \
+    SYSTEM=spaces
+
+# what this SDK version reads (spaces_runtime/sdk_eras.py): it serves on 0.0.0.0:7860 like a Space
+ENV GRADIO_NUM_PORTS=1 \
     GRADIO_SERVER_NAME=0.0.0.0 \
     GRADIO_SERVER_PORT=7860 \
-    GRADIO_SSR_MODE=false \
     GRADIO_ANALYTICS_ENABLED=False \
-    STREAMLIT_SERVER_ADDRESS=0.0.0.0 \
-    STREAMLIT_SERVER_PORT=7860 \
-    STREAMLIT_SERVER_HEADLESS=true \
-    STREAMLIT_SERVER_FILE_WATCHER_TYPE=none \
-    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
+    GRADIO_FLAGGING_MODE=never \
+    GRADIO_SSR_MODE=false
 
 USER 1000:1000
 WORKDIR /home/user/app
