@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 import ssl
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from builder.plan import ERA_SLACK_DAYS, BuildPlan
 from builder.requirements import normalise_name
 from spaces_runtime.errors import BuildError
 
@@ -60,3 +61,25 @@ def release_time(name: str, version: str, index_url: str | None = None, ca_bundl
                          hint="the index must serve PEP 691 JSON with upload-time (PEP 700); "
                               "or set SPACES_ERA_RESOLUTION=false")
     return found
+
+
+def era_date(plan: BuildPlan, ca_bundle: Path | None = None) -> tuple[datetime | None, str]:
+    """The date a plan resolves as of (None: today) and the build-log line that says which and why. An index
+    that cannot say when the SDK was released means today's resolution, announced, rather than a failed build."""
+    if plan.era is None:
+        if plan.sdk_version and plan.sdk in ("gradio", "streamlit"):
+            return None, "==> resolving as of today (the app uses the platform's SDK version or a newer one)"
+        return None, "==> resolving as of today"
+    try:
+        released = release_time(plan.era.package, plan.era.version, plan.index_url, ca_bundle)
+    except BuildError as exc:
+        return None, f"==> resolving as of today: {exc}"
+    as_of = released + timedelta(days=ERA_SLACK_DAYS)
+    return as_of, (f"==> resolving as of {as_of:%Y-%m-%d %H:%M} UTC: {plan.era.package} {plan.era.version} was "
+                   f"released {released:%Y-%m-%d %H:%M} UTC and {plan.era.reason} (SPACES_ERA_RESOLUTION=false "
+                   "resolves as of today)")
+
+
+def exclude_newer(as_of: datetime | None) -> str | None:
+    """uv's --exclude-newer value (RFC 3339, UTC)."""
+    return f"{as_of:%Y-%m-%dT%H:%M:%SZ}" if as_of else None

@@ -22,15 +22,15 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from builder import pythons
-from builder.plan import ERA_SLACK_DAYS, BuildPlan, describe
-from builder.releases import release_time
+from builder.children import run_streamed
+from builder.plan import BuildPlan, describe
+from builder.releases import era_date, exclude_newer
 from builder.requirements import PRE_REQUIREMENTS
 from builder.uverrors import explain_install_failure, explain_venv_failure
 from spaces_runtime.config import Settings
@@ -176,19 +176,8 @@ class VenvBuilder:
             self._install(plan, plan.requirements, scratch, log, as_of)
 
     def _era_date(self, plan: BuildPlan, log: LogSink) -> datetime | None:
-        if plan.era is None:
-            if plan.sdk_version and plan.sdk in ("gradio", "streamlit"):
-                log("==> resolving as of today (the app uses the platform's SDK version or a newer one)")
-            return None
-        try:
-            released = release_time(plan.era.package, plan.era.version, plan.index_url, self.settings.ca_bundle)
-        except BuildError as exc:
-            log(f"==> resolving as of today: {exc}")
-            return None
-        as_of = released + timedelta(days=ERA_SLACK_DAYS)
-        log(f"==> resolving as of {as_of:%Y-%m-%d %H:%M} UTC: {plan.era.package} {plan.era.version} was released "
-            f"{released:%Y-%m-%d %H:%M} UTC and {plan.era.reason} (SPACES_ERA_RESOLUTION=false resolves as of "
-            "today)")
+        as_of, line = era_date(plan, self.settings.ca_bundle)
+        log(line)
         return as_of
 
     def _install_lock(self, plan: BuildPlan, scratch: Path, log: LogSink) -> bool:
@@ -251,26 +240,17 @@ class VenvBuilder:
         listing = scratch / ".spaces-requirements.txt"
         listing.write_text("\n".join(requirements) + "\n", encoding="utf-8")
         command = [*self._pip_install(plan, scratch), "-r", str(listing)]
-        if as_of is not None:
-            command += ["--exclude-newer", f"{as_of:%Y-%m-%dT%H:%M:%SZ}"]
+        dated = exclude_newer(as_of)
+        if dated is not None:
+            command += ["--exclude-newer", dated]
         code, lines = self._run(command, log)
         if code != 0:
             raise explain_install_failure(requirements, plan.origins, lines)
 
     def _run(self, command: list[str], log: LogSink) -> tuple[int, list[str]]:
         """Run uv, handing each output line to ``log`` as it comes; the exit code and the last lines."""
-        recent: deque[str] = deque(maxlen=200)
         # the inherited environment carries PATH, HOME and proxy settings; configuration comes from Settings
-        env = child_env(self.settings, self.environ)
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              text=True, errors="replace", bufsize=1, env=env) as process:
-            assert process.stdout is not None
-            for raw in process.stdout:
-                line = raw.rstrip("\n")
-                recent.append(line)
-                log(line)
-            code = process.wait()
-        return code, list(recent)
+        return run_streamed(command, log, child_env(self.settings, self.environ))
 
 
 def _write_marker(env_dir: Path, plan: BuildPlan, seconds: float, choice: pythons.Choice,

@@ -40,6 +40,7 @@ class SdkImage:
     sdk_version: str | None
     python_version: str
     uv_version: str = UV_VERSION
+    exclude_newer: str | None = None  # era-true resolution: uv's --exclude-newer (RFC 3339), see builder.plan
 
     @property
     def sdk_requirement(self) -> str | None:
@@ -56,6 +57,7 @@ class AppImage:
     apt_packages: tuple[str, ...] = ()
     pre_requirements: tuple[str, ...] = ()
     requirements: tuple[str, ...] = ()
+    exclude_newer: str | None = None
 
 
 @cache
@@ -71,7 +73,7 @@ def render_sdk_dockerfile(image: SdkImage) -> str:
     return _templates().get_template("sdk.Dockerfile.j2").render(
         base_image=image.base_image, sdk=image.sdk, sdk_version=image.sdk_version,
         python_version=image.python_version, uv_version=image.uv_version,
-        sdk_requirement=image.sdk_requirement,
+        sdk_requirement=image.sdk_requirement, exclude_newer=image.exclude_newer,
         sdk_env=[f"{k}={v}" for k, v in image_env(image.sdk, image.sdk_version).items()])
 
 
@@ -84,22 +86,24 @@ def render_dockerfile(image: AppImage) -> str:
         sdk=image.sdk, sdk_image=image.sdk_image, app_file=image.app_file,
         apt_packages=[shlex.quote(p) for p in image.apt_packages],
         pre_requirements=bool(image.pre_requirements), requirements=bool(image.requirements),
+        exclude_newer=image.exclude_newer,
         static_root=str(PurePosixPath("/home/user/app", image.app_file).parent))
 
 
-def sdk_image_for(plan: BuildPlan, base_image: str) -> SdkImage:
+def sdk_image_for(plan: BuildPlan, base_image: str, exclude_newer: str | None = None) -> SdkImage:
+    """``exclude_newer``: the date an era plan resolves as of (``builder.releases.era_date``), None for today."""
     if plan.sdk not in ("gradio", "streamlit", "static"):
         raise BuildError(f"sdk '{plan.sdk}' has no shared SDK image")
     return SdkImage(base_image=base_image, sdk=plan.sdk, sdk_version=plan.sdk_version,
-                    python_version=plan.python_version)
+                    python_version=plan.python_version, exclude_newer=exclude_newer)
 
 
 def app_image_for(plan: BuildPlan, packages: list[str], sdk_image: str,
-                  package_lines: list[int] | None = None) -> AppImage:
+                  package_lines: list[int] | None = None, exclude_newer: str | None = None) -> AppImage:
     check_packages(packages, package_lines or [])
     return AppImage(sdk=plan.sdk, sdk_image=sdk_image, app_file=plan.app_file,
                     apt_packages=tuple(packages), pre_requirements=tuple(plan.pre_requirements),
-                    requirements=tuple(plan.requirements))
+                    requirements=tuple(plan.requirements), exclude_newer=exclude_newer)
 
 
 def check_packages(packages: list[str], lines: list[int]) -> None:

@@ -64,3 +64,16 @@ def test_file_versions_and_the_earliest_upload_of_a_version() -> None:
     ]
     assert upload_time(files, "4.44.0") == datetime(2024, 9, 10, 21, 46, 23, 568814, tzinfo=UTC)
     assert upload_time(files, "4.43.0") is None and upload_time(files, "9.9") is None
+
+
+def test_docker_images_resolve_as_of_the_same_date() -> None:
+    from builder.docker import render
+
+    plan = make(app(sdk_version="4.44.0", requirements=["huggingface_hub"], requirement_lines=[1]),
+                SETTINGS.model_copy(update={"backend": "docker"}))
+    sdk = render.render_sdk_dockerfile(render.sdk_image_for(plan, "base", "2024-09-11T21:46:23Z"))
+    image = render.render_dockerfile(render.app_image_for(plan, [], "sdk", exclude_newer="2024-09-11T21:46:23Z"))
+    assert 'uv pip install --exclude-newer 2024-09-11T21:46:23Z "gradio==4.44.0"' in sdk
+    assert "uv pip install --exclude-newer 2024-09-11T21:46:23Z -r /tmp/requirements.txt" in image
+    today = render.render_sdk_dockerfile(render.sdk_image_for(plan, "base"))
+    assert "--exclude-newer" not in today
