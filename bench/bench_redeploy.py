@@ -9,17 +9,24 @@ Rounds alternate the two; the table shows medians and the ratio redeploy / bare 
 adds on top of the app's own start-up (upload, unpack, spec and plan, environment reuse, launch, readiness
 polling, the swap).
 
+A second table times stopping the platform (SIGTERM until the process exits, no apps, runner off) with an open
+gallery tab (a reader holding /api/events with no timeout) against the same stop with no tab: an open stream must
+not hold shutdown up to uvicorn's graceful limit (tests/integration/test_lifecycle.py checks that it does not).
+
     .venv/bin/python bench/bench_redeploy.py [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -87,6 +94,28 @@ def bare_start(python: Path, app: Path, version: str) -> float:
             process.wait(10)
 
 
+def stop_time(data_dir: Path, open_tab: bool) -> float:
+    """Seconds from SIGTERM until `spaces serve` exits, with or without a reader on /api/events."""
+    platform = Platform(data_dir, env={"SPACES_RUNNER_ENABLED": "0"}).start()
+    assert platform.process is not None
+    streaming = threading.Event()
+    if open_tab:
+        threading.Thread(target=hold_events, args=(platform.url, streaming), daemon=True).start()
+        if not streaming.wait(30):
+            raise SystemExit("/api/events sent nothing within 30 s")
+    began = time.perf_counter()
+    platform.process.send_signal(signal.SIGTERM)
+    platform.process.wait(600)
+    return time.perf_counter() - began
+
+
+def hold_events(url: str, streaming: threading.Event) -> None:
+    """A browser tab: reads the event stream with no read timeout until the server ends it."""
+    with contextlib.suppress(httpx.HTTPError), httpx.stream("GET", f"{url}/api/events", timeout=None) as stream:
+        for _ in stream.iter_lines():
+            streaming.set()
+
+
 def venv_python(data_dir: Path) -> Path:
     found = sorted(data_dir.glob("envs/*/bin/python"))
     if not found:
@@ -115,7 +144,13 @@ def main() -> None:
                 times["bare start"].append(bare_start(python, bare, f"b{round_}"))
         finally:
             platform.stop()
-    Console().print(report(times, args.rounds))
+        stops: dict[str, list[float]] = {"stop, one open tab": [], "stop, no tab": []}
+        for round_ in range(1, args.rounds + 1):
+            stops["stop, one open tab"].append(stop_time(work / f"stop-tab-{round_}", open_tab=True))
+            stops["stop, no tab"].append(stop_time(work / f"stop-none-{round_}", open_tab=False))
+    console = Console()
+    console.print(report(times, args.rounds))
+    console.print(report_stops(stops, args.rounds))
 
 
 def report(times: dict[str, list[float]], rounds: int) -> Table:
@@ -127,6 +162,18 @@ def report(times: dict[str, list[float]], rounds: int) -> Table:
         table.add_row(label, f"{statistics.median(values):.2f}", f"{min(values):.2f}", f"{max(values):.2f}")
     ratio = statistics.median(times["redeploy"]) / statistics.median(times["bare start"])
     table.add_row("redeploy / bare start", f"{ratio:.2f}x", "", "", style="bold")
+    return table
+
+
+def report_stops(stops: dict[str, list[float]], rounds: int) -> Table:
+    table = Table(title=f"Stopping the platform with an open gallery tab vs none · {rounds} rounds · medians · "
+                        f"{os.cpu_count()} CPUs")
+    for column in ("path", "median s", "min s", "max s"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    for label, values in stops.items():
+        table.add_row(label, f"{statistics.median(values):.2f}", f"{min(values):.2f}", f"{max(values):.2f}")
+    ratio = statistics.median(stops["stop, one open tab"]) / statistics.median(stops["stop, no tab"])
+    table.add_row("open tab / no tab", f"{ratio:.2f}x", "", "", style="bold")
     return table
 
 
