@@ -29,6 +29,7 @@ MAX_IDLE_PER_APP = 128
 _HIGH_WATER = 64 * 1024  # buffered response bytes before reading from the app pauses (the browser is slow)
 
 Headers = list[tuple[bytes, bytes]]
+_FRAMING = (b"content-length", b"transfer-encoding")
 
 
 class UpstreamError(Exception):
@@ -40,8 +41,18 @@ class UpstreamError(Exception):
         self.before_sending = before_sending
 
 
+class _Unsolicited(Exception):
+    """Bytes after a complete answer, before the next request: raised inside the parser to stop it there."""
+
+
 class _Connection(asyncio.Protocol):
-    """One socket to an app; parses one response at a time and hands its body over chunk by chunk."""
+    """One socket to an app; parses one response at a time and hands its body over chunk by chunk.
+
+    Framing is the parser's: a response with both Content-Length and Transfer-Encoding, or two Content-Lengths,
+    is malformed (llhttp refuses it) and its socket is closed, never reused. A socket is reused only for the
+    response to the next request: anything the app sends past a complete answer (a second answer, stray bytes
+    while pooled) closes it, so no later request can be answered with another request's bytes.
+    """
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -54,7 +65,7 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.status = 0
         self.headers: Headers = []
-        self.headers_done = self.complete = self.informational = False
+        self.headers_done = self.complete = self.informational = self.keep_alive = False
         self.chunks: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self.received_any = False
@@ -69,7 +80,8 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self.error = UpstreamError(f"the app sent a malformed response ({exc})")
+            if not self.complete:  # else: bytes past a finished answer (on_message_begin); that answer stands
+                self.error = UpstreamError(f"the app sent a malformed response ({exc})")
             self._close()
         self._wake.set()
 
@@ -80,6 +92,10 @@ class _Connection(asyncio.Protocol):
         self._wake.set()
 
     # --- httptools callbacks -------------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.complete:
+            raise _Unsolicited
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
 
@@ -98,6 +114,8 @@ class _Connection(asyncio.Protocol):
         if self.informational:
             self.headers, self.informational = [], False
             return
+        # asked now: llhttp forgets the message's keep-alive flags once this callback returns
+        self.keep_alive = self.parser.should_keep_alive()
         self.complete = True
 
     # --- used by the pool and the response -------------------------------------------------------------------
@@ -114,7 +132,7 @@ class _Connection(asyncio.Protocol):
         self._wake.clear()
 
     def reusable(self) -> bool:
-        return (not self.closed and self.complete and self.error is None and self.parser.should_keep_alive()
+        return (not self.closed and self.complete and self.error is None and self.keep_alive
                 and self.transport is not None and not self.transport.is_closing())
 
     async def write(self, data: bytes) -> None:
@@ -175,7 +193,7 @@ class UpstreamPool:
         """Send one request; return once the app's status and headers arrived. A bodiless request that meets a
         pooled socket the app had just closed is sent once more on a fresh one."""
         key = (host, port)
-        head = _request_head(method, target, headers, chunked)
+        head = _request_head(method, target, headers, body is not None, chunked)
         for attempt in range(2):
             conn = await self._acquire(key, fresh=attempt > 0)
             try:
@@ -225,12 +243,19 @@ class UpstreamPool:
         self._idle.clear()
 
 
-def _request_head(method: str, target: bytes, headers: Headers, chunked: bool) -> bytes:
+def _request_head(method: str, target: bytes, headers: Headers, has_body: bool, chunked: bool) -> bytes:
+    """The request line and headers with exactly one framing of the body, the one this client sends: a caller's
+    Transfer-Encoding, or a Content-Length beside chunking (or without a body), never reaches the app, where the
+    two would disagree on where this request ends and the next begins (request smuggling)."""
+    lengths = {v.strip() for k, v in headers if k.lower() == b"content-length"}
+    if has_body and not chunked and len(lengths) != 1:
+        raise UpstreamError(f"a request body needs one Content-Length, found {len(lengths)} different")
     lines = [method.encode("latin-1"), b" ", target, b" HTTP/1.1\r\n"]
     for name, value in headers:
-        lines += [name, b": ", value, b"\r\n"]
-    if chunked:
-        lines.append(b"transfer-encoding: chunked\r\n")
+        if name.lower() not in _FRAMING:
+            lines += [name, b": ", value, b"\r\n"]
+    if has_body:
+        lines.append(b"transfer-encoding: chunked\r\n" if chunked else b"content-length: %b\r\n" % lengths.pop())
     lines.append(b"\r\n")
     return b"".join(lines)
 
