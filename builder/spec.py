@@ -97,8 +97,9 @@ def detect_defaults(folder_name: str) -> dict[str, str]:
     return {"title": title, "emoji": DEFAULT_EMOJI, "color_from": color_from, "color_to": color_to}
 
 
-def load(folder: Path) -> AppSpec:
-    """Read and check an app folder."""
+def load(folder: Path, name: str | None = None) -> AppSpec:
+    """Read and check an app folder. ``name`` (the space's name) gives the default title and colours; without it,
+    the folder's name does (an uploaded folder's name is an internal version number)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise NoAppFileError(f"{folder} is not a folder; pass the folder that holds app.py and README.md",
@@ -110,9 +111,13 @@ def load(folder: Path) -> AppSpec:
         if front.present:
             warnings.append(f"README.md: no 'sdk' key; running as {fields['sdk']} because the code imports it "
                             f"(add 'sdk: {fields['sdk']}' to the front matter)")
+        else:
+            warnings.append(f"README.md has no front matter; running as {fields['sdk']}, detected from "
+                            f"{_detected_from(folder, fields['sdk'])} (start README.md with '---', "
+                            f"'sdk: {fields['sdk']}', '---' to say so)")
     fields["app_file"] = _find_app_file(folder, fields["sdk"], fields.get("app_file"), front.entries)
     _check_model_files(folder, fields.get("runner_models", []), front.entries)
-    defaults = detect_defaults(folder.resolve().name)
+    defaults = detect_defaults(name or folder.resolve().name)
     return AppSpec(folder=folder, **{**defaults, **fields}, **_requirement_fields(folder),
                    extra=extra, warnings=warnings + _length_warnings(fields),
                    readme_body=front.body, detected=not front.present)
@@ -178,6 +183,15 @@ def _infer_sdk(folder: Path, front: FrontMatter) -> str:
     raise NoAppFileError(f"{where} and no app.py that imports gradio or streamlit was found; add an app.py, "
                          "or start README.md with the lines '---', 'sdk: gradio', '---'",
                          file=README, line=front.first_line if front.present else None)
+
+
+def _detected_from(folder: Path, sdk: str) -> str:
+    if sdk == "docker":
+        return "its Dockerfile"
+    if sdk == "static":
+        return "its index.html"
+    found = next((n for n in ("app.py", "streamlit_app.py") if (folder / n).is_file()), "app.py")
+    return f"{found}, which imports {sdk}"
 
 
 def _find_app_file(folder: Path, sdk: str, app_file: str | None, entries: dict[str, Entry]) -> str:

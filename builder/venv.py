@@ -22,13 +22,13 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from builder import pythons
+from builder.children import run_streamed
 from builder.plan import BuildPlan, describe
 from builder.releases import era_date, exclude_newer
 from builder.requirements import PRE_REQUIREMENTS
@@ -250,17 +250,7 @@ class VenvBuilder:
     def _run(self, command: list[str], log: LogSink) -> tuple[int, list[str]]:
         """Run uv, handing each output line to ``log`` as it comes; the exit code and the last lines."""
         # the inherited environment carries PATH, HOME and proxy settings; configuration comes from Settings
-        recent: deque[str] = deque(maxlen=200)
-        env = child_env(self.settings, self.environ)
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              text=True, errors="replace", bufsize=1, env=env) as process:
-            assert process.stdout is not None
-            for raw in process.stdout:
-                line = raw.rstrip("\n")
-                recent.append(line)
-                log(line)
-            code = process.wait()
-        return code, list(recent)
+        return run_streamed(command, log, child_env(self.settings, self.environ))
 
 
 def _write_marker(env_dir: Path, plan: BuildPlan, seconds: float, choice: pythons.Choice,

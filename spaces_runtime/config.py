@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     extra_index_url: str | None = None
     ca_bundle: Path | None = None  # for TLS-intercepting proxies; reaches pip/uv during builds only
 
+    build_timeout_s: float = 30 * 60  # a build still running then is stopped: BUILD_ERROR with the log tail
+
     # supervision
     startup_timeout_s: float = 30 * 60
     probe_interval_s: float = 1.0

@@ -84,6 +84,10 @@ class BuildError(SpacesError):
         self.log_tail = log_tail
 
 
+class BuildTimeoutError(BuildError):
+    """The build ran past SPACES_BUILD_TIMEOUT_S and was stopped: stage BUILD_ERROR."""
+
+
 # --- platform state --------------------------------------------------------------------------------------
 class NotFoundError(SpacesError):
     http_status = 404

@@ -7,7 +7,6 @@ line to the build log, and a failing step becomes a BuildError naming the step w
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import docker
 
+from builder.children import run_streamed
 from builder.docker import progress, render
 from builder.docker.base import ensure_base_image
 from builder.docker.engine import BuildCli, find_build_cli, image_id
@@ -158,16 +158,9 @@ class ImageBuilder:
         return [*args, "--secret", f"id=ca_bundle,src={ca}"] if ca else args
 
     def _stream(self, argv: list[str], log: LogSink) -> tuple[int, list[str]]:
-        """Run the build, logging each line as it comes; the exit code and all lines."""
-        lines: list[str] = []
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   errors="replace", env={**self.environ, **self.cli.env},
-                                   stdin=subprocess.DEVNULL)
-        assert process.stdout is not None
-        for raw in process.stdout:
-            lines.append(raw.rstrip("\n"))
-            log(lines[-1])
-        return process.wait(), lines
+        """Run the build, logging each line as it comes; the exit code and all lines (a failed step is found in
+        them by its header, which may be far from the end)."""
+        return run_streamed(argv, log, {**self.environ, **self.cli.env}, keep=None)
 
 
 def _explain(lines: list[str], rc: int, plan: BuildPlan | None) -> BuildError:

@@ -79,15 +79,20 @@ def deploy(
     space_id = name or default_space_id(folder)
     split_id(space_id)
     api = client(server)
-    api.deploy(space_id, folder)
+    version = api.deploy(space_id, folder).get("uploaded_version")
     if not as_json:
-        err.print(f"[bold]uploaded[/] {folder} → {space_id}; building…")
+        err.print(f"[bold]uploaded[/] {folder} → {space_id} (version {version}); building…")
     for line in api.follow_log(space_id, "build"):
         if not as_json:
             err.print(line, markup=False, highlight=False, style="red" if "error" in line.lower() else "dim")
     space = wait_for_outcome(api, space_id, timeout, quiet=as_json)
     if as_json:
         print_json(space)
+    newer = space.get("latest_version")
+    if version is not None and newer is not None and newer != version:
+        err.print(f"[yellow]superseded[/] {space_id}: version {version} was superseded by a newer upload "
+                  f"(version {newer}), whose outcome this is not", highlight=False)
+        raise typer.Exit(1)
     if space["stage"] != Stage.RUNNING:
         report_failure(api, space)
         raise typer.Exit(1)

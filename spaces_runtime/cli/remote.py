@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,23 @@ class PlatformClient:
         if verb == "delete":
             return self._call("DELETE", f"/api/spaces/{space_id}")
         return self._call("POST", f"/api/spaces/{space_id}/{verb}")
+
+    def gc(self, dry_run: bool) -> dict[str, Any]:
+        """The platform collects what no space uses (or, ``dry_run``, lists it)."""
+        return self._call("POST", "/api/admin/gc", params={"dry_run": int(dry_run)}, timeout=600.0)
+
+    def download_backup(self, target: Path, logs: bool) -> None:
+        """The platform's snapshot (a .tar.gz, which holds its token: written mode 0600) into ``target``."""
+        try:
+            with self._http.stream("POST", "/api/admin/backup", params={"logs": int(logs)},
+                                   timeout=httpx.Timeout(60.0, read=None)) as response:
+                raise_for_error(response)
+                with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+        except httpx.TransportError as exc:
+            target.unlink(missing_ok=True)
+            raise ServerUnreachableError(f"lost the platform at {self.server} ({exc})") from exc
 
     def log_text(self, space_id: str, kind: str) -> str:
         try:

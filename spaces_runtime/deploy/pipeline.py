@@ -13,6 +13,7 @@ from pathlib import Path
 
 from builder import plan as build_plan
 from builder import spec as build_spec
+from builder.children import BUILD_CONTROL, BuildControl
 from builder.plan import BuildPlan
 from builder.spec import AppSpec
 from spaces_runtime import appfiles
@@ -20,13 +21,13 @@ from spaces_runtime.config import Settings
 from spaces_runtime.deploy.card import card_of
 from spaces_runtime.deploy.environments import BuiltEnvironment, EnvironmentBuilder
 from spaces_runtime.deploy.stagesink import StageSink
-from spaces_runtime.deploy.versions import keep_version, new_version_dir
+from spaces_runtime.deploy.versions import discard_version, keep_version, new_version_dir, version_root
 from spaces_runtime.errors import BuildError, ConflictError, NoAppFileError, SpacesError, SpecError
 from spaces_runtime.events import EventHub
 from spaces_runtime.logs import LogBook, LogSink
 from spaces_runtime.names import space_id as make_space_id
 from spaces_runtime.stages import ERROR_STAGES, SERVING_STAGES, Stage
-from spaces_runtime.store import SpaceRecord, Store
+from spaces_runtime.store import Store
 from spaces_runtime.supervisor.backend import Instance, LaunchSpec
 from spaces_runtime.supervisor.loop import Supervisor
 
@@ -52,10 +53,13 @@ class Pipeline:
         self.limits = appfiles.UploadLimits(settings.max_upload_bytes, settings.max_unpacked_bytes,
                                             settings.max_upload_files)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._superseded: dict[asyncio.Task[None], str] = {}  # cancelled deploy → the version that replaced it
+        self.latest: dict[str, str] = {}  # space → the version of its newest deploy
 
     # --- entry points ------------------------------------------------------------------------------------------
-    async def accept_upload(self, owner: str, name: str, archive: Path) -> SpaceRecord:
-        """Unpack a new code version and start building it; the previous version keeps serving meanwhile."""
+    async def accept_upload(self, owner: str, name: str, archive: Path) -> str:
+        """Unpack a new code version and start building it; the previous version keeps serving meanwhile.
+        Returns the new version's number."""
         space_id = make_space_id(owner, name)
         self._check_link_is_free(owner, name)
         version_dir = new_version_dir(self.settings.apps_dir, owner, name)
@@ -64,7 +68,7 @@ class Pipeline:
         await self.begin(space_id, "deploy")
         self.store.update(space_id, desired="running", code_hash=code)
         self.launch(space_id, app_dir)
-        return self.store.get(space_id)
+        return version_root(app_dir).name
 
     async def deploy_examples(self, folder: Path, owner: str = "examples") -> None:
         """Deploy every app folder under ``folder`` (the operator's own, so copied, not unpacked) unless the same
@@ -104,7 +108,8 @@ class Pipeline:
 
     # --- deploy tasks --------------------------------------------------------------------------------------------
     def launch(self, space_id: str, app_dir: Path, adopt: Instance | None = None) -> None:
-        self.cancel(space_id)  # a newer upload wins over a build still in progress
+        self.cancel(space_id, superseded_by=version_root(app_dir).name)  # a newer upload wins over a build
+        self.latest[space_id] = version_root(app_dir).name
         task = asyncio.create_task(self._deploy(space_id, app_dir, adopt), name=f"deploy {space_id}")
         self._tasks[space_id] = task
         task.add_done_callback(lambda t: self._tasks.pop(space_id, None) if self._tasks.get(space_id) is t else None)
@@ -113,9 +118,11 @@ class Pipeline:
         task = self._tasks.get(space_id)
         return task is not None and not task.done()
 
-    def cancel(self, space_id: str) -> None:
+    def cancel(self, space_id: str, superseded_by: str | None = None) -> None:
         task = self._tasks.pop(space_id, None)
         if task is not None and not task.done():
+            if superseded_by is not None:
+                self._superseded[task] = superseded_by
             task.cancel()
 
     def cancel_all(self) -> None:
@@ -129,7 +136,10 @@ class Pipeline:
         try:
             await self._build_and_run(space_id, app_dir, sink, adopt)
         except asyncio.CancelledError:
-            sink("build cancelled: a newer version was uploaded")
+            newer = self._superseded.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            if newer is not None:  # a stop of the platform keeps the version: the next start resumes it
+                sink(f"build cancelled: superseded by a newer upload (version {newer})")
+                discard_version(self.store, space_id, app_dir)
             raise
         except NoAppFileError as exc:
             self._fail(space_id, app_dir, Stage.NO_APP_FILE, str(exc), sink)
@@ -152,7 +162,7 @@ class Pipeline:
 
     # --- the steps -------------------------------------------------------------------------------------------------
     async def _build_and_run(self, space_id: str, app_dir: Path, sink: LogSink, adopt: Instance | None) -> None:
-        spec = await asyncio.to_thread(build_spec.load, app_dir)
+        spec = await asyncio.to_thread(build_spec.load, app_dir, space_id.split("/", 1)[1])
         for warning in spec.warnings:
             sink(f"warning: {warning}")
         self.store.update(space_id, card=card_of(spec))
@@ -170,11 +180,18 @@ class Pipeline:
     async def _build(self, space_id: str, plan: BuildPlan, spec: AppSpec, app_dir: Path,
                      sink: LogSink) -> BuiltEnvironment:
         build_id = self.store.start_build(space_id, plan.env_hash, self.store.get(space_id).code_hash)
+        # follows the build into its worker thread: builder.children stops its processes at the deadline, and here
+        # when the deploy is cancelled (a thread cannot be cancelled, its uv or docker build can)
+        control = BuildControl(self.settings.build_timeout_s)
+        BUILD_CONTROL.set(control)
         try:
             built = await asyncio.to_thread(self.environments.build, plan, spec, app_dir, sink)
         except BaseException as exc:
+            control.stop()
             self.store.finish_build(build_id, "failed", str(exc))
             raise
+        finally:
+            control.finish()
         self.store.finish_build(build_id, "succeeded")
         self.store.update(space_id, env_hash=plan.env_hash)
         return built

@@ -33,6 +33,44 @@ def keep_version(store: Store, space_id: str, app_dir: Path, worked: bool) -> No
         shutil.rmtree(version_root(app_dir), ignore_errors=True)
 
 
+def discard_version(store: Store, space_id: str, app_dir: Path) -> None:
+    """A version that will never run (its deploy was superseded or interrupted) goes, unless it is the code."""
+    record = store.find(space_id)
+    if record is None or record.code_dir is None or version_root(Path(record.code_dir)) != version_root(app_dir):
+        shutil.rmtree(version_root(app_dir), ignore_errors=True)
+
+
+def version_name(app_dir: Path | str | None) -> str | None:
+    """The version number of an app folder (the name of its versions/N folder)."""
+    return None if app_dir is None else version_root(Path(app_dir)).name
+
+
+def newest_version(apps_dir: Path, space_id: str) -> Path | None:
+    """The app folder of the newest version on disk, unpacked as it was uploaded (see ``appfiles._app_root``)."""
+    root = apps_dir / space_id / "versions"
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.isdigit()] if root.is_dir() else []
+    folders = sorted(found, key=lambda p: (len(p.name), p.name))
+    if not folders:
+        return None
+    entries = list(folders[-1].iterdir())
+    lone = len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink()
+    return entries[0] if lone else folders[-1]
+
+
+def sweep(apps_dir: Path, wanted: dict[str, set[str]]) -> list[Path]:
+    """Remove every version folder no space wants (``wanted``: space id → version names), and the folders of
+    spaces that have no record (an upload that failed half-way, a delete interrupted); returns what went."""
+    gone: list[Path] = []
+    for versions in sorted(apps_dir.glob("*/*/versions")) if apps_dir.is_dir() else []:
+        space_id = f"{versions.parent.parent.name}/{versions.parent.name}"
+        keep = wanted.get(space_id)
+        doomed = [versions.parent] if keep is None else [p for p in versions.iterdir() if p.name not in keep]
+        for path in doomed:
+            shutil.rmtree(path, ignore_errors=True)
+            gone.append(path)
+    return gone
+
+
 def prune_versions(keep: Path) -> None:
     root = version_root(keep)
     if root.parent.name != "versions":

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 
 from spaces_runtime.appfiles import receive
+from spaces_runtime.deploy.versions import version_name
 from spaces_runtime.errors import AuthError
 from spaces_runtime.names import space_id as make_space_id
 from spaces_runtime.server.views import space_view
@@ -29,7 +30,10 @@ SSE_PING_S = 15  # a comment line this often keeps proxies from closing a quiet 
 
 def space_answer(p: Platform, space_id: str) -> dict[str, Any]:
     """A space as the REST API shows it: its record and, while it runs, its instance."""
-    view = space_view(p.store.get(space_id), p.settings.public_link_host)
+    record = p.store.get(space_id)
+    view = space_view(record, p.settings.public_link_host)
+    view["version"] = version_name(record.code_dir)  # the code that serves (or last served)
+    view["latest_version"] = p.pipeline.latest.get(space_id)  # the newest deploy's, while it builds and after
     runtime = p.targets.runtime(space_id)
     view["runtime"] = asdict(runtime) if runtime is not None else None
     return view
@@ -78,10 +82,10 @@ async def deploy(owner: str, name: str, request: Request, p: PlatformDep) -> dic
     space_id = make_space_id(owner, name)
     archive = await receive(request.stream(), p.settings.data_dir / "tmp", p.pipeline.limits)
     try:
-        await p.pipeline.accept_upload(owner, name, archive)
+        version = await p.pipeline.accept_upload(owner, name, archive)
     finally:
         archive.unlink(missing_ok=True)
-    return space_answer(p, space_id)
+    return {**space_answer(p, space_id), "uploaded_version": version}
 
 
 @router.get("/spaces")

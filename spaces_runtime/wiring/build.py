@@ -19,6 +19,7 @@ from spaces_runtime.deploy.pipeline import AppEnv, ModelPreparer, Pipeline
 from spaces_runtime.deploy.stagesink import StageSink
 from spaces_runtime.deploy.targets import SpaceTargets
 from spaces_runtime.events import EventHub
+from spaces_runtime.housekeeping.collect import Collector, Housekeeper
 from spaces_runtime.logs import LogBook
 from spaces_runtime.store import Store
 from spaces_runtime.supervisor.backend import Backend
@@ -81,6 +82,17 @@ def model_preparer(runner: RunnerService) -> ModelPreparer:
 
     return prepare
 
+def make_housekeeper(settings: Settings, store: Store, backend: Backend) -> Housekeeper:
+    """`spaces gc` and the disk budget: environments always; images and build cache with the docker backend."""
+    images = None
+    if settings.backend == "docker":
+        from spaces_runtime.housekeeping.images import DockerImages
+        from spaces_runtime.supervisor.docker import DockerBackend
+
+        assert isinstance(backend, DockerBackend)
+        images = DockerImages(backend.client)
+    return Housekeeper(Collector(settings, store, images), settings.disk_budget_bytes, settings.gc_interval_s)
+
 def build_platform(settings: Settings) -> Platform:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.token = ensure_token(settings)
@@ -97,4 +109,5 @@ def build_platform(settings: Settings) -> Platform:
                         prepare_models=model_preparer(runner) if runner is not None else None)
     lifecycle = Lifecycle(settings, store, logs, supervisor, stages, hub, pipeline)
     targets = SpaceTargets(store, supervisor, lifecycle)
-    return Platform(settings, store, logs, hub, stages, supervisor, pipeline, lifecycle, targets, runner=runner)
+    return Platform(settings, store, logs, hub, stages, supervisor, pipeline, lifecycle, targets, runner=runner,
+                    housekeeper=make_housekeeper(settings, store, backend))

@@ -17,6 +17,7 @@ from spaces_runtime.store import Store
 from spaces_runtime.supervisor.loop import Supervisor
 
 if TYPE_CHECKING:
+    from spaces_runtime.housekeeping.collect import Housekeeper
     from spaces_runtime.runner.server import RunnerService
 
 
@@ -32,6 +33,7 @@ class Platform:
     lifecycle: Lifecycle
     targets: SpaceTargets
     runner: RunnerService | None = None
+    housekeeper: Housekeeper | None = None  # `spaces gc` and the disk budget's automatic pass
 
     async def start(self) -> None:
         """Supervisor, then the runner (apps call it as they start), then every space that should run."""
@@ -42,10 +44,14 @@ class Platform:
         await self.lifecycle.restore()
         if self.settings.examples_dir is not None:
             await self.pipeline.deploy_examples(self.settings.examples_dir)
+        if self.housekeeper is not None:
+            await self.housekeeper.start()
 
     async def stop(self) -> None:
         """Builds and apps first (they may still call the runner), then the runner; open streams end."""
         self.hub.close()
+        if self.housekeeper is not None:
+            await self.housekeeper.stop()
         await self.lifecycle.shutdown()
         if self.runner is not None:
             await self.runner.stop()

@@ -52,7 +52,9 @@ def test_layers_go_from_costly_to_cheap_with_code_last() -> None:
 def test_app_runs_as_uid_1000_in_home_user_app_on_port_7860() -> None:
     sdk = CASES["sdk-gradio.Dockerfile"]()
     assert "USER 1000:1000" in sdk and "WORKDIR /home/user/app" in sdk and "EXPOSE 7860" in sdk
-    assert "GRADIO_SERVER_NAME=0.0.0.0" in sdk and "SYSTEM=spaces" in sdk
+    assert "GRADIO_SERVER_NAME=0.0.0.0" in sdk
+    # Gradio reads SYSTEM=spaces as "on huggingface.co": it adds HF-only buttons and renames lambda endpoints
+    assert "SYSTEM=spaces" not in sdk
 
 
 def test_secrets_are_mounted_never_copied() -> None:

@@ -20,8 +20,7 @@ ENV HOME=/home/user \
     PATH=/home/user/.venv/bin:/home/user/.local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONPATH=/home/user/app \
     PYTHONUNBUFFERED=1 \
-    LANG=C.UTF-8 \
-    SYSTEM=spaces
+    LANG=C.UTF-8
 
 USER 1000:1000
 WORKDIR /home/user/app

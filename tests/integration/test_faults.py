@@ -1,0 +1,156 @@
+"""Faults, tried as an unlucky user meets them, against a real `spaces serve`: the platform killed mid-build, stale
+folders left on disk, concurrent deploys of one name, an app folder without a README or a title."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from polling import wait_until
+
+from spaces_harness import Platform, gradio_readme, write_app
+
+# A local package whose PEP 517 backend (in the package itself, so nothing is downloaded) holds the build while a
+# file the test controls exists: a build that is "in progress" for exactly as long as the test needs.
+SLOW_BACKEND = '''
+import os, time, zipfile
+HOLD = {hold!r}
+def _wait():
+    open(HOLD + ".started", "w").close()  # uv shows a backend's output only when it fails
+    while os.path.exists(HOLD):
+        time.sleep(0.1)
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    _wait()
+    name = "slowpkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as whl:
+        whl.writestr("slowpkg.py", "VALUE = 1\\n")
+        whl.writestr("slowpkg-1.0.dist-info/METADATA", "Metadata-Version: 2.1\\nName: slowpkg\\nVersion: 1.0\\n")
+        whl.writestr("slowpkg-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\n"
+                     "Tag: py3-none-any\\n")
+        whl.writestr("slowpkg-1.0.dist-info/RECORD", "")
+    return name
+'''
+PYPROJECT = '[build-system]\nrequires = []\nbuild-backend = "slow_backend"\nbackend-path = ["."]\n' \
+            '[project]\nname = "slowpkg"\nversion = "1.0"\n'
+APP = "import gradio as gr\nimport slowpkg\ngr.Interface(lambda s: s, 'text', 'text').launch()\n"
+
+
+def slow_app(folder: Path, hold: Path, title: str = "Slow") -> Path:
+    (folder / "slowpkg").mkdir(parents=True)
+    return write_app(folder, {"README.md": gradio_readme(title), "app.py": APP,
+                              "requirements.txt": "./slowpkg\n",
+                              "slowpkg/pyproject.toml": PYPROJECT,
+                              "slowpkg/slow_backend.py": SLOW_BACKEND.format(hold=str(hold))})
+
+
+def build_children(data_dir: Path) -> list[str]:
+    """Command lines of processes still working for a build in ``data_dir`` (uv, its build backends)."""
+    found = subprocess.run(["pgrep", "-af", str(data_dir)], capture_output=True, text=True).stdout.splitlines()
+    return [line for line in found if "spaces_runtime.cli" not in line and "pgrep" not in line]
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
+    server = Platform(tmp_path_factory.mktemp("faults") / "data", env={"SPACES_RUNNER_ENABLED": "false"}).start()
+    yield server
+    server.stop()
+
+
+def test_a_build_cut_off_by_kill_9_starts_again_and_leaves_no_orphan(platform: Platform, tmp_path: Path) -> None:
+    hold = tmp_path / "hold"
+    hold.touch()
+    folder = slow_app(tmp_path / "slow", hold)
+    deploy = cli_process(platform, "deploy", str(folder), "--name", "faults/slow", stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    wait_until(lambda: Path(f"{hold}.started").exists(), timeout=240, what="the slow build to start")
+    platform.stop(sig=signal.SIGKILL)
+    deploy.kill()
+    wait_until(lambda: build_children(platform.data_dir) == [], timeout=20,
+               what="the build's processes to die with the platform")
+    hold.unlink()
+    platform.start()
+    space = platform.wait_for("faults/slow", timeout=300)
+    assert space["stage"] == "RUNNING"
+    assert httpx.get(f"{platform.url}/spaces/faults/slow/", follow_redirects=True).status_code == 200
+    assert "the interrupted deploy starts again" in " ".join(
+        e["reason"] for e in httpx.get(f"{platform.url}/api/spaces/faults/slow/events").json())
+
+
+def test_start_up_removes_folders_no_space_uses(platform: Platform, tmp_path: Path) -> None:
+    folder = write_app(tmp_path / "kept", {"README.md": "---\nsdk: static\n---\n", "index.html": "kept"})
+    platform.cli("deploy", str(folder), "--name", "faults/kept", check=True)
+    apps = platform.data_dir / "apps"
+    ghost = apps / "ghost" / "app" / "versions" / "123"
+    ghost.mkdir(parents=True)
+    (ghost / "app.py").write_text("print('left by a failed upload')")
+    stale = apps / "faults" / "kept" / "versions" / "1"
+    stale.mkdir()
+    platform.stop()
+    platform.start()
+    platform.wait_for("faults/kept")
+    assert not (apps / "ghost").exists() and not stale.exists()
+    assert httpx.get(f"{platform.url}/spaces/faults/kept/").text == "kept"
+
+
+def test_concurrent_deploys_each_report_their_own_fate(platform: Platform, tmp_path: Path) -> None:
+    """Three uploads of one name while the first still builds: the newest wins, the others say they were
+    superseded (non-zero exit), and no half-built version stays."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    folders = [slow_app(tmp_path / f"v{i}", hold, title=f"Version {i}") for i in range(3)]
+
+    def deploy(folder: Path) -> subprocess.CompletedProcess[str]:
+        process = cli_process(platform, "deploy", str(folder), "--name", "faults/race", stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+        stdout, stderr = process.communicate(timeout=600)
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(deploy, folders[0])
+        wait_until(lambda: Path(f"{hold}.started").exists(), timeout=240, what="the first build to start")
+        rest = [pool.submit(deploy, folder) for folder in folders[1:]]
+        wait_until(lambda: len(versions(platform, "faults/race")) == 3, timeout=60, what="all three uploads")
+        hold.unlink()
+        results = [first.result(), *(r.result() for r in rest)]
+    winners = [r for r in results if r.returncode == 0]
+    assert len(winners) == 1, [r.stderr[-300:] for r in results]
+    losers = [r for r in results if r.returncode != 0]
+    assert all("superseded by a newer upload" in r.stderr for r in losers), [r.stderr[-300:] for r in losers]
+    space = platform.space("faults/race")
+    assert space["stage"] == "RUNNING" and space["version"] == space["latest_version"]
+    assert space["title"] in winners[0].stdout
+    wait_until(lambda: len(versions(platform, "faults/race")) == 1, timeout=20, what="superseded versions to go")
+
+
+def test_a_folder_without_readme_is_titled_by_its_name_and_says_what_was_detected(platform: Platform,
+                                                                                 tmp_path: Path) -> None:
+    folder = write_app(tmp_path / "bare", {"app.py": APP.replace("import slowpkg\n", "")})
+    platform.cli("deploy", str(folder), "--name", "faults/my-bare-app", check=True)
+    space = platform.space("faults/my-bare-app")
+    assert space["title"] == "My Bare App"
+    log = build_log(platform, "faults/my-bare-app")
+    assert "README.md has no front matter; running as gradio, detected from app.py, which imports gradio" in log
+
+
+def cli_process(platform: Platform, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+    env = {**os.environ, "SPACES_SERVER": platform.url, **platform.env}
+    return subprocess.Popen([sys.executable, "-m", "spaces_runtime.cli", *args], env=env, text=True, **kwargs)
+
+
+def build_log(platform: Platform, space_id: str) -> str:
+    response = httpx.get(f"{platform.url}/api/spaces/{space_id}/logs/build", params={"follow": 0})
+    return response.text if response.status_code == 200 else ""
+
+
+def versions(platform: Platform, space_id: str) -> list[Path]:
+    root = platform.data_dir / "apps" / space_id / "versions"
+    return sorted(root.iterdir()) if root.is_dir() else []
