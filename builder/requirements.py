@@ -1,4 +1,9 @@
-"""requirements.txt, pre-requirements.txt and packages.txt: one entry a line, with the line it came from."""
+"""requirements.txt, pre-requirements.txt and packages.txt: one entry a line, with the line it came from.
+
+A requirement line is pip's: a PEP 508 requirement (parsed by ``packaging``), optionally followed by
+per-requirement options (``--hash=...``), or a line pip itself reads (an option like ``--index-url``, a bare URL
+like ``git+https://...``). Lines are kept as written for the installer; names and extras are read from them.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from spaces_runtime.errors import SpecError
 
 REQUIREMENTS = "requirements.txt"
 PRE_REQUIREMENTS = "pre-requirements.txt"
 PACKAGES = "packages.txt"
 
-_NAME = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(\[[^\]]*\])?")
+_OPTIONS = re.compile(r"\s+--?[A-Za-z]")  # where pip's per-requirement options (--hash=...) begin
 _INLINE_COMMENT = re.compile(r"\s+#.*$")
 # lines that point at other files or at local code: their content would escape the environment's hash
 _INCLUDES = ("-r", "--requirement", "-c", "--constraint")
@@ -71,32 +79,40 @@ def _check(line: Line, name: str) -> None:
                         file=name, line=line.number)
 
 
+def parse(requirement: str) -> Requirement | None:
+    """The PEP 508 requirement of a line (name, extras, version, URL, markers), per-requirement options left
+    out; None for lines that name no project: options (``--index-url ...``), bare URLs (``git+https://...``)."""
+    if requirement.startswith("-"):
+        return None
+    try:
+        return Requirement(_OPTIONS.split(requirement, maxsplit=1)[0])
+    except InvalidRequirement:
+        return None
+
+
 def package_name(requirement: str) -> str | None:
     """The PEP 503 normalised project name of a requirement line, or None for options and bare URLs."""
-    if requirement.startswith("-") or "://" in requirement.split("@")[0]:
-        return None
-    match = _NAME.match(requirement)
-    return normalise_name(match.group(1)) if match else None
+    parsed = parse(requirement)
+    return normalise_name(parsed.name) if parsed else None
 
 
 def extras(requirement: str) -> set[str]:
-    """The extras of a requirement: ``gradio[oauth, mcp]==5`` → {"oauth", "mcp"}."""
-    match = _NAME.match(requirement)
-    if not match or not match.group(2):
-        return set()
-    return {e.strip().lower() for e in match.group(2)[1:-1].split(",") if e.strip()}
+    """The normalised extras of a requirement: ``gradio[OAuth, mcp]==5`` → {"oauth", "mcp"}."""
+    parsed = parse(requirement)
+    return {normalise_name(extra) for extra in parsed.extras} if parsed else set()
 
 
 def normalise_name(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return canonicalize_name(name)
 
 
 def normalise(requirement: str) -> str:
-    """A requirement written so that spacing and name spelling do not change the environment hash."""
-    name = package_name(requirement)
+    """A requirement written so that spacing and name spelling do not change the environment hash.
+
+    The rest of the line stays as written (no whitespace), so hashes of environments built before this used
+    ``packaging`` are unchanged."""
     compact = re.sub(r"\s+", "", requirement) if " @ " not in requirement else requirement.strip()
-    if name is None:
+    parsed = parse(requirement)
+    if parsed is None:
         return compact
-    match = _NAME.match(compact)
-    assert match is not None  # package_name found a name, so the compact form has one too
-    return name + compact[len(match.group(1)):]
+    return normalise_name(parsed.name) + compact[len(parsed.name):]
