@@ -16,8 +16,9 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.staticfiles import StaticFiles
 
 from spaces_runtime.config import templates_dir
 from spaces_runtime.errors import NotFoundError, SpacesError
@@ -194,13 +195,17 @@ def card(owner: str, name: str, request: Request) -> HTMLResponse:
     return render("_card.html", s=space_view(p.store.get(make_space_id(owner, name)), p.settings.public_link_host))
 
 
-@router.get(STATIC_PREFIX + "/{path:path}")
-def static(path: str) -> FileResponse:
-    root = _static_root().resolve()
-    target = (root / path).resolve()
-    if root not in target.parents or not target.is_file():
-        raise NotFoundError(f"no platform asset {path!r}")
-    return FileResponse(target, headers={"Cache-Control": "public, max-age=300"})
+class _Assets(StaticFiles):
+    """The gallery's CSS, JS and icons; a browser may keep them five minutes (they change only with the platform).
+    StaticFiles refuses paths outside its folder and answers a revalidation (If-None-Match) with 304."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "public, max-age=300"
+        return response
+
+
+router.mount(STATIC_PREFIX, _Assets(directory=_static_root()), name="static")
 
 
 def panel_mode(stage: str) -> str:

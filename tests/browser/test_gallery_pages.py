@@ -96,6 +96,10 @@ def test_unknown_reserved_and_odd_names_get_a_friendly_404(platform: Platform, c
 def test_assets_are_served_locally_and_nothing_outside_them(client: TestClient) -> None:
     css = client.get("/_platform/static/gallery.css")
     assert css.status_code == 200 and "prefers-color-scheme: dark" in css.text
+    assert css.headers["cache-control"] == "public, max-age=300"  # a browser keeps them for five minutes
+    assert client.get("/_platform/static/gallery.css", headers={"if-none-match": css.headers["etag"]}).status_code \
+        == 304  # then revalidates without downloading them again
+    assert client.get("/_platform/static/nothing.css").status_code == 404
     assert client.get("/_platform/static/../gallery.py").status_code == 404
     assert client.get("/_platform/static/%2e%2e/%2e%2e/pyproject.toml").status_code == 404
     page = client.get("/").text
