@@ -1,16 +1,23 @@
 # The platform's own image: `spaces serve --backend docker`, driving the HOST's Docker Engine through its socket.
+# The README's "The platform's own image" has the commands (tests/docker/test_platform_image.py runs them):
 #
-#   docker build -t spaces-runtime .
-#       air-gapped (no registry): first `spaces base-image` on the host, then
-#       docker build --build-arg BASE=spaces-runtime/base:bookworm-py3.11 -t spaces-runtime .
-#       behind a TLS-intercepting proxy (BuildKit): add --secret id=ca_bundle,src=/etc/ssl/certs/ca-certificates.crt
+#   spaces base-image            # on the host, when no registry serves python:3.11-slim
+#   docker build --build-arg BASE=spaces-runtime/base:bookworm-py3.11 \
+#       --secret id=ca_bundle,src=/etc/ssl/certs/ca-certificates.crt -t spaces-runtime .
 #   docker run -d --name spaces --network host \
-#       -v /var/run/docker.sock:/var/run/docker.sock -v spaces-data:/data spaces-runtime
+#       -v /var/run/docker.sock:/var/run/docker.sock -v spaces-data:/data \
+#       -v /etc/ssl/certs/ca-certificates.crt:/etc/spaces/ca.crt:ro -e SPACES_CA_BUNDLE=/etc/spaces/ca.crt \
+#       spaces-runtime
 #
 # --network host: the gateway reaches app containers at their addresses on the private bridge network, which
 # only the host's network namespace routes to (apps publish no ports). Only this container gets the Docker
 # socket; the app containers it starts never do. Images it builds and the base image live in the host's engine,
 # so bootstrap the base image on the host (`spaces base-image`; debootstrap needs privileges a container lacks).
+# The engine resolves bind mounts on the host: the platform mounts the runner's socket directory and the appkit
+# into apps from the host's view of /data (found by inspecting this container), so the data dir stays on the
+# /data volume (VOLUME below; name it with -v to keep it across containers). The CA bundle: the build secret reaches pip here only; at run time
+# SPACES_CA_BUNDLE hands it to the app builds as their secret (behind a TLS-intercepting proxy; else leave both out).
+# No torch here, so no model runner (apps run without it): the README shows the image with torch added.
 ARG BASE=python:3.11-slim
 FROM ${BASE}
 

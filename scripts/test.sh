@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 .venv/bin/ruff check .
 .venv/bin/mypy
-# the unit suite on the lowest Python pyproject.toml admits too (see setup.sh; a few seconds); both runs report
+# the unit suite again on the lowest Python pyproject.toml admits (see setup.sh); both runs report
 lowest=0
 .venv-lowest/bin/python -m pytest -q -p no:cacheprovider tests/unit || lowest=$?
 .venv/bin/python -m pytest -q -ra --durations=15 "$@"
