@@ -49,6 +49,10 @@ from spaces_runtime.supervisor.hostpaths import host_path, host_volumes, own_mou
 SPACE_LABEL = "spaces-runtime.space"
 PLATFORM_LABEL = "spaces-runtime.platform"
 PORT_LABEL = "spaces-runtime.app-port"
+# launch order, a number that grows with every launch, across platform restarts too: after a crash mid-redeploy
+# the newest of a space's containers is the one adopted. The engine's creation times are no dependable order: whole
+# seconds in its listing, and RFC 3339 strings with trailing zeros trimmed (".1Z" sorts after ".12Z") when inspected
+GENERATION_LABEL = "spaces-runtime.generation"
 MIB = 1024 * 1024
 _DRAIN_S = 2.0
 RUNNER_MOUNT = "/run/spaces-runner"
@@ -150,10 +154,12 @@ def runner_mounts(env: dict[str, str], kit: Path | None, image_pythonpath: str =
     return env, volumes
 
 
-def container_config(spec: LaunchSpec, limits: Limits, *, network: str, volume: str,
-                     platform: str, runner_kit: Path | None = None, image_pythonpath: str = "") -> dict[str, Any]:
-    """keyword arguments for ``containers.run`` (pure). ``runner_kit``: the host's appkit directory when the
-    model runner is enabled (see :func:`runner_mounts`)."""
+def container_config(spec: LaunchSpec, limits: Limits, *, network: str, volume: str, platform: str,
+                     generation: int, runner_kit: Path | None = None,
+                     image_pythonpath: str = "") -> dict[str, Any]:
+    """keyword arguments for ``containers.run`` (pure). ``generation``: this launch's place in launch order (see
+    GENERATION_LABEL). ``runner_kit``: the host's appkit directory when the model runner is enabled (see
+    :func:`runner_mounts`)."""
     tmpfs_mb = max(64, limits.memory_bytes // MIB // 4)
     env, runner_volumes = runner_mounts(runtime_env(spec), runner_kit, image_pythonpath)
     config: dict[str, Any] = {
@@ -161,7 +167,8 @@ def container_config(spec: LaunchSpec, limits: Limits, *, network: str, volume: 
         "name": f"spaces-{_slug(spec.space_id)}-{uuid.uuid4().hex[:6]}",
         "detach": True,
         "environment": env,
-        "labels": {SPACE_LABEL: spec.space_id, PLATFORM_LABEL: platform, PORT_LABEL: str(spec.app_port)},
+        "labels": {SPACE_LABEL: spec.space_id, PLATFORM_LABEL: platform, PORT_LABEL: str(spec.app_port),
+                   GENERATION_LABEL: str(generation)},
         "network": network,
         "user": "1000:1000",
         "cap_drop": ["ALL"],
@@ -220,6 +227,8 @@ class DockerBackend:
         self.platform = platform_id(host_path(Path(settings.data_dir).resolve(), self._own_mounts))
         self._host_gpus = host_gpus
         self._network_lock = threading.Lock()
+        self._generation_lock = threading.Lock()
+        self._generation = 0
         self._pumps: dict[str, threading.Thread] = {}
         self._limits: dict[str, Limits] = {}
 
@@ -272,7 +281,8 @@ class DockerBackend:
         self._ensure_network()
         volume = self._ensure_volume(spec.space_id)
         config = container_config(spec, limits, network=self.settings.docker_network, volume=volume,
-                                  platform=self.platform, **self._runner_args(spec))
+                                  platform=self.platform, generation=self._next_generation(),
+                                  **self._runner_args(spec))
         config["volumes"] = host_volumes(config["volumes"], self._own_mounts)
         log(f"$ docker run {spec.image} as {config['name']} (hardware {spec.hardware}: "
             f"{limits.nano_cpus / 1e9:g} CPU, {limits.memory_label} memory, {limits.pids} pids)")
@@ -285,6 +295,13 @@ class DockerBackend:
         self._pump(container, log)
         return Instance(space_id=spec.space_id, upstream=self._upstream(container, spec.app_port),
                         backend_ref=container.id, started_at=_started_at(container))
+
+    def _next_generation(self) -> int:
+        """The clock in nanoseconds (so a restarted platform goes on counting upwards), strictly increasing
+        within this process however close together two launches are."""
+        with self._generation_lock:
+            self._generation = max(time.time_ns(), self._generation + 1)
+            return self._generation
 
     def _runner_args(self, spec: LaunchSpec) -> dict[str, Any]:
         """What :func:`runner_mounts` needs: the appkit's host directory and the image's own PYTHONPATH."""
@@ -366,8 +383,7 @@ class DockerBackend:
             by_space[container.labels.get(SPACE_LABEL, "")].append(container)
         adopted = []
         for space_id, containers in by_space.items():
-            running = sorted((c for c in containers if c.status == "running"),
-                             key=lambda c: c.attrs.get("Created", ""), reverse=True)
+            running = sorted((c for c in containers if c.status == "running"), key=_launch_order, reverse=True)
             keep = running[0] if running and space_id else None
             for container in containers:
                 if container is not keep:
@@ -384,6 +400,12 @@ class DockerBackend:
                                   name=f"logs-{container.name}")
         self._pumps[container.id] = thread
         thread.start()
+
+
+def _launch_order(container: Container) -> tuple[int, str]:
+    """The generation label; containers launched before it existed come first, by creation time."""
+    label = container.labels.get(GENERATION_LABEL, "")
+    return int(label) if label.isdigit() else 0, container.attrs.get("Created", "")
 
 
 def _memory_label(container: Container) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
 from pathlib import Path
 
 import httpx
+from polling import wait_until
 
 from builder import plan as plans
 from builder import spec as specs
@@ -31,18 +31,12 @@ def launch_spec(space_id: str, image: BuiltImage, sdk: str, **overrides: object)
     return LaunchSpec(**fields)  # type: ignore[arg-type]
 
 def wait_http(url: str, timeout_s: float = 90.0, expect: str | None = None) -> httpx.Response:
-    deadline = time.monotonic() + timeout_s
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(url, timeout=5)
-            if response.status_code == 200 and (expect is None or expect in response.text):
-                return response
-            last = response.status_code
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer 200 within {timeout_s}s (last: {last})")
+    def answered() -> httpx.Response | None:
+        response = httpx.get(url, timeout=5)
+        return response if response.status_code == 200 and (expect is None or expect in response.text) else None
+
+    return wait_until(answered, timeout_s, f"{url} to answer 200" + (f" with {expect!r}" if expect else ""),
+                      interval=0.5, ignoring=(httpx.HTTPError,))
 
 def copy_app(name: str, target: Path) -> Path:
     folder = target / name

@@ -4,7 +4,6 @@ and a restarted platform adopts its containers without duplicates."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import docker
 import httpx
@@ -12,6 +11,7 @@ import pytest
 import websockets
 from dockerkit import APPS, build, launch_spec, wait_ready
 from gradio_client import Client
+from polling import wait_until_async
 
 from builder.docker import BuiltImage, ImageBuilder
 from spaces_runtime.config import Settings
@@ -22,13 +22,8 @@ pytestmark = pytest.mark.docker
 
 
 async def wait_exit(backend: DockerBackend, instance: Instance, timeout_s: float = 60) -> ExitInfo:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        info = await backend.exited(instance)
-        if info is not None:
-            return info
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"{instance.space_id} still runs after {timeout_s}s")
+    return await wait_until_async(lambda: backend.exited(instance), timeout_s, f"{instance.space_id} to exit",
+                                  interval=0.5)
 
 
 async def test_gradio_app_answers_gradio_client(backend: DockerBackend, gradio_image: BuiltImage) -> None:
@@ -96,7 +91,6 @@ async def test_restarted_platform_adopts_its_containers_without_duplicates(
     first = await backend.launch(launch_spec("alice/one", gradio_image, "gradio"), lambda _l: None)
     # a crash mid-redeploy leaves two containers for one space, and a dead one for another
     older = await backend.launch(launch_spec("alice/two", gradio_image, "gradio"), lambda _l: None)
-    await asyncio.sleep(1.1)  # creation times must differ to tell the newer apart
     newer = await backend.launch(launch_spec("alice/two", gradio_image, "gradio"), lambda _l: None)
     dead = await backend.launch(launch_spec("alice/three", gradio_image, "gradio"), lambda _l: None)
     engine.containers.get(dead.backend_ref).kill()

@@ -36,7 +36,7 @@ def test_gpu_tier_gets_gpus_only_when_the_host_has_them() -> None:
     assert limits_for("t4-small", TIERS, 8, 64 * GIB, host_gpus=0).gpus == 0
     with_gpu = limits_for("t4-small", TIERS, 8, 64 * GIB, host_gpus=2)
     assert with_gpu.gpus == 1
-    config = container_config(SPEC, with_gpu, network="n", volume="v", platform="p")
+    config = container_config(SPEC, with_gpu, network="n", volume="v", platform="p", generation=1)
     assert config["device_requests"][0]["Count"] == 1
 
 
@@ -47,7 +47,8 @@ def test_unknown_tier_names_the_known_ones() -> None:
 
 def test_container_is_hardened() -> None:
     limits = Limits(nano_cpus=10**9, memory_bytes=512 * MIB, pids=256, gpus=0)
-    config = container_config(SPEC, limits, network="spaces-runtime", volume="vol", platform="p1")
+    config = container_config(SPEC, limits, network="spaces-runtime", volume="vol", platform="p1",
+                              generation=1764000000123456789)
     assert config["user"] == "1000:1000" and config["cap_drop"] == ["ALL"] and config["read_only"]
     assert config["security_opt"] == ["no-new-privileges:true"]
     assert config["mem_limit"] == config["memswap_limit"] == 512 * MIB and config["pids_limit"] == 256
@@ -55,6 +56,7 @@ def test_container_is_hardened() -> None:
     assert "ports" not in config and "privileged" not in config and "device_requests" not in config
     assert config["labels"]["spaces-runtime.space"] == "alice/demo"
     assert config["labels"]["spaces-runtime.platform"] == "p1"
+    assert config["labels"]["spaces-runtime.generation"] == "1764000000123456789"
 
 
 def test_runtime_env_tells_the_app_its_path_prefix() -> None:

@@ -57,7 +57,7 @@ def test_an_app_container_calls_the_runner_as_itself(engine: docker.DockerClient
     args = DockerBackend(settings, engine)._runner_args(spec)  # the image's PYTHONPATH, read from the engine
     volume = f"spaces-test-runner-{uuid.uuid4().hex[:8]}"
     config = container_config(spec, Limits(int(1e9), 512 * MIB, 256, 0), network="none", volume=volume,
-                              platform="test-runner", **args)
+                              platform="test-runner", generation=1, **args)
     assert config["environment"]["SPACES_RUNNER_URL"] == f"unix://{RUNNER_MOUNT}/runner.sock"
     config.update(command=["python", "-c", CALL], detach=True)
     container = engine.containers.run(**config)
