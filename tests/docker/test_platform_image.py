@@ -3,9 +3,10 @@ a container with `--network host`, the host's Docker socket and a data volume at
 
 It is built once per run from the air-gapped base image the other docker tests use. An example is deployed
 from the host with the token read from the volume, called through the gateway, and taken over, same container,
-when the platform container is killed and started again. A second platform container, the image plus torch
-(the README's recipe for the model runner), runs on the same engine: its apps reach the runner and the appkit
-through paths the platform mounts from the HOST's view of its volume, and the first platform's app is left alone.
+when the platform container is killed and started again, and when a new container replaces it on the volume.
+A second platform container, the image plus torch (the README's recipe for the model runner), runs on the same
+engine: its apps reach the runner and the appkit through paths the platform mounts from the HOST's view of its
+volume, and the first platform's app is left alone.
 Beyond the README's commands the test adds only a free port (SPACES_PORT), its own names and a label; it removes
 every container, volume and image it made (BuildKit's build cache stays, as after any build).
 """
@@ -225,13 +226,19 @@ def test_the_image_deploys_an_example_that_answers_through_the_gateway(platform:
     assert refused.status_code == 401  # listening beyond loopback: writes need the token from the volume
 
 
-def test_a_restarted_platform_container_adopts_the_running_app(platform: PlatformContainer, sentiment: str) -> None:
+def test_a_killed_or_replaced_platform_container_adopts_the_running_app(platform: PlatformContainer,
+                                                                       sentiment: str) -> None:
     before = platform.app_containers(sentiment)
-    docker_cli("kill", platform.name)  # a crash, or `docker rm -f` before starting a newer image on the volume
+    docker_cli("kill", platform.name)  # a crash
     docker_cli("start", platform.name)
     platform.wait_up()
     wait_until(lambda: platform.stage(sentiment) == "RUNNING", 120, f"{sentiment} RUNNING again", interval=0.3)
     assert platform.app_containers(sentiment) == before  # taken over, not started again
+    check_sentiment(app_url(platform, sentiment))
+    docker_cli("rm", "-f", platform.name)  # an upgrade: a new container of the image on the same volume
+    platform.run()
+    wait_until(lambda: platform.stage(sentiment) == "RUNNING", 120, f"{sentiment} RUNNING again", interval=0.3)
+    assert platform.app_containers(sentiment) == before
     check_sentiment(app_url(platform, sentiment))
 
 
