@@ -42,15 +42,18 @@ def blame(requirements: list[str], origins: dict[str, str], why: str) -> str | N
 
 
 def explain_install_failure(requirements: list[str], origins: dict[str, str], lines: list[str]) -> BuildError:
+    """The message carries uv's reason in one sentence, for where it is shown alone; the summary leaves it to
+    uv's own lines, which stand beside it in the build log and the stage's error."""
     why = reason(lines)
     tail = "\n".join(lines[-TAIL_LINES:])
     culprit = blame(requirements, origins, why)
     if culprit is None:
         return BuildError(f"installing the requirements failed: {why}", log_tail=tail,
-                          hint=f"check the versions in {REQUIREMENTS}")
+                          hint=f"check the versions in {REQUIREMENTS}",
+                          summary="installing the requirements failed")
     where = origins.get(culprit, REQUIREMENTS)
     return BuildError(f"{where}: '{culprit}' could not be installed: {why}", log_tail=tail,
-                      hint=_hint(where))
+                      hint=_hint(where), summary=f"{where}: '{culprit}' could not be installed")
 
 
 def _hint(where: str) -> str:
@@ -62,5 +65,6 @@ def _hint(where: str) -> str:
 def explain_venv_failure(python_version: str, lines: list[str], default_version: str) -> BuildError:
     return BuildError(f"could not create a Python {python_version} virtualenv: {reason(lines)}",
                       log_tail="\n".join(lines[-TAIL_LINES:]),
+                      summary=f"could not create a Python {python_version} virtualenv",
                       hint=f"set python_version in README.md to one installed on this host "
                            f"(the platform's default is {default_version}), or install Python {python_version}")

@@ -75,13 +75,16 @@ class DiskFullError(SpacesError):
 
 # --- builds ----------------------------------------------------------------------------------------------
 class BuildError(SpacesError):
-    """Building the environment or image failed: stage BUILD_ERROR. ``log_tail`` holds the failing output."""
+    """Building the environment or image failed: stage BUILD_ERROR. ``log_tail`` holds the failing output;
+    ``summary`` is the message without that output's words, for where the output stands beside it (the build
+    log, the stage's error), so that each error shows once; empty: the message."""
 
     http_status = 500
 
-    def __init__(self, message: str, *, log_tail: str = "", hint: str | None = None) -> None:
+    def __init__(self, message: str, *, log_tail: str = "", hint: str | None = None, summary: str = "") -> None:
         super().__init__(message, hint=hint)
         self.log_tail = log_tail
+        self.summary = summary
 
 
 class BuildTimeoutError(BuildError):

@@ -94,7 +94,7 @@ def deploy(
                   f"(version {newer}), whose outcome this is not", highlight=False)
         raise typer.Exit(1)
     if space["stage"] != Stage.RUNNING:
-        report_failure(api, space)
+        report_failure(api, space, streamed=not as_json)
         raise typer.Exit(1)
     if not as_json:
         out.print(f"[green]RUNNING[/] {space['title']}  {space['url']}")
@@ -118,10 +118,14 @@ def wait_for_outcome(api: PlatformClient, space_id: str, timeout: float, quiet: 
             time.sleep(0.5)
 
 
-def report_failure(api: PlatformClient, space: dict[str, Any]) -> None:
+def report_failure(api: PlatformClient, space: dict[str, Any], streamed: bool = False) -> None:
+    kind = "run" if space["stage"] == Stage.RUNTIME_ERROR else "build"
+    if streamed and kind == "build" and space["stage"] in ERROR_STAGES:
+        # the build log just shown ends with the error line, the failing output above it: not again
+        err.print(f"[red]{space['stage']}[/] {space['id']} (the build log above says why)", highlight=False)
+        return
     err.print(f"[red]{space['stage']}[/] {space['id']}: {space.get('error') or 'did not reach RUNNING'}",
               highlight=False)
-    kind = "run" if space["stage"] == Stage.RUNTIME_ERROR else "build"
     tail = "\n".join(api.log_text(space["id"], kind).splitlines()[-25:])
     if tail:
         err.print(f"--- last lines of the {kind} log ---", style="dim")

@@ -146,7 +146,10 @@ class Pipeline:
         except SpecError as exc:
             self._fail(space_id, app_dir, Stage.CONFIG_ERROR, str(exc), sink)
         except BuildError as exc:
-            self._fail(space_id, app_dir, Stage.BUILD_ERROR, f"{exc}\n{exc.log_tail}".strip(), sink)
+            # the failing output streamed into the build log above this line, and the stage's error carries it
+            # below the summary: neither repeats it in other words
+            summary = f"{exc.summary} ({exc.hint})" if exc.summary and exc.hint else exc.summary or str(exc)
+            self._fail(space_id, app_dir, Stage.BUILD_ERROR, f"{summary}\n{exc.log_tail}".strip(), sink, summary)
         except SpacesError as exc:
             self._fail(space_id, app_dir, Stage.RUNTIME_ERROR, str(exc), sink)
         except Exception as exc:  # a platform bug must still end in a stage, never a spinner forever
@@ -155,8 +158,9 @@ class Pipeline:
         finally:
             self.logs.close_followers(space_id, "build")
 
-    def _fail(self, space_id: str, app_dir: Path, stage: Stage, message: str, sink: LogSink) -> None:
-        sink(f"ERROR: {message}")
+    def _fail(self, space_id: str, app_dir: Path, stage: Stage, message: str, sink: LogSink,
+              logged: str = "") -> None:
+        sink(f"ERROR: {logged or message}")
         self.stages(space_id, stage, "deploy failed", message)
         keep_version(self.store, space_id, app_dir, worked=False)
 

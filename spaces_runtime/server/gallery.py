@@ -133,6 +133,14 @@ def ago(ts: float, now: float | None = None) -> str:
     return "just now"
 
 
+def log_context(tail: list[str], error_lines: list[str]) -> list[str]:
+    """The log's last lines without those the error panel already shows above them: the failing output that the
+    error carries, and the log's own ERROR line for it. Each error shows once; what led up to it stays."""
+    shown = set(error_lines) | {f"ERROR: {error_lines[0]}"} if error_lines else set()
+    context = [line for line in tail if line not in shown]
+    return context if any(line.strip() for line in context) else []
+
+
 def first_error(lines: list[str]) -> int | None:
     """Index of the first line that reads like an error (the log tabs highlight it)."""
     return next((i for i, line in enumerate(lines) if ERROR_LINE.search(line)), None)
@@ -233,8 +241,7 @@ def panel_context(request: Request, space: dict[str, Any]) -> dict[str, Any]:
     logs = request.app.state.platform.logs
     tail = logs.tail(space["id"], kind, LOG_TAIL_LINES).splitlines() if space["is_error"] else []
     error_lines = (space["error"] or "The app stopped with an error.").splitlines()
-    if tail and tail[-1] in error_lines:
-        tail = []  # the error already is the log's tail (a runtime error): show it once
+    tail = log_context(tail, error_lines)
     return {"s": space, "mode": panel_mode(space["stage"]), "tail": tail, "tail_kind": kind,
             "error_lines": error_lines,
             "frame_src": f"/spaces/{space['id']}/"}

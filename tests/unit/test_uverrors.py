@@ -45,3 +45,11 @@ def test_a_missing_python_says_what_to_write() -> None:
         "could not create a Python 3.99 virtualenv: No interpreter found for Python 3.99 in managed "
         "installations or search path (set python_version in README.md to one installed on this host "
         "(the platform's default is 3.11), or install Python 3.99)")
+
+
+def test_the_summary_names_the_line_without_repeating_uvs_words() -> None:
+    """The build log and the stage's error show uv's own lines beside the summary: it must not say them again."""
+    error = explain_install_failure(list(ORIGINS), ORIGINS, CONFLICT)
+    assert error.summary == "requirements.txt line 2: 'fastapi==0.1.0' could not be installed"
+    assert explain_venv_failure("3.99", ["error: No interpreter found"], "3.11").summary == (
+        "could not create a Python 3.99 virtualenv")
