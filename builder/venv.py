@@ -160,7 +160,8 @@ class VenvBuilder:
         except BuildError as dated:
             if as_of is None:
                 raise
-            log(f"==> resolving as of {as_of:%Y-%m-%d} failed ({dated.message}); resolving as of today instead")
+            log(f"==> resolving as of {as_of:%Y-%m-%d} failed ({dated.summary or dated.message}); resolving as of "
+                "today instead")
             shutil.rmtree(scratch)
             self._create(plan, choice, scratch, log)
             self._install_all(plan, scratch, log, None)
