@@ -37,6 +37,7 @@ class EraApp:
     # gradio: [api_name, args] to call; streamlit: the WebSocket path of its era (see spaces_runtime.sdk_eras)
     calls: list[list[Any]] = field(default_factory=list)
     stream_path: str = "_stcore/stream"
+    own_port: int | None = None  # the app binds this port itself, whatever GRADIO_SERVER_PORT says
 
     def readme(self) -> str:
         python = f'python_version: "{self.python_version}"\n' if self.python_version else ""
@@ -147,6 +148,20 @@ demo.launch()
     calls=[["/python", []]],
 )
 
+# The line most Space code has (issue 10, the sandbox, makes it work on the process backend: each app gets its own
+# network namespace). Measured by bench/bench_eras.py; it joins APPS once the sandbox has landed.
+HARDCODED_PORT = EraApp(
+    name="hardcoded-port", sdk="gradio", sdk_version="5.9.1", own_port=7860,
+    app="""import gradio as gr
+
+with gr.Blocks() as demo:
+    gr.Button("Echo").click(lambda text: text, gr.Textbox(), gr.Textbox(), api_name="echo")
+
+demo.launch(server_name="0.0.0.0", server_port=7860)
+""",
+    calls=[["/echo", ["same port as on Hugging Face"]]],
+)
+
 APPS = (GRADIO_4, GRADIO_5, STREAMLIT_1_17, STREAMLIT_1_25, PYTHON_3_12)
 
 
@@ -175,6 +190,7 @@ def direct_venv(app: EraApp, folder: Path, python: str, exclude_newer: str | Non
 def running_directly(app: EraApp, folder: Path, venv: Path, port: int, timeout: float = 180) -> Iterator[str]:
     """The app started from its folder in its own virtualenv on ``port``; yields its URL once it answers."""
     python = venv / "bin" / "python"
+    port = app.own_port or port
     if app.sdk == "gradio":
         argv = [str(python), "app.py"]
         ready = f"http://127.0.0.1:{port}/config"
