@@ -6,13 +6,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from browsing import DESKTOP, PHONE, new_context, publish_screenshots, screenshot
+from polling import wait_until
 
 from spaces_harness import EXAMPLES, REPO, Platform, copy_app, write_app
 
@@ -198,10 +198,8 @@ def test_an_app_page_shows_progress_while_building_then_the_app(page: Any, platf
     app_py.write_text("import time\nprint('warming up the lexicon', flush=True)\ntime.sleep(6)\n" + app_py.read_text())
     process = deploy(platform, folder, "alice/slowstart")
     try:
-        deadline = time.monotonic() + 30
-        while httpx.get(f"{platform.url}/api/spaces/alice/slowstart").status_code != 200:
-            assert time.monotonic() < deadline, "the deploy never registered"
-            time.sleep(0.1)
+        wait_until(lambda: httpx.get(f"{platform.url}/api/spaces/alice/slowstart").status_code == 200, 30,
+                   "the deploy to register the space", interval=0.1)
         page.goto("/alice/slowstart")
         expect(page.locator(".progress")).to_be_visible()  # never a blank frame
         expect(page.locator("[data-live-log]")).to_contain_text("warming up the lexicon", timeout=60_000)

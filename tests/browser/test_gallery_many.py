@@ -4,7 +4,6 @@ The pages run on the real routers and store in a uvicorn thread; no apps need to
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 import uvicorn
 from browsing import DESKTOP
 from pages import add_space, make_app, make_platform
+from polling import wait_until
 
 from spaces_harness import free_port
 from spaces_runtime.server.gallery import PAGE_SIZE
@@ -29,10 +29,7 @@ def many(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(make_app(platform), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
+    wait_until(lambda: server.started, 20, "uvicorn to start")
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)
