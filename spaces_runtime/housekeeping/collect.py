@@ -103,7 +103,8 @@ class Collector:
             items += found
         uv_cache = self.settings.uv_cache_dir
         if uv_cache is not None and uv_cache.is_dir():
-            items.append(Item("uv-cache", str(uv_cache), tree_bytes(uv_cache)[1], time.time(), collectable=False))
+            # all of it: what environments share with it by hard links is counted here, not with them
+            items.append(Item("uv-cache", str(uv_cache), tree_bytes(uv_cache)[0], time.time(), collectable=False))
         else:
             notes.append("uv's cache is left alone: it is uv's default one, shared with everything else on this "
                          "host (set SPACES_UV_CACHE_DIR to give the platform its own, which gc then prunes)")
@@ -120,7 +121,7 @@ class Collector:
             elif item.kind == "env-scratch":
                 freed = await self._remove_scratch(item)
             elif self.images is not None:
-                freed = await asyncio.to_thread(self.images.remove, item)
+                freed = -1 if _claimed_image(self.store, item) else await asyncio.to_thread(self.images.remove, item)
             else:
                 return
         except (OSError, RuntimeError) as exc:
@@ -159,7 +160,7 @@ class Collector:
         cache = self.settings.uv_cache_dir
         if cache is None or not cache.is_dir():
             return
-        before = tree_bytes(cache)[1]
+        before = tree_bytes(cache)[0]
         try:
             done = await asyncio.to_thread(
                 subprocess.run, [find_uv(), "cache", "prune", "--cache-dir", str(cache)], capture_output=True,
@@ -170,7 +171,7 @@ class Collector:
         if done.returncode != 0:
             report.failures.append(f"uv cache prune: {(done.stderr or done.stdout).strip()[-300:]}")
             return
-        freed = max(0, before - tree_bytes(cache)[1])
+        freed = max(0, before - tree_bytes(cache)[0])
         report.freed_bytes += freed
         report.notes.append(f"uv cache {cache}: pruned {human_bytes(freed)} of dangling entries")
 
@@ -242,6 +243,11 @@ def claimed(store: Store) -> tuple[dict[str, list[str]], dict[tuple[str, str], l
                 if code:
                     by_code[(env_hash, code)].append(record.id)
     return dict(by_env), dict(by_code)
+
+
+def _claimed_image(store: Store, item: Item) -> bool:
+    """Looked at again on the loop just before removing: a deploy that began since the survey names it."""
+    return item.kind == "image" and (item.env_hash or "", item.code_hash or "") in claimed(store)[1]
 
 
 def busy_envs(envs_dir: Path, hashes: set[str]) -> dict[str, str]:

@@ -132,12 +132,10 @@ def why_kept(item: Item, usage: Usage, now: float, cache_idle_s: float | None,
 
 def _env_kept(item: Item, usage: Usage) -> str | None:
     env_hash = item.key if item.kind == "env" else item.env_hash or ""
-    if env_hash in usage.busy_envs:
-        return usage.busy_envs[env_hash]
     spaces = usage.spaces_by_env.get(env_hash)
-    if item.kind == "env" and spaces:
+    if item.kind == "env" and spaces:  # the space says more than the process running there (its app)
         return f"the environment of {', '.join(sorted(spaces))}"
-    return None
+    return usage.busy_envs.get(env_hash)
 
 
 def _image_kept(item: Item, usage: Usage, staying_sdks: set[str]) -> str | None:

@@ -21,6 +21,7 @@ import docker.errors
 
 from builder.docker.build import CODE_LABEL, ENV_LABEL, KIND_LABEL, SDK_LABEL
 from builder.docker.render import APP_REPO, SDK_REPO
+from spaces_runtime.errors import BackendError
 from spaces_runtime.housekeeping.gc import Item, Kind
 
 _KINDS: dict[str, Kind] = {"app": "image", "sdk": "sdk-image"}
@@ -35,11 +36,14 @@ class DockerImages:
 
     def survey(self) -> tuple[list[Item], frozenset[str]]:
         """The platform's images and the engine's build cache, and the ids of images containers were made from."""
-        usage = self.client.df()
+        try:
+            usage = self.client.df()
+            containers = self.client.api.containers(all=True)
+        except docker.errors.DockerException as exc:
+            raise BackendError(f"the Docker Engine did not say what it holds ({exc})") from None
         items = [item for image in usage.get("Images") or [] if (item := self._image(image)) is not None]
         if self.build_cache:
             items += [item for record in usage.get("BuildCache") or [] if (item := _cache(record)) is not None]
-        containers = self.client.api.containers(all=True)
         return items, frozenset(str(c.get("ImageID") or "") for c in containers)
 
     def _image(self, image: dict[str, Any]) -> Item | None:
@@ -58,7 +62,10 @@ class DockerImages:
     def remove(self, item: Item) -> int:
         """Bytes freed; RuntimeError naming the engine's refusal (a container made from it since, say)."""
         if item.kind == "build-cache":
-            done = self.client.api.prune_builds(filters={"id": item.key}, all=True)
+            try:
+                done = self.client.api.prune_builds(filters={"id": item.key}, all=True)
+            except docker.errors.APIError as exc:
+                raise RuntimeError(f"the engine kept it: {exc.explanation or exc}") from None
             return int((done or {}).get("SpaceReclaimed") or 0)
         for name in item.names or (item.key,):
             try:

@@ -3,7 +3,6 @@ from an envs dir, and a backup restored into another data dir."""
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import os
 import sqlite3
@@ -11,11 +10,11 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from polling import wait_until_async
 
 from spaces_runtime.config import Settings
 from spaces_runtime.errors import ConflictError
@@ -100,9 +99,8 @@ async def test_over_the_budget_the_automatic_pass_removes_unused_environments(se
     keeper = Housekeeper(Collector(settings, store), budget_bytes=1, interval_s=0.2)
     await keeper.start()
     try:
-        deadline = time.monotonic() + 30
-        while (settings.envs_dir / OLD).exists() and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        await wait_until_async(lambda: not (settings.envs_dir / OLD).exists(), timeout=30,
+                               what="the automatic pass to remove the unused environment")
     finally:
         await keeper.stop()
     assert not (settings.envs_dir / OLD).exists()
@@ -181,3 +179,26 @@ def test_the_store_snapshot_is_consistent_while_the_platform_writes(settings: Se
     assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert copy.execute("SELECT COUNT(*) FROM spaces").fetchone()[0] == 2
     copy.close()
+
+
+async def test_a_uv_cache_of_the_platforms_own_is_measured_and_pruned_by_uv(tmp_path: Path) -> None:
+    cache = tmp_path / "uv-cache"
+    cache.mkdir()
+    (cache / "some-entry").write_bytes(os.urandom(8192))
+    settings = Settings(data_dir=tmp_path / "data", uv_cache_dir=cache)
+    store = Store(settings.db_path)
+    collector = Collector(settings, store)
+    dry = (await collector.run(dry_run=True)).as_json()
+    assert [(row["kind"], row["reason"]) for row in dry["keep"]] == [
+        ("uv-cache", "measured, not collected (uv prunes its own cache)")]
+    assert dry["total_bytes"] >= 8192
+    done = await collector.run(dry_run=False)
+    assert done.failures == [] and any(note.startswith(f"uv cache {cache}: pruned") for note in done.notes)
+    store.close()
+
+
+async def test_uvs_default_cache_is_left_alone_and_the_report_says_so(settings: Settings) -> None:
+    store = Store(settings.db_path)
+    report = await Collector(settings, store).run(dry_run=True)
+    assert any("uv's cache is left alone" in note for note in report.notes)
+    store.close()
