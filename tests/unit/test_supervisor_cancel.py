@@ -9,6 +9,8 @@ import socket
 import time
 from pathlib import Path
 
+from polling import wait_until_async
+
 from spaces_runtime.config import Settings
 from spaces_runtime.logs import LogBook
 from spaces_runtime.stages import Stage
@@ -65,8 +67,7 @@ async def test_cancelled_replacement_and_pause_leave_no_instance(tmp_path: Path)
     try:
         assert await supervisor.run_app(spec) is Stage.RUNNING
         replacement = asyncio.create_task(supervisor.run_app(spec))  # its version never becomes ready
-        while len(backend.live) < 2:
-            await asyncio.sleep(0.01)
+        await wait_until_async(lambda: len(backend.live) == 2, 10, "the replacement to be launched", interval=0.01)
         replacement.cancel()
         await asyncio.gather(replacement, return_exceptions=True)
         assert backend.live == {"1"}, "the cancelled new version must be stopped"
