@@ -132,3 +132,10 @@ class Settings(BaseSettings):
     def runner_socket_path(self) -> Path:
         # a directory of its own: the docker backend mounts it into containers, which must not see data_dir
         return self.runner_socket or self.data_dir / "runner" / "runner.sock"
+
+    # housekeeping (spaces_runtime.housekeeping): what no space uses is collected by `spaces gc`, and
+    # automatically whenever what the platform keeps (environments, images, build cache, its own uv cache) is over
+    # the budget; None: no automatic collection
+    disk_budget_bytes: int | None = None
+    gc_interval_s: float = 600.0  # how often the budget is checked
+    gc_cache_idle_s: float = 7 * 24 * 3600.0  # `spaces gc` leaves build cache used more recently than this

@@ -284,6 +284,96 @@ def base_image() -> None:
     out.print(f"base image: {tag}")
 
 
+# --- housekeeping: gc, backup, restore ----------------------------------------------------------------------------
+@app.command()
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list what would go and the bytes freed; remove nothing")]
+    = False,
+    show_kept: Annotated[bool, typer.Option("--kept", help="also list what stays, and why")] = False,
+    server: ServerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Collect the environments, images and build cache no space uses (the platform does it, on its data dir)."""
+    from spaces_runtime.housekeeping.gc import human_bytes
+
+    report = client(server).gc(dry_run)
+    if as_json:
+        print_json(report)
+        return
+    rows = report["collect"] + (report["keep"] if show_kept else [])
+    table = Table("", "kind", "what", "size", "why", box=None)
+    for row in rows:
+        mark = "[red]-[/]" if row in report["collect"] else "[green]=[/]"
+        table.add_row(mark, row["kind"], row["key"][:40], human_bytes(row["bytes"]), row["reason"])
+    if rows:
+        out.print(table)
+    freed = report["bytes_to_free"] if dry_run else report["freed_bytes"]
+    verb = "would free" if dry_run else "freed"
+    out.print(f"{verb} {human_bytes(freed)} ({len(report['collect'])} items); {len(report['keep'])} kept "
+              f"(--kept lists them)", highlight=False)
+    for note in report["notes"]:
+        err.print(f"note: {note}", markup=False, highlight=False)
+    for failure in report["failures"]:
+        err.print(f"[yellow]not removed:[/] {failure}", highlight=False)
+
+
+@app.command()
+def backup(
+    dest: Annotated[Path, typer.Argument(help="a new .tar.gz file, or a new folder")],
+    logs: Annotated[bool, typer.Option("--logs", help="include the build and run logs")] = False,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="back up this data dir directly instead of asking the platform (safe while it serves)")] = None,
+    server: ServerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a consistent snapshot: the store (SQLite's online backup), each space's code, recorded environment
+    locks and the token. Environments and images are not in it: a restore rebuilds them."""
+    from spaces_runtime.housekeeping import backup as backups
+
+    if data_dir is not None:
+        summary = backups.write_backup(Settings(data_dir=data_dir), dest, logs)
+        spaces: list[str] | None = summary.spaces
+    else:
+        if dest.exists():
+            raise SpacesError(f"{dest} already exists", hint="name a new .tar.gz file or a new folder")
+        archive = dest if backups.is_archive(dest) else dest.with_name(f".{dest.name}.download.tar.gz")
+        try:
+            client(server).download_backup(archive, logs)
+            if archive != dest:
+                backups.unpack(archive, dest)
+        finally:
+            if archive != dest:
+                archive.unlink(missing_ok=True)
+        spaces = None
+    if as_json:
+        print_json({"path": str(dest), "spaces": spaces})
+        return
+    out.print(f"backup written to {dest}", highlight=False)
+    out.print(f"restore it on a fresh data dir: spaces restore {dest} --data-dir NEW_DIR, then "
+              "spaces serve --data-dir NEW_DIR", highlight=False)
+
+
+@app.command()
+def restore(
+    src: Annotated[Path, typer.Argument(help="the .tar.gz or folder `spaces backup` wrote")],
+    data_dir: Annotated[Path | None, typer.Option(help="a new, empty data dir (default: SPACES_DATA_DIR)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restore a backup into a fresh data dir, before `spaces serve` starts on it (offline: the platform then
+    starts every space that was running, rebuilding its environment)."""
+    from spaces_runtime.housekeeping.backup import restore as restore_backup
+
+    target = data_dir or Settings().data_dir
+    summary = restore_backup(src, target)
+    if as_json:
+        print_json(summary.as_json())
+        return
+    out.print(f"restored {len(summary.spaces)} spaces into {summary.path}", highlight=False)
+    for note in summary.notes:
+        err.print(f"note: {note}", markup=False, highlight=False)
+    out.print(f"next: spaces serve --data-dir {summary.path}", highlight=False)
+
+
 def main() -> None:
     try:
         app()
