@@ -6,12 +6,12 @@ import io
 import os
 import signal
 import tarfile
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from gradio_client import Client
+from polling import wait_until
 
 from example_checks import (
     CORE_EXAMPLES,
@@ -64,15 +64,13 @@ def test_streamlit_websocket_runs_the_script(platform: Platform) -> None:
 def test_killed_app_comes_back(platform: Platform) -> None:
     before = platform.space("examples/sentiment")["runtime"]
     os.kill(int(before["backend_ref"]), signal.SIGKILL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+
+    def came_back() -> bool:
         space = platform.space("examples/sentiment")
         runtime = space.get("runtime") or {}
-        if space["stage"] == "RUNNING" and runtime.get("backend_ref") not in (None, before["backend_ref"]):
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError(f"app did not come back: {platform.space('examples/sentiment')}")
+        return space["stage"] == "RUNNING" and runtime.get("backend_ref") not in (None, before["backend_ref"])
+
+    wait_until(came_back, 120, "the killed app to run again in a new process", interval=0.5)
     client = Client(platform.example_url("sentiment"), verbose=False)
     assert client.predict("bad awful", 3, api_name="/analyze")[0]["label"].lower().startswith("neg")
     events = httpx.get(f"{platform.url}/api/spaces/examples/sentiment/events").json()
@@ -151,7 +149,7 @@ def symlink(name: str, target: str) -> tarfile.TarInfo:
 ])
 def test_hostile_uploads_are_refused_and_the_server_lives(platform: Platform, body: bytes, status: int,
                                                           message: str) -> None:
-    response = httpx.put(f"{platform.url}/api/spaces/tests/hostile", content=body, timeout=30)
+    response = httpx.put(f"{platform.url}/api/spaces/tests/hostile", content=body, timeout=30, headers=platform.auth)
     assert response.status_code == status, response.text
     assert message in response.json()["message"]
     assert not (platform.data_dir.parent / "escape.py").exists()
@@ -160,7 +158,7 @@ def test_hostile_uploads_are_refused_and_the_server_lives(platform: Platform, bo
 
 @pytest.mark.parametrize("name", ["Bad_Upper", "-dash", "a" * 97])
 def test_bad_names_are_refused(platform: Platform, name: str) -> None:
-    response = httpx.put(f"{platform.url}/api/spaces/tests/{name}", content=b"x", timeout=30)
+    response = httpx.put(f"{platform.url}/api/spaces/tests/{name}", content=b"x", timeout=30, headers=platform.auth)
     assert response.status_code == 400
     assert "not allowed" in response.json()["message"]
 
@@ -184,10 +182,8 @@ def test_restarted_platform_brings_running_apps_back(platform: Platform) -> None
 def test_a_killed_platform_leaves_no_orphans_and_comes_back(platform: Platform) -> None:
     pid = int(platform.space("examples/sentiment")["runtime"]["backend_ref"])
     platform.stop(signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-        time.sleep(0.2)
-    assert not Path(f"/proc/{pid}").exists(), "the app outlived the platform that started it"
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), 15, "the app to end with the platform that started it",
+               interval=0.2)
     platform.start()
     space = platform.wait_for("examples/sentiment", timeout=300)
     assert int(space["runtime"]["backend_ref"]) != pid
