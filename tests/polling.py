@@ -46,7 +46,7 @@ async def wait_until_async(predicate: Callable[[], T | Awaitable[T]], timeout: f
             if inspect.isawaitable(result):
                 result = await result
             if result:
-                return result  # type: ignore[return-value]  # awaited above: no longer an Awaitable
+                return result
         except ignoring as exc:
             last = exc
         if time.monotonic() >= deadline:

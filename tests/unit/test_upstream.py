@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
@@ -76,7 +76,7 @@ async def read_body(reader: asyncio.StreamReader, head: bytes) -> bytes:
 
 
 @pytest.fixture
-async def app_with() -> AsyncIterator[type[App]]:
+async def app_with() -> AsyncIterator[Callable[[list[Reply]], Awaitable[App]]]:
     """``app = await app_with(replies)``: an App listening on a loopback port until the test ends."""
     servers: list[asyncio.Server] = []
 
@@ -87,7 +87,7 @@ async def app_with() -> AsyncIterator[type[App]]:
         app.port = server.sockets[0].getsockname()[1]
         return app
 
-    yield start  # type: ignore[misc]
+    yield start
     for server in servers:
         server.close()
 
