@@ -21,6 +21,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# Streamlit's toolbar inside a hosted app shows what a visitor needs, not the author's Deploy, Rerun and Clear
+# cache (``client.toolbarMode`` "viewer"; "auto" shows them to every visitor on localhost). An environment variable,
+# not a flag: 1.25 and 1.67 read client.toolbarMode, 1.17 has no such option, and `streamlit run` exits on a flag
+# it does not know while it ignores a STREAMLIT_* variable it does not know (read in the 1.17/1.25/1.67 wheels).
+STREAMLIT_ENV = {"STREAMLIT_CLIENT_TOOLBAR_MODE": "viewer"}
+
 VersionKey = tuple[int, ...]
 _LEADING_INT = re.compile(r"^(\d+)")
 
@@ -115,7 +121,7 @@ def image_env(sdk: str, version: str | None) -> dict[str, str]:
         era(sdk, version)
         return {"STREAMLIT_SERVER_ADDRESS": "0.0.0.0", "STREAMLIT_SERVER_PORT": "7860",
                 "STREAMLIT_SERVER_HEADLESS": "true", "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
-                "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+                "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", **STREAMLIT_ENV}
     return {}
 
 

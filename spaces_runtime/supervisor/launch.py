@@ -30,6 +30,7 @@ def process_command(spec: LaunchSpec, port: int, python: Path,
         env.update(_gradio_env(spec, port))
         return [str(python), spec.app_file], env
     if spec.sdk == "streamlit":
+        env.update(sdk_eras.STREAMLIT_ENV)
         return [str(python), "-m", "streamlit", "run", spec.app_file, *_streamlit_flags(spec, port)], env
     raise BackendError(f"the process backend runs gradio and streamlit apps, not sdk '{spec.sdk}'",
                        hint="deploy docker apps with `spaces serve --backend docker`")
