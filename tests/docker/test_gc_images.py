@@ -16,9 +16,14 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
+from dockerkit import copy_app
 
+from builder import plan as plans
+from builder import spec as specs
+from builder.docker import ImageBuilder
 from builder.docker.build import CODE_LABEL, ENV_LABEL, KIND_LABEL, SDK_LABEL
 from builder.docker.engine import find_build_cli
+from spaces_runtime.appfiles import code_hash
 from spaces_runtime.config import Settings
 from spaces_runtime.housekeeping.collect import Collector
 from spaces_runtime.housekeeping.images import DockerImages, _epoch
@@ -106,6 +111,36 @@ def test_build_cache_records_are_listed_and_removed_one_by_one(engine: docker.Do
         assert not {i.key for i in ours} & left
     finally:
         engine.images.remove(tag, force=True)
+
+
+async def test_a_built_app_image_names_what_it_was_built_from(engine: docker.DockerClient, image_builder: ImageBuilder,
+                                                             settings: Settings, tmp_path: Path) -> None:
+    """The labels gc reads come from the builder: a space whose record names the plan's env hash and the code
+    hash keeps its image, and once the record moves on, the image goes."""
+    folder = copy_app("gradio_hello", tmp_path)
+    (folder / "unique.txt").write_text(uuid.uuid4().hex)  # a code hash no other test shares: a fresh app layer
+    spec = specs.load(folder)
+    plan = plans.make(spec, settings)
+    lines: list[str] = []
+    built = image_builder.build(spec, plan, lines.append)
+    try:
+        labels = engine.images.get(built.tag).labels
+        assert labels[ENV_LABEL] == plan.env_hash and labels[CODE_LABEL] == code_hash(folder)
+        assert labels[SDK_LABEL].startswith("spaces-runtime/sdk:")
+        store = Store(tmp_path / "spaces.db")
+        store.create_or_touch("me/hello", Stage.BUILDING, "test")
+        store.update("me/hello", env_hash=plan.env_hash, code_hash=code_hash(folder))
+        repo = built.tag.rsplit(":", 1)[0]
+        collector = Collector(Settings(data_dir=tmp_path / "data"), store,
+                              DockerImages(engine, repos=(repo,), build_cache=False))
+        kept = {r["key"]: r["reason"] for r in (await collector.run(dry_run=True)).as_json()["keep"]}
+        assert kept[built.tag] == "the image of me/hello"
+        store.update("me/hello", code_hash="a-newer-upload")
+        collect = {r["key"] for r in (await collector.run(dry_run=True)).as_json()["collect"]}
+        assert built.tag in collect
+        store.close()
+    finally:
+        engine.images.remove(built.tag, force=True)
 
 
 def test_engine_times_with_nanoseconds_are_read() -> None:
