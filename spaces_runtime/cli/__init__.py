@@ -13,8 +13,10 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from spaces_runtime.cli.remote import PlatformClient
 from spaces_runtime.config import Settings
@@ -139,12 +141,30 @@ def list_spaces(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(spaces)
         return
-    table = Table("", "space", "stage", "sdk", "url", box=None)
-    table.columns[4].overflow = "fold"  # a link cut short is no link
-    for s in spaces:
-        style = "red" if s["stage"] in ERROR_STAGES else "green" if s["stage"] == Stage.RUNNING else "yellow"
-        table.add_row(s["emoji"], s["id"], f"[{style}]{s['stage']}[/]", s["sdk"] or "", s["url"])
-    out.print(table if spaces else "no spaces yet: spaces deploy ./my-app")
+    if not spaces:
+        out.print("no spaces yet: spaces deploy ./my-app")
+    for line in listing_lines(spaces):
+        # one line per space whatever the width (80 when piped): a link folded or cut short is no link
+        out.print(line, soft_wrap=True)
+
+
+def listing_lines(spaces: list[dict[str, Any]]) -> list[Text]:
+    """`spaces list` as aligned columns, the URL last and whole (pure)."""
+    header = ("", "space", "stage", "sdk", "url")
+    rows = [(s["emoji"], s["id"], s["stage"], s["sdk"] or "", s["url"]) for s in spaces]
+    widths = [max(cell_len(row[i]) for row in (header, *rows)) for i in range(4)]
+    lines = []
+    for row in (header, *rows):
+        line = Text(style="bold" if row is header else "")
+        for i, cell in enumerate(row[:4]):
+            line.append(cell + " " * (widths[i] - cell_len(cell)) + "  ", style=_stage_style(row[2]) if i == 2
+                        and row is not header else "")
+        lines.append(line.append(row[4]))
+    return lines
+
+
+def _stage_style(stage: str) -> str:
+    return "red" if stage in ERROR_STAGES else "green" if stage == Stage.RUNNING else "yellow"
 
 
 @app.command()
@@ -243,8 +263,17 @@ def init(
     from spaces_runtime.cli.scaffold import scaffold
 
     created = scaffold(folder, sdk, Settings())
-    out.print(f"created {folder} ({sdk}): {', '.join(created)}")
-    out.print(f"next: spaces run {folder}   or   spaces deploy {folder}")
+    out.print(f"created {folder} ({sdk}): {', '.join(created)}", soft_wrap=True)
+    out.print(next_steps(folder, sdk), highlight=False, soft_wrap=True)  # commands stay whole to copy
+
+
+def next_steps(folder: Path, sdk: str) -> str:
+    """What to do with a new app folder (pure). `spaces run` and the default (process) backend refuse docker
+    apps: those are built by the Docker Engine."""
+    if sdk == "docker":
+        return (f"next: spaces build {folder}   builds its image and prints the `docker run` line that serves it\n"
+                f"      spaces deploy {folder}  on a platform started with `spaces serve --backend docker`")
+    return f"next: spaces run {folder}   or   spaces deploy {folder}"
 
 
 @app.command()
