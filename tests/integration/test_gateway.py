@@ -434,6 +434,21 @@ def test_a_stalled_upload_is_given_up_after_the_stall_limit(stack: Stack, sink_f
         assert client.recv(100).startswith(b"HTTP/1.1 502")
 
 
+def test_a_request_with_both_length_and_chunks_is_refused_at_the_front_door(stack: Stack, sink_factory: Any) -> None:
+    """Request smuggling: a body that is empty as chunks but 40-odd bytes by its length hides a second request.
+    The gateway answers 400 and closes; nothing of it is relayed as two requests or one."""
+    sink_factory("sink-smuggle")
+    hidden = b"0\r\n\r\nGET /admin HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", stack.port)) as client:
+        client.sendall(b"POST /spaces/alice/sink-smuggle/x HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-length: %d\r\n"
+                       b"transfer-encoding: chunked\r\n\r\n%b" % (len(hidden), hidden))
+        client.settimeout(10)
+        answer = b""
+        while chunk := client.recv(65536):  # to the end: the gateway closes after refusing
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400") and answer.count(b"HTTP/1.1") == 1
+
+
 def test_a_slow_answer_after_a_complete_upload_is_not_cut_off(stack: Stack, sink_factory: Any,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(upstream_client, "BODY_STALL_S", 0.5)  # the limit covers the upload, not the answer
