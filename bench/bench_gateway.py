@@ -106,7 +106,7 @@ def start_platform(work: Path) -> Platform:
     """A real `spaces serve` (process backend, no model runner) with the echo app deployed and RUNNING."""
     platform = Platform(work / "data", env={"SPACES_RUNNER_ENABLED": "0"}).start()
     app = write_app(work / "echo", {"app.py": APP, "README.md": gradio_readme("Echo")})
-    PlatformClient(platform.url).deploy(SPACE, app)
+    PlatformClient(platform.url, token=platform.token).deploy(SPACE, app)
     platform.wait_for(SPACE, timeout=600)
     return platform
 

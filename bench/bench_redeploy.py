@@ -132,7 +132,7 @@ def main() -> None:
         work = Path(tmp)
         platform = Platform(work / "data", env={"SPACES_RUNNER_ENABLED": "0"}).start()
         try:
-            api = PlatformClient(platform.url)
+            api = PlatformClient(platform.url, token=platform.token)
             app = write_app(work / "app", {"app.py": app_source("v0"), "README.md": gradio_readme("Redeploy")})
             bare = write_app(work / "bare", {"app.py": app_source("b0")})
             api.deploy(SPACE, app)

@@ -41,10 +41,12 @@ class Settings(BaseSettings):
     backend: Literal["process", "docker"] = "process"
     # the host name apps are reached under as {owner}-{name}.{public_host}; defaults to "localhost:{port}"
     public_host: str | None = None
-    # writing endpoints need this token when listening beyond loopback; read by the CLI as SPACES_TOKEN
+    # the CLI's token (SPACES_TOKEN wins over `spaces login`'s file and the local admin token); on the server, a
+    # token given here is one more valid token of the admin
     token: str | None = None
-    # the CLI's target
+    # the CLI's target, and where `spaces login` keeps the token
     server: str = "http://127.0.0.1:7000"
+    config_dir: Path = Path.home() / ".config" / "spaces-runtime"
 
     # uploads
     max_upload_bytes: int = 200 * 1024 * 1024

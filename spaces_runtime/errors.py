@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 
 
+class SpacesWarning(UserWarning):
+    """Root of the platform's own Python warnings; the test suite turns every one into an error."""
+
+
 class SpacesError(Exception):
     """Root of every error the platform raises on purpose."""
 

@@ -43,6 +43,7 @@ CREATE INDEX IF NOT EXISTS visits_by_space ON visits (space_id, at);
 CREATE INDEX IF NOT EXISTS likes_by_space ON likes (space_id, at);
 """
 
+ADDED_COLUMNS = {"private": "INTEGER NOT NULL DEFAULT 0"}
 TRENDING_WINDOW_S = 7 * 24 * 3600
 
 
@@ -59,6 +60,7 @@ class SpaceRecord(BaseModel):
     env_hash: str | None = None
     code_hash: str | None = None
     code_dir: str | None = None
+    private: bool = False  # seen only by the owner, the owner organization's members and admins
     created_at: float
     updated_at: float
     likes: int = 0
@@ -84,6 +86,14 @@ class Store:
         self._db.execute("PRAGMA busy_timeout=5000")
         with self._lock:
             self._db.executescript(SCHEMA)
+            self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Columns added after a data dir was made: an older store gains them with their defaults."""
+        have = {row["name"] for row in self._db.execute("PRAGMA table_info(spaces)")}
+        for column, declaration in ADDED_COLUMNS.items():
+            if column not in have:
+                self._db.execute(f"ALTER TABLE spaces ADD COLUMN {column} {declaration}")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -169,7 +179,7 @@ class Store:
 
     def update(self, space_id: str, **fields: Any) -> None:
         """Set plain columns (card, desired, env_hash, code_hash, code_dir)."""
-        allowed = {"card", "desired", "env_hash", "code_hash", "code_dir"}
+        allowed = {"card", "desired", "env_hash", "code_hash", "code_dir", "private"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"cannot update {sorted(unknown)}")

@@ -76,8 +76,23 @@ class Platform:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
 
+    @property
+    def token(self) -> str:
+        """The local admin token the platform made on first start."""
+        return (self.data_dir / "token").read_text().strip()
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """Headers of a request made with the admin's token."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def cli_env(self) -> dict[str, str]:
+        """The CLI as the platform's own user runs it: it finds the admin token in the data dir."""
+        return {**os.environ, "SPACES_SERVER": self.url, "SPACES_DATA_DIR": str(self.data_dir),
+                "SPACES_CONFIG_DIR": str(self.data_dir.parent / "cli-config"), **self.env}
+
     def cli(self, *args: str, timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "SPACES_SERVER": self.url, **self.env}
+        env = self.cli_env()
         result = subprocess.run([sys.executable, "-m", "spaces_runtime.cli", *args], cwd=REPO, env=env,
                                 capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:

@@ -36,7 +36,22 @@ IdArg = Annotated[str, typer.Argument(metavar="OWNER/NAME")]
 
 def client(server: str | None) -> PlatformClient:
     settings = Settings()
-    return PlatformClient(server or settings.server, token=settings.token)
+    return PlatformClient(server or settings.server, token=local_token(settings))
+
+
+def local_token(settings: Settings) -> str | None:
+    """SPACES_TOKEN, else the one `spaces login` stored, else the local admin token of the platform's data dir
+    (readable only when this runs as the platform's user)."""
+    if settings.token:
+        return settings.token
+    for path in (settings.config_dir / "token", settings.data_dir / "token"):
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text:
+            return text
+    return None
 
 
 def print_json(value: Any) -> None:
@@ -63,8 +78,13 @@ def serve(
 
 
 # --- deploy and lifecycle ---------------------------------------------------------------------------------------
-def default_space_id(folder: Path) -> str:
-    owner = re.sub(r"[^a-z0-9\-_.]", "-", getpass.getuser().lower()).strip("-._") or "me"
+def default_space_id(folder: Path, api: PlatformClient) -> str:
+    """you/folder-name: you as the platform knows you (the token's user), else your login name."""
+    try:
+        who = str(api.call("GET", "/api/whoami-v2")["name"])
+    except SpacesError:
+        who = getpass.getuser()
+    owner = re.sub(r"[^a-z0-9\-_.]", "-", who.lower()).strip("-._") or "me"
     name = re.sub(r"[^a-z0-9\-_.]", "-", folder.resolve().name.lower()).strip("-._") or "app"
     return f"{owner}/{name}"
 
@@ -75,13 +95,16 @@ def deploy(
     name: Annotated[str | None, typer.Option("--name", help="OWNER/NAME (default: you/folder-name)")] = None,
     server: ServerOpt = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for RUNNING")] = 1800,
+    private: Annotated[bool | None, typer.Option("--private/--public",
+                                                 help="who sees it (default: public when new, else unchanged)")]
+    = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Upload an app folder, stream its build log, and wait until it runs; prints its link."""
-    space_id = name or default_space_id(folder)
-    split_id(space_id)
     api = client(server)
-    version = api.deploy(space_id, folder).get("uploaded_version")
+    space_id = name or default_space_id(folder, api)
+    split_id(space_id)
+    version = api.deploy(space_id, folder, private).get("uploaded_version")
     if not as_json:
         err.print(f"[bold]uploaded[/] {folder} → {space_id} (version {version}); building…")
     for line in api.follow_log(space_id, "build"):
@@ -416,3 +439,5 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
 
+
+from spaces_runtime.cli import people  # noqa: E402, F401  (its commands register on `app`)

@@ -11,7 +11,7 @@ import httpx
 from httpx_sse import connect_sse
 
 from spaces_runtime.appfiles import pack
-from spaces_runtime.errors import AuthError, NotFoundError, ServerUnreachableError, SpacesError
+from spaces_runtime.errors import AuthError, ForbiddenError, NotFoundError, ServerUnreachableError, SpacesError
 
 
 class PlatformClient:
@@ -29,8 +29,9 @@ class PlatformClient:
         raise_for_error(response)
         return response.json()
 
-    def deploy(self, space_id: str, folder: Path) -> dict[str, Any]:
-        return self._call("PUT", f"/api/spaces/{space_id}", content=pack(folder),
+    def deploy(self, space_id: str, folder: Path, private: bool | None = None) -> dict[str, Any]:
+        params = {} if private is None else {"private": str(private).lower()}
+        return self._call("PUT", f"/api/spaces/{space_id}", content=pack(folder), params=params,
                           headers={"Content-Type": "application/gzip"})
 
     def spaces(self) -> list[dict[str, Any]]:
@@ -41,6 +42,10 @@ class PlatformClient:
 
     def models(self) -> list[dict[str, Any]]:
         return self._call("GET", "/api/models")
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Any REST call (``path`` from /api on), errors mapped into the tree."""
+        return self._call(method, path, **kwargs)
 
     def action(self, space_id: str, verb: str) -> dict[str, Any]:
         if verb == "delete":
@@ -98,5 +103,5 @@ def raise_for_error(response: httpx.Response) -> None:
         message, hint = response.text.strip() or response.reason_phrase, None
     if isinstance(message, list):  # FastAPI's validation errors
         message = "; ".join(str(item.get("msg", item)) for item in message)
-    kind = {401: AuthError, 404: NotFoundError}.get(response.status_code, SpacesError)
+    kind = {401: AuthError, 403: ForbiddenError, 404: NotFoundError}.get(response.status_code, SpacesError)
     raise kind(f"{message} (HTTP {response.status_code})", hint=hint)

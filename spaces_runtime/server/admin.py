@@ -1,4 +1,4 @@
-"""The platform's own upkeep over REST, behind the write token: garbage collection and backups. The platform owns
+"""The platform's own upkeep over REST, for platform admins: garbage collection and backups. The platform owns
 its data dir (it may run as another user, or on another machine), so the CLI asks it rather than touching files."""
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from spaces_runtime.errors import DiskFullError, SpacesError
 from spaces_runtime.housekeeping.backup import write_backup
-from spaces_runtime.server.api import PlatformDep, Writer
+from spaces_runtime.server.auth import PlatformDep, require_admin
 
-router = APIRouter(prefix="/api/admin", dependencies=[Writer])
+router = APIRouter(prefix="/api/admin", dependencies=[Depends(require_admin)])
 
 
 @router.post("/gc")

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 
 from spaces_runtime.appfiles import receive
+from spaces_runtime.auth import rules
 from spaces_runtime.deploy.versions import version_name
-from spaces_runtime.errors import AuthError
 from spaces_runtime.names import space_id as make_space_id
+from spaces_runtime.server.auth import PlatformDep, PrincipalDep, seen, visible, writable
 from spaces_runtime.server.views import space_view
 from spaces_runtime.wiring.platform import Platform
 
@@ -39,35 +38,6 @@ def space_answer(p: Platform, space_id: str) -> dict[str, Any]:
     return view
 
 
-def platform(request: Request) -> Platform:
-    return request.app.state.platform
-
-
-PlatformDep = Annotated[Platform, Depends(platform)]
-
-
-def require_token(request: Request, p: PlatformDep, authorization: Annotated[str | None, Header()] = None) -> None:
-    """Writing endpoints need the token whenever one is configured (always, when listening beyond loopback).
-
-    Without a token they still refuse browsers: apps are served on the platform's own origin, so a page of any
-    app (or any site, by a form post) could otherwise pause, replace or delete other spaces. The CLI and scripts
-    send no Origin and no Sec-Fetch-Site; every browser does on a write."""
-    expected = p.settings.token
-    if not expected:
-        origin = request.headers.get("origin")
-        fetch_site = request.headers.get("sec-fetch-site", "none")
-        if origin or fetch_site != "none":
-            raise AuthError(f"writing endpoints do not take requests from web pages (Origin: {origin or '?'}, "
-                            f"Sec-Fetch-Site: {fetch_site})",
-                            hint="use the `spaces` CLI or call the REST API from a script")
-        return
-    given = (authorization or "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise AuthError("this endpoint needs the platform's token",
-                        hint="set SPACES_TOKEN to the token in the server's data dir (file 'token')")
-
-
-Writer = Depends(require_token)
 router = APIRouter(prefix="/api")
 
 
@@ -76,42 +46,49 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.put("/spaces/{owner}/{name}", status_code=202, dependencies=[Writer])
-async def deploy(owner: str, name: str, request: Request, p: PlatformDep) -> dict[str, Any]:
+@router.put("/spaces/{owner}/{name}", status_code=202)
+async def deploy(owner: str, name: str, request: Request, p: PlatformDep, who: PrincipalDep,
+                 private: Annotated[bool | None, Query()] = None) -> dict[str, Any]:
     """Body: a gzip'd tar of the app folder. Answers at once; the build goes on (follow logs/build)."""
     space_id = make_space_id(owner, name)
+    existing = writable(p, who, space_id)
     archive = await receive(request.stream(), p.settings.data_dir / "tmp", p.pipeline.limits)
     try:
         version = await p.pipeline.accept_upload(owner, name, archive)
     finally:
         archive.unlink(missing_ok=True)
+    if private is not None or existing is None:  # a new space is public unless asked, as on Hugging Face
+        p.store.update(space_id, private=bool(private))
+    p.accounts.audit(who, "deploy", space_id, f"version {version}" + (" (private)" if private else ""))
     return {**space_answer(p, space_id), "uploaded_version": version}
 
 
 @router.get("/spaces")
-def list_spaces(p: PlatformDep) -> list[dict[str, Any]]:
-    return [space_view(r, p.settings.public_link_host) for r in p.store.spaces()]
+def list_spaces(p: PlatformDep, who: PrincipalDep) -> list[dict[str, Any]]:
+    return [space_view(r, p.settings.public_link_host) for r in visible(p, who, p.store.spaces())]
 
 
 @router.get("/spaces/{owner}/{name}")
-def get_space(owner: str, name: str, p: PlatformDep) -> dict[str, Any]:
-    return space_answer(p, make_space_id(owner, name))
+def get_space(owner: str, name: str, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+    space_id = make_space_id(owner, name)
+    seen(p, who, space_id)
+    return space_answer(p, space_id)
 
 
 @router.get("/spaces/{owner}/{name}/events")
-def space_events(owner: str, name: str, p: PlatformDep) -> list[dict[str, Any]]:
+def space_events(owner: str, name: str, p: PlatformDep, who: PrincipalDep) -> list[dict[str, Any]]:
     space_id = make_space_id(owner, name)
-    p.store.get(space_id)
+    seen(p, who, space_id)
     return [event.model_dump() for event in p.store.events(space_id)]
 
 
 @router.get("/spaces/{owner}/{name}/logs/{kind}", response_model=None)
-async def logs(owner: str, name: str, kind: Literal["build", "run"], p: PlatformDep,
+async def logs(owner: str, name: str, kind: Literal["build", "run"], p: PlatformDep, who: PrincipalDep,
                follow: Annotated[int, Query()] = 1) -> Response:
     """``follow=1`` (default): text/event-stream, one `data:` per line; the build log ends when the build does.
     ``follow=0``: the whole log as plain text."""
     space_id = make_space_id(owner, name)
-    p.store.get(space_id)
+    seen(p, who, space_id)
     if not follow:
         return PlainTextResponse(p.logs.read(space_id, kind))
     return EventSourceResponse(_log_events(p, space_id, kind), ping=SSE_PING_S, sep="\n")
@@ -145,35 +122,46 @@ async def _log_events(p: Platform, space_id: str, kind: Literal["build", "run"])
 
 
 @router.get("/events")
-async def all_events(p: PlatformDep) -> EventSourceResponse:
-    """Stage changes of every space as server-sent events (the gallery's live badges)."""
+async def all_events(p: PlatformDep, who: PrincipalDep) -> EventSourceResponse:
+    """Stage changes of every space the caller may see, as server-sent events (the gallery's live badges)."""
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
         yield {"retry": 2000}
         async for event in p.hub.listen():
-            yield {"event": event["type"], "data": json.dumps(event)}
+            record = p.store.peek(str(event.get("id", "")))
+            if record is None or rules.may_see(who, record.owner, record.private):
+                yield {"event": event["type"], "data": json.dumps(event)}
 
     return EventSourceResponse(stream(), ping=SSE_PING_S, sep="\n")
 
 
-@router.post("/spaces/{owner}/{name}/restart", status_code=202, dependencies=[Writer])
-async def restart(owner: str, name: str, p: PlatformDep) -> dict[str, Any]:
+@router.post("/spaces/{owner}/{name}/restart", status_code=202)
+async def restart(owner: str, name: str, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     space_id = make_space_id(owner, name)
+    seen(p, who, space_id)
+    writable(p, who, space_id)
     await p.lifecycle.restart(space_id)
+    p.accounts.audit(who, "restart", space_id)
     return space_answer(p, space_id)
 
 
-@router.post("/spaces/{owner}/{name}/pause", dependencies=[Writer])
-async def pause(owner: str, name: str, p: PlatformDep) -> dict[str, Any]:
+@router.post("/spaces/{owner}/{name}/pause")
+async def pause(owner: str, name: str, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     space_id = make_space_id(owner, name)
+    seen(p, who, space_id)
+    writable(p, who, space_id)
     await p.lifecycle.pause(space_id)
+    p.accounts.audit(who, "pause", space_id)
     return space_answer(p, space_id)
 
 
-@router.delete("/spaces/{owner}/{name}", dependencies=[Writer])
-async def delete(owner: str, name: str, p: PlatformDep) -> dict[str, str]:
+@router.delete("/spaces/{owner}/{name}")
+async def delete(owner: str, name: str, p: PlatformDep, who: PrincipalDep) -> dict[str, str]:
     space_id = make_space_id(owner, name)
+    seen(p, who, space_id)
+    writable(p, who, space_id)
     await p.lifecycle.delete(space_id)
+    p.accounts.audit(who, "delete", space_id)
     return {"id": space_id, "stage": "DELETED"}
 
 
@@ -183,19 +171,21 @@ class LikeBody(BaseModel):
 
 @router.post("/spaces/{owner}/{name}/like")
 def like(owner: str, name: str, body: LikeBody, request: Request, response: Response,
-         p: PlatformDep) -> dict[str, Any]:
-    """One like per browser: the liker is a random id kept in a cookie."""
+         p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+    """One like per person: a signed-in user's name, or for a visitor a random id kept in a cookie."""
     space_id = make_space_id(owner, name)
-    liker = request.cookies.get(LIKER_COOKIE) or uuid.uuid4().hex
+    seen(p, who, space_id)
+    liker = f"user:{who.name}" if who.name else request.cookies.get(LIKER_COOKIE) or uuid.uuid4().hex
     response.set_cookie(LIKER_COOKIE, liker, max_age=10 * 365 * 24 * 3600, samesite="lax", httponly=True)
     count = p.store.set_like(space_id, liker, body.liked)
     return {"id": space_id, "likes": count, "liked": body.liked}
 
 
 @router.get("/spaces/{owner}/{name}/like")
-def liked(owner: str, name: str, request: Request, p: PlatformDep) -> dict[str, Any]:
+def liked(owner: str, name: str, request: Request, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     space_id = make_space_id(owner, name)
-    liker = request.cookies.get(LIKER_COOKIE)
+    seen(p, who, space_id)
+    liker = f"user:{who.name}" if who.name else request.cookies.get(LIKER_COOKIE)
     return {"id": space_id, "likes": p.store.get(space_id).likes,
             "liked": bool(liker) and p.store.has_liked(space_id, liker or "")}
 
@@ -215,8 +205,3 @@ def metrics_text(p: Platform) -> str:
     lines += [f'spaces_runtime_spaces{{stage="{stage}"}} {count}' for stage, count in sorted(by_stage.items())]
     runner = p.runner.metrics_text() if p.runner is not None else ""
     return "\n".join(lines) + "\n" + runner
-
-
-def read_token(data_dir: Path) -> str | None:
-    path = data_dir / "token"
-    return path.read_text().strip() if path.exists() else None

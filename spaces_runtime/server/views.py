@@ -37,6 +37,7 @@ def space_view(record: SpaceRecord, public_host: str) -> dict[str, Any]:
         "tags": card.get("tags") or [],
         "card": card,
         "desired": record.desired,
+        "private": record.private,
         "likes": record.likes,
         "visits": record.visits,
         "trending_score": record.trending_score,

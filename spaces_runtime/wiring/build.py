@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
-import os
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder.spec import AppSpec
+from spaces_runtime.auth.accounts import Accounts
 from spaces_runtime.config import Settings
 from spaces_runtime.deploy.environments import EnvironmentBuilder, VenvEnvironmentBuilder
 from spaces_runtime.deploy.lifecycle import Lifecycle
@@ -25,23 +24,13 @@ from spaces_runtime.store import Store
 from spaces_runtime.supervisor.backend import Backend
 from spaces_runtime.supervisor.loop import Supervisor
 from spaces_runtime.supervisor.probes import LivenessPolicy
+from spaces_runtime.wiring.admin import ensure_admin
 from spaces_runtime.wiring.platform import Platform
 
 if TYPE_CHECKING:
     from spaces_runtime.runner.server import RunnerService
 
 log = logging.getLogger("spaces_runtime")
-
-def ensure_token(settings: Settings) -> str | None:
-    """Listening beyond loopback, writing endpoints need a token: generated once into the data dir."""
-    if settings.token or not settings.listens_beyond_loopback:
-        return settings.token
-    path = settings.data_dir / "token"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
 
 def make_backend(settings: Settings) -> tuple[Backend, EnvironmentBuilder]:
     if settings.backend == "docker":
@@ -95,8 +84,9 @@ def make_housekeeper(settings: Settings, store: Store, backend: Backend) -> Hous
 
 def build_platform(settings: Settings) -> Platform:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.token = ensure_token(settings)
     store = Store(settings.db_path)
+    accounts = Accounts(settings.db_path)
+    ensure_admin(settings, accounts)
     logs = LogBook(settings.data_dir / "logs", settings.log_max_bytes)
     hub = EventHub()
     stages = StageSink(store, hub)
@@ -109,5 +99,6 @@ def build_platform(settings: Settings) -> Platform:
                         prepare_models=model_preparer(runner) if runner is not None else None)
     lifecycle = Lifecycle(settings, store, logs, supervisor, stages, hub, pipeline)
     targets = SpaceTargets(store, supervisor, lifecycle)
-    return Platform(settings, store, logs, hub, stages, supervisor, pipeline, lifecycle, targets, runner=runner,
+    return Platform(settings, store, accounts, logs, hub, stages, supervisor, pipeline, lifecycle, targets,
+                    runner=runner,
                     housekeeper=make_housekeeper(settings, store, backend))

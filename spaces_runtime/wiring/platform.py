@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from spaces_runtime.auth.accounts import Accounts
 from spaces_runtime.config import Settings
 from spaces_runtime.deploy.lifecycle import Lifecycle
 from spaces_runtime.deploy.pipeline import Pipeline
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 class Platform:
     settings: Settings
     store: Store
+    accounts: Accounts
     logs: LogBook
     hub: EventHub
     stages: StageSink

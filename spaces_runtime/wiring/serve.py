@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import socket
 
 import uvicorn
 
 from spaces_runtime.config import Settings
 from spaces_runtime.server.app import create_app
+from spaces_runtime.wiring.admin import token_file
 from spaces_runtime.wiring.build import build_platform
 
 log = logging.getLogger("spaces_runtime")
@@ -21,12 +22,29 @@ def run_server(settings: Settings) -> None:
     gateway = create_app(platform)
     # a stage change may move the app (a swap, a stop): the gateway must not keep proxying to its old address
     platform.stages.listeners.append(lambda space_id: gateway.forget(*space_id.split("/", 1)))
-    if settings.token and settings.listens_beyond_loopback:
-        log.info("writing endpoints need the token in %s", Path(settings.data_dir) / "token")
-    log.info("gallery at http://%s/  (apps at /spaces/OWNER/NAME/ and http://OWNER-NAME.%s/)",
-             settings.public_link_host, settings.public_link_host)
+    log.info("every write needs a token; the admin's is in %s (the CLI finds it there when it runs as this user;"
+             " elsewhere: spaces login)", token_file(settings))
+    for line in start_lines(settings, socket.gethostname()):
+        log.info("%s", line)
     # open event and log streams (a gallery tab) end when uvicorn starts to exit: sse-starlette watches for it
     config = uvicorn.Config(gateway, host=settings.host, port=settings.port, log_level="info",
                             proxy_headers=False, ws_max_size=64 * 1024 * 1024, access_log=False,
                             timeout_graceful_shutdown=int(settings.stop_grace_s) + 5)
     uvicorn.Server(config).run()
+
+
+def start_lines(settings: Settings, machine: str) -> list[str]:
+    """Where to open the platform, said on start (pure). Links name the public host; listening beyond loopback
+    without one they would say localhost, which no other machine opens: then say which link does."""
+    public, port = settings.public_link_host, settings.port
+    reach = machine if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104 (names, not a bind)
+    lines = [f"gallery at http://{public}/  (apps at http://{public}/spaces/OWNER/NAME/ and "
+             f"http://OWNER-NAME.{public}/)"]
+    if not settings.listens_beyond_loopback:
+        lines.append("only this machine opens these links; to share them on your network: "
+                     "spaces serve --host 0.0.0.0 --public-host NAME:PORT")
+    elif settings.public_host is None:
+        lines.append(f"from other machines open http://{reach}:{port}/ — but the links this platform prints, "
+                     f"shares and embeds say localhost:{port}: restart with --public-host {reach}:{port} (or "
+                     "a name or address they resolve to this machine) so that every link works there too")
+    return lines

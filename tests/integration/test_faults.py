@@ -3,10 +3,14 @@ folders left on disk, concurrent deploys of one name, an app folder without a RE
 
 from __future__ import annotations
 
-import os
+import http.server
+import io
 import signal
 import subprocess
 import sys
+import threading
+import zipfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,39 +21,80 @@ from polling import wait_until
 
 from spaces_harness import Platform, gradio_readme, write_app
 
-# A local package whose PEP 517 backend (in the package itself, so nothing is downloaded) holds the build while a
-# file the test controls exists: a build that is "in progress" for exactly as long as the test needs.
-SLOW_BACKEND = '''
-import os, time, zipfile
-HOLD = {hold!r}
-def _wait():
-    open(HOLD + ".started", "w").close()  # uv shows a backend's output only when it fails
-    while os.path.exists(HOLD):
-        time.sleep(0.1)
-def get_requires_for_build_wheel(config_settings=None):
-    return []
-def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
-    _wait()
-    name = "slowpkg-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as whl:
-        whl.writestr("slowpkg.py", "VALUE = 1\\n")
-        whl.writestr("slowpkg-1.0.dist-info/METADATA", "Metadata-Version: 2.1\\nName: slowpkg\\nVersion: 1.0\\n")
-        whl.writestr("slowpkg-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\n"
-                     "Tag: py3-none-any\\n")
-        whl.writestr("slowpkg-1.0.dist-info/RECORD", "")
-    return name
-'''
-PYPROJECT = '[build-system]\nrequires = []\nbuild-backend = "slow_backend"\nbackend-path = ["."]\n' \
-            '[project]\nname = "slowpkg"\nversion = "1.0"\n'
+PACKAGE = "spaces-runtime-test-slowpkg"
+WHEEL = "spaces_runtime_test_slowpkg-1.0-py3-none-any.whl"
 APP = "import gradio as gr\nimport slowpkg\ngr.Interface(lambda s: s, 'text', 'text').launch()\n"
 
 
-def slow_app(folder: Path, hold: Path, title: str = "Slow") -> Path:
-    (folder / "slowpkg").mkdir(parents=True)
+def make_wheel() -> bytes:
+    buffer = io.BytesIO()
+    info = "spaces_runtime_test_slowpkg-1.0.dist-info"
+    with zipfile.ZipFile(buffer, "w") as whl:
+        whl.writestr("slowpkg.py", "VALUE = 1\n")
+        whl.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {PACKAGE}\nVersion: 1.0\n")
+        whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        whl.writestr(f"{info}/RECORD", "")
+    return buffer.getvalue()
+
+
+class SlowIndex:
+    """A package index (PEP 503) on loopback that holds the download of its one wheel until ``release()``: a
+    build that is in progress for exactly as long as the test needs, as a slow mirror would make it."""
+
+    def __init__(self) -> None:
+        self.asked = threading.Event()
+        self._released = threading.Event()
+        wheel, asked, released = make_wheel(), self.asked, self._released
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith(PACKAGE):
+                    body = f'<a href="/files/{WHEEL}">{WHEEL}</a>'.encode()
+                elif self.path.endswith(WHEEL):
+                    asked.set()
+                    released.wait(600)
+                    body = wheel
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                kind = "application/octet-stream" if self.path.endswith(WHEEL) else "text/html"
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_HEAD(self) -> None:  # uv asks first whether it may read a wheel in ranges: no
+                self.send_response(200 if self.path.endswith(WHEEL) else 404)
+                self.send_header("Content-Length", str(len(wheel)))
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/simple"
+
+    def release(self) -> None:
+        self._released.set()
+
+    def close(self) -> None:
+        self.release()
+        self.server.shutdown()
+
+
+@pytest.fixture
+def slow_index() -> Iterator[SlowIndex]:
+    index = SlowIndex()
+    yield index
+    index.close()
+
+
+def slow_app(folder: Path, index: SlowIndex, title: str = "Slow") -> Path:
     return write_app(folder, {"README.md": gradio_readme(title), "app.py": APP,
-                              "requirements.txt": "./slowpkg\n",
-                              "slowpkg/pyproject.toml": PYPROJECT,
-                              "slowpkg/slow_backend.py": SLOW_BACKEND.format(hold=str(hold))})
+                              "requirements.txt": f"--extra-index-url {index.url}\n{PACKAGE}==1.0\n"})
 
 
 def build_children(data_dir: Path) -> list[str]:
@@ -65,18 +110,17 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
     server.stop()
 
 
-def test_a_build_cut_off_by_kill_9_starts_again_and_leaves_no_orphan(platform: Platform, tmp_path: Path) -> None:
-    hold = tmp_path / "hold"
-    hold.touch()
-    folder = slow_app(tmp_path / "slow", hold)
+def test_a_build_cut_off_by_kill_9_starts_again_and_leaves_no_orphan(platform: Platform, tmp_path: Path,
+                                                                    slow_index: SlowIndex) -> None:
+    folder = slow_app(tmp_path / "slow", slow_index)
     deploy = cli_process(platform, "deploy", str(folder), "--name", "faults/slow", stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
-    wait_until(lambda: Path(f"{hold}.started").exists(), timeout=240, what="the slow build to start")
+    assert slow_index.asked.wait(240), "the build never asked for the slow package"
     platform.stop(sig=signal.SIGKILL)
     deploy.kill()
     wait_until(lambda: build_children(platform.data_dir) == [], timeout=20,
                what="the build's processes to die with the platform")
-    hold.unlink()
+    slow_index.release()
     platform.start()
     space = platform.wait_for("faults/slow", timeout=300)
     assert space["stage"] == "RUNNING"
@@ -101,12 +145,11 @@ def test_start_up_removes_folders_no_space_uses(platform: Platform, tmp_path: Pa
     assert httpx.get(f"{platform.url}/spaces/faults/kept/").text == "kept"
 
 
-def test_concurrent_deploys_each_report_their_own_fate(platform: Platform, tmp_path: Path) -> None:
+def test_concurrent_deploys_each_report_their_own_fate(platform: Platform, tmp_path: Path,
+                                                      slow_index: SlowIndex) -> None:
     """Three uploads of one name while the first still builds: the newest wins, the others say they were
     superseded (non-zero exit), and no half-built version stays."""
-    hold = tmp_path / "hold"
-    hold.touch()
-    folders = [slow_app(tmp_path / f"v{i}", hold, title=f"Version {i}") for i in range(3)]
+    folders = [slow_app(tmp_path / f"v{i}", slow_index, title=f"Version {i}") for i in range(3)]
 
     def deploy(folder: Path) -> subprocess.CompletedProcess[str]:
         process = cli_process(platform, "deploy", str(folder), "--name", "faults/race", stdout=subprocess.PIPE,
@@ -116,10 +159,10 @@ def test_concurrent_deploys_each_report_their_own_fate(platform: Platform, tmp_p
 
     with ThreadPoolExecutor(3) as pool:
         first = pool.submit(deploy, folders[0])
-        wait_until(lambda: Path(f"{hold}.started").exists(), timeout=240, what="the first build to start")
+        assert slow_index.asked.wait(240), "the first build never asked for the slow package"
         rest = [pool.submit(deploy, folder) for folder in folders[1:]]
         wait_until(lambda: len(versions(platform, "faults/race")) == 3, timeout=60, what="all three uploads")
-        hold.unlink()
+        slow_index.release()
         results = [first.result(), *(r.result() for r in rest)]
     winners = [r for r in results if r.returncode == 0]
     assert len(winners) == 1, [r.stderr[-300:] for r in results]
@@ -142,7 +185,7 @@ def test_a_folder_without_readme_is_titled_by_its_name_and_says_what_was_detecte
 
 
 def cli_process(platform: Platform, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
-    env = {**os.environ, "SPACES_SERVER": platform.url, **platform.env}
+    env = platform.cli_env()
     return subprocess.Popen([sys.executable, "-m", "spaces_runtime.cli", *args], env=env, text=True, **kwargs)
 
 

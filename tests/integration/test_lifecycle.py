@@ -7,6 +7,7 @@ import json
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import pytest
 from spaces_harness import Platform, write_app
 
 STATIC_README = "---\ntitle: Docs\nemoji: 📄\nsdk: static\n---\n"
+CLI = [sys.executable, "-m", "spaces_runtime.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +85,17 @@ def test_writes_need_the_token_beyond_loopback(tmp_path: Path) -> None:
         token = (tmp_path / "data" / "token").read_text().strip()
         assert oct((tmp_path / "data" / "token").stat().st_mode & 0o777) == "0o600"
         folder = write_app(tmp_path / "site", {"README.md": STATIC_README, "index.html": "hi"})
-        refused = server.cli("deploy", str(folder), "--name", "tests/site")
-        assert refused.returncode == 1 and "token" in refused.stderr
+        # another user's CLI: no token of its own, and the platform's data dir is not its to read
+        stranger = {**server.cli_env(), "SPACES_DATA_DIR": str(tmp_path / "elsewhere"),
+                    "SPACES_CONFIG_DIR": str(tmp_path / "config")}
+        refused = subprocess.run([*CLI, "deploy", str(folder), "--name", "tests/site"], env=stranger,
+                                 capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 1 and "needs a token" in refused.stderr and "spaces login" in refused.stderr
         assert httpx.delete(f"{server.url}/api/spaces/tests/site").status_code == 401
-        assert httpx.get(f"{server.url}/api/spaces").status_code == 200  # reading stays open
-        server.env["SPACES_TOKEN"] = token
-        server.cli("deploy", str(folder), "--name", "tests/site", check=True)
+        assert httpx.get(f"{server.url}/api/spaces").status_code == 200  # reading public spaces stays open
+        ok = subprocess.run([*CLI, "deploy", str(folder), "--name", "tests/site"], env={**stranger,
+                            "SPACES_TOKEN": token}, capture_output=True, text=True, timeout=120)
+        assert ok.returncode == 0, ok.stderr
     finally:
         server.stop()
 
@@ -100,7 +107,7 @@ def test_web_pages_cannot_write_without_a_token(platform: Platform, tmp_path: Pa
     for headers in ({"Origin": platform.url}, {"Sec-Fetch-Site": "same-origin"}, {"Origin": "https://evil.example"}):
         response = httpx.delete(f"{platform.url}/api/spaces/tests/victim", headers=headers)
         assert response.status_code == 401, response.text
-        assert "do not take requests from web pages" in response.json()["message"]
+        assert "needs a token" in response.json()["message"]
         assert httpx.post(f"{platform.url}/api/spaces/tests/victim/pause", headers=headers).status_code == 401
     assert platform.space("tests/victim")["stage"] == "RUNNING"
 

@@ -1,0 +1,159 @@
+"""Accounts over REST: who am I (also in the Hub's whoami-v2 shape), users, organizations and their members,
+tokens (shown once), a space's visibility, and the audit trail of writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from spaces_runtime.auth import rules
+from spaces_runtime.auth.accounts import AuditEvent, TokenInfo, UserInfo
+from spaces_runtime.auth.principal import Principal, Role
+from spaces_runtime.errors import ForbiddenError
+from spaces_runtime.names import space_id as make_space_id
+from spaces_runtime.server.auth import AdminDep, PlatformDep, PrincipalDep, seen, writable
+
+router = APIRouter(prefix="/api")
+
+
+class NewUser(BaseModel):
+    name: str
+    admin: bool = False
+
+
+class NewOrg(BaseModel):
+    name: str
+
+
+class Membership(BaseModel):
+    role: Role = "write"
+
+
+class NewToken(BaseModel):
+    user: str | None = None  # default: the caller
+    name: str = "cli"
+    role: Role = "write"
+
+
+class SpaceSettings(BaseModel):
+    private: bool | None = None
+
+
+@router.get("/whoami-v2")
+def whoami(p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+    """The caller, in the shape `huggingface_hub.whoami()` reads."""
+    rules.require_signed_in(who)
+    token = p.accounts.token(who.token_id) if who.token_id is not None else None
+    return {"type": "user", "name": who.name, "fullname": who.name, "isAdmin": who.admin,
+            "orgs": [{"type": "org", "name": org, "roleInOrg": role} for org, role in sorted(who.orgs.items())],
+            "auth": {"type": "access_token",
+                     "accessToken": {"displayName": token.name if token else "", "role": who.cap}}}
+
+
+@router.get("/users")
+def users(p: PlatformDep, _: AdminDep) -> list[UserInfo]:
+    return p.accounts.users()
+
+
+@router.post("/users", status_code=201)
+def add_user(body: NewUser, p: PlatformDep, who: AdminDep) -> UserInfo:
+    user = p.accounts.add_user(body.name, admin=body.admin)
+    p.accounts.audit(who, "add user", body.name, "admin" if body.admin else "")
+    return user
+
+
+@router.get("/orgs")
+def orgs(p: PlatformDep, who: PrincipalDep) -> dict[str, dict[str, Role]]:
+    """Every organization for admins; the caller's own for everyone else."""
+    rules.require_signed_in(who)
+    found = p.accounts.orgs()
+    return found if who.admin else {name: members for name, members in found.items() if name in who.orgs}
+
+
+@router.post("/orgs", status_code=201)
+def add_org(body: NewOrg, p: PlatformDep, who: AdminDep) -> dict[str, str]:
+    p.accounts.add_org(body.name)
+    p.accounts.audit(who, "add org", body.name)
+    return {"name": body.name}
+
+
+@router.put("/orgs/{org}/members/{user}")
+def set_member(org: str, user: str, body: Membership, p: PlatformDep, who: PrincipalDep) -> dict[str, str]:
+    _require_org_admin(who, org)
+    p.accounts.set_member(org, user, body.role)
+    p.accounts.audit(who, "set member", org, f"{user}: {body.role}")
+    return {"org": org, "user": user, "role": body.role}
+
+
+@router.delete("/orgs/{org}/members/{user}")
+def remove_member(org: str, user: str, p: PlatformDep, who: PrincipalDep) -> dict[str, str]:
+    _require_org_admin(who, org)
+    p.accounts.remove_member(org, user)
+    p.accounts.audit(who, "remove member", org, user)
+    return {"org": org, "user": user}
+
+
+def _require_org_admin(who: Principal, org: str) -> None:
+    rules.require_signed_in(who)
+    if not rules.may_manage_org(who, org):
+        raise ForbiddenError(f"{who.name} is neither a platform admin nor an admin of {org}",
+                             hint="ask an admin of the organization")
+
+
+@router.get("/tokens")
+def tokens(p: PlatformDep, who: PrincipalDep, user: str | None = None) -> list[TokenInfo]:
+    rules.require_signed_in(who)
+    wanted = user or (None if who.admin else who.name)
+    if wanted != who.name and not who.admin:
+        raise ForbiddenError(f"{who.name} may list only their own tokens")
+    return p.accounts.tokens(wanted)
+
+
+@router.post("/tokens", status_code=201)
+def create_token(body: NewToken, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+    """The secret is in this answer and nowhere else, ever."""
+    rules.require_signed_in(who)
+    user = body.user or str(who.name)
+    if user != who.name:
+        rules.require_admin(who)
+    elif who.cap == "read" and body.role != "read":
+        raise ForbiddenError("a read token cannot create a write token", hint="use a write token")
+    info, secret = p.accounts.create_token(user, body.name, body.role)
+    p.accounts.audit(who, "create token", user, f"{info.name} ({info.role}, id {info.id})")
+    return {**info.model_dump(), "token": secret}
+
+
+@router.delete("/tokens/{token_id}")
+def revoke_token(token_id: int, p: PlatformDep, who: PrincipalDep) -> TokenInfo:
+    rules.require_signed_in(who)
+    info = p.accounts.token(token_id)
+    if info.user != who.name:
+        rules.require_admin(who)
+    revoked = p.accounts.revoke(token_id)
+    p.accounts.audit(who, "revoke token", info.user, f"{info.name} (id {token_id})")
+    return revoked
+
+
+@router.put("/spaces/{owner}/{name}/settings")
+def space_settings(owner: str, name: str, body: SpaceSettings, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+    space_id = make_space_id(owner, name)
+    seen(p, who, space_id)
+    writable(p, who, space_id)
+    if body.private is not None:
+        p.store.update(space_id, private=body.private)
+        p.accounts.audit(who, "set visibility", space_id, "private" if body.private else "public")
+    return {"id": space_id, "private": p.store.get(space_id).private}
+
+
+@router.get("/audit")
+def audit(p: PlatformDep, who: PrincipalDep, space: str | None = None, limit: int = 200) -> list[AuditEvent]:
+    """Every write: who, what, when, with which token. Admins see all; a space's writers see its own."""
+    rules.require_signed_in(who)
+    if space is None:
+        rules.require_admin(who)
+    else:
+        seen(p, who, space)
+        writable(p, who, space)
+    return p.accounts.audit_events(space, limit)
