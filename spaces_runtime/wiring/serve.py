@@ -37,7 +37,7 @@ def start_lines(settings: Settings, machine: str) -> list[str]:
     """Where to open the platform, said on start (pure). Links name the public host; listening beyond loopback
     without one they would say localhost, which no other machine opens: then say which link does."""
     public, port = settings.public_link_host, settings.port
-    reach = machine if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104 (names, not a bind)
+    reach = machine if settings.host in ("0.0.0.0", "::") else settings.host
     lines = [f"gallery at http://{public}/  (apps at http://{public}/spaces/OWNER/NAME/ and "
              f"http://OWNER-NAME.{public}/)"]
     if not settings.listens_beyond_loopback:
