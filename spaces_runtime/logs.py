@@ -10,18 +10,45 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
 LogKind = Literal["build", "run"]
 LogSink = Callable[[str], None]
+# (space id, text) → the text with that space's secret values replaced by MASK (the wiring sets one that asks
+# spaces_runtime.auth.secrets); applied to every line before it is stored or followed, so neither the log file
+# nor a reader ever holds a secret's value
+Masker = Callable[[str, str], str]
+MASK = "***"
+MIN_MASKED = 4  # shorter values would mask ordinary words and numbers all over the log
+
+
+def maskable(values: Iterable[str]) -> list[str]:
+    """What to hide in logs: each value of at least MIN_MASKED characters, and each such line of a multi-line
+    value (a PEM key printed line by line), longest first so that a value's part never masks before it."""
+    found: set[str] = set()
+    for value in values:
+        if len(value) >= MIN_MASKED:
+            found.add(value)
+        if "\n" in value or "\r" in value:
+            found.update(line.strip() for line in value.splitlines() if len(line.strip()) >= MIN_MASKED)
+    return sorted(found, key=len, reverse=True)
+
+
+def mask(text: str, hidden: Iterable[str]) -> str:
+    """``text`` with every occurrence of each of ``hidden`` (``maskable``'s output) replaced by MASK."""
+    for value in hidden:
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
 
 
 class LogBook:
-    def __init__(self, root: Path, max_bytes: int = 2 * 1024 * 1024) -> None:
+    def __init__(self, root: Path, max_bytes: int = 2 * 1024 * 1024, masker: Masker | None = None) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        self.masker = masker
         self._followers: dict[tuple[str, LogKind], set[asyncio.Queue[str | None]]] = defaultdict(set)
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -40,6 +67,8 @@ class LogBook:
         appends are line-sized writes in append mode."""
         if not text:
             return
+        if self.masker is not None:
+            text = self.masker(space_id, text)
         if not text.endswith("\n"):
             text += "\n"
         path = self.path(space_id, kind)

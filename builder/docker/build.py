@@ -7,9 +7,12 @@ line to the build log, and a failing step becomes a BuildError naming the step w
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
@@ -24,7 +27,7 @@ from builder.uverrors import explain_install_failure
 from spaces_runtime.appfiles import code_hash, copy_app
 from spaces_runtime.config import Settings
 from spaces_runtime.errors import BuildError
-from spaces_runtime.logs import LogSink
+from spaces_runtime.logs import LogSink, mask, maskable
 
 HOST_CA_BUNDLES = (Path("/etc/ssl/certs/ca-certificates.crt"), Path("/etc/pki/tls/certs/ca-bundle.crt"))
 # what an image was built from: `spaces gc` (spaces_runtime.housekeeping) keeps the images a space still needs
@@ -42,6 +45,18 @@ class BuiltImage:
     app_port: int = 7860
 
 
+@dataclass(frozen=True)
+class SpaceInputs:
+    """What a space gives the build of its own Dockerfile, as on Hugging Face: its variables as build args, its
+    secrets as BuildKit secrets (`RUN --mount=type=secret,id=KEY` reads /run/secrets/KEY), never in a layer."""
+
+    variables: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+
+
+InputsOf = Callable[[Path], SpaceInputs]  # an app folder → its space's variables and secrets (the wiring knows)
+
+
 def host_ca_bundle(settings: Settings) -> Path | None:
     """SPACES_CA_BUNDLE, else the host's own trust store: builds trust what the host trusts, which is what
     makes them work behind a TLS-intercepting proxy. Only ever a build secret."""
@@ -55,11 +70,13 @@ class ImageBuilder:
     ``os.environ``): the docker CLI needs PATH, HOME and DOCKER_HOST from it."""
 
     def __init__(self, client: docker.DockerClient, settings: Settings, *,
-                 environ: Mapping[str, str] | None = None, work_dir: Path | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, work_dir: Path | None = None,
+                 inputs_of: InputsOf | None = None) -> None:
         self.client = client
         self.settings = settings
         self.environ = dict(environ or {})
         self.work_dir = work_dir
+        self.inputs_of = inputs_of
         self._cli: BuildCli | None = None
 
     @property
@@ -68,11 +85,14 @@ class ImageBuilder:
             self._cli = find_build_cli()
         return self._cli
 
-    def build(self, spec: AppSpec, plan: BuildPlan, log: LogSink) -> BuiltImage:
-        """The app's image, built now or found; raises BuildError naming the failing step."""
+    def build(self, spec: AppSpec, plan: BuildPlan, log: LogSink, inputs: SpaceInputs | None = None) -> BuiltImage:
+        """The app's image, built now or found; raises BuildError naming the failing step. ``inputs``: the
+        space's variables and secrets for its own Dockerfile (default: ``inputs_of`` the folder)."""
         code = code_hash(spec.folder)
         if plan.sdk == "docker":
-            return self._build_own_dockerfile(spec, plan, code, log)
+            if inputs is None:
+                inputs = self.inputs_of(spec.folder) if self.inputs_of is not None else SpaceInputs()
+            return self._build_own_dockerfile(spec, plan, code, log, inputs)
         log("==> phase 1/3: base image")
         base = ensure_base_image(self.client, self.settings.base_image, log, work_dir=self.work_dir)
         log("==> phase 2/3: SDK image")
@@ -110,8 +130,11 @@ class ImageBuilder:
             built = self._buildkit(Path(ctx), tag, "sdk", log, None)
         return BuiltImage(tag, built, reused=False)
 
-    def _build_own_dockerfile(self, spec: AppSpec, plan: BuildPlan, code: str, log: LogSink) -> BuiltImage:
-        tag = render.docker_app_tag(code, plan.app_port)
+    def _build_own_dockerfile(self, spec: AppSpec, plan: BuildPlan, code: str, log: LogSink,
+                              inputs: SpaceInputs) -> BuiltImage:
+        # variables are build args, so they key the image too; secrets do not (BuildKit never caches on them, and
+        # a digest of a short secret in a tag could be guessed back)
+        tag = render.docker_app_tag(_with_variables(code, inputs.variables), plan.app_port)
         found = image_id(self.client, tag)
         if found:
             log(f"==> image {tag} (built before, reused)")
@@ -124,23 +147,29 @@ class ImageBuilder:
             copy_app(spec.folder, Path(ctx, "app"))
             # the user's own Dockerfile gets the CA bundle only: index URLs may carry the operator's credentials
             built = self._buildkit(Path(ctx, "app"), tag, "app", log, None, dockerfile=spec.app_file,
-                                   trusted=False, build_args={"BASE_IMAGE": base},
-                                   labels={ENV_LABEL: plan.env_hash, CODE_LABEL: code})
+                                   trusted=False, build_args={**inputs.variables, "BASE_IMAGE": base},
+                                   labels={ENV_LABEL: plan.env_hash, CODE_LABEL: code},
+                                   space_secrets=inputs.secrets)
         return BuiltImage(tag, built, reused=False, app_port=plan.app_port)
 
     def _buildkit(self, context: Path, tag: str, kind: str, log: LogSink, plan: BuildPlan | None,
                   dockerfile: str = "Dockerfile", trusted: bool = True,
-                  build_args: dict[str, str] | None = None, labels: dict[str, str] | None = None) -> str:
-        """``trusted``: the Dockerfile is one of our templates, so it may see the index settings too."""
+                  build_args: dict[str, str] | None = None, labels: dict[str, str] | None = None,
+                  space_secrets: Mapping[str, str] | None = None) -> str:
+        """``trusted``: the Dockerfile is one of our templates, so it may see the index settings too.
+        ``space_secrets``: the space's own secrets, for its own Dockerfile; files in a 0700 folder that goes when
+        the build ends, and masked in what the build prints."""
         args = [f"--build-arg={key}={value}" for key, value in (build_args or {}).items()]
         args += [f"--label={key}={value}" for key, value in (labels or {}).items()]
         with tempfile.TemporaryDirectory(prefix="spaces-secrets-", dir=self.work_dir) as secrets:
+            folder = Path(secrets)  # mkdtemp makes it 0700
             argv = [*self.cli.argv, "--progress=plain", "-t", tag, "-f", str(context / dockerfile),
-                    "--label", f"{KIND_LABEL}={kind}", *args, *self._secrets(Path(secrets), trusted),
-                    str(context)]
+                    "--label", f"{KIND_LABEL}={kind}", *args, *self._secrets(folder, trusted),
+                    *_space_secrets(folder, space_secrets or {}), str(context)]
             rc, lines = self._stream(argv, log)
         if rc != 0:
-            raise _explain(lines, rc, plan)
+            hidden = maskable((space_secrets or {}).values())  # the error's tail reaches the API: no value in it
+            raise _explain([mask(line, hidden) for line in lines] if hidden else lines, rc, plan)
         found = image_id(self.client, tag)
         if found is None:
             raise BuildError(f"docker build reported success but image {tag} is not in the engine")
@@ -161,6 +190,24 @@ class ImageBuilder:
         """Run the build, logging each line as it comes; the exit code and all lines (a failed step is found in
         them by its header, which may be far from the end)."""
         return run_streamed(argv, log, {**self.environ, **self.cli.env}, keep=None)
+
+
+def _space_secrets(folder: Path, values: Mapping[str, str]) -> list[str]:
+    """`--secret id=KEY,src=FILE` for each of the space's secrets; files by number, never by the key's name."""
+    args: list[str] = []
+    for number, (key, value) in enumerate(sorted(values.items())):
+        path = folder / f"space-secret-{number}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(value)
+        args += ["--secret", f"id={key},src={path}"]
+    return args
+
+
+def _with_variables(code: str, variables: Mapping[str, str]) -> str:
+    if not variables:
+        return code  # the tag of a space without variables stays what it was
+    return hashlib.sha256(json.dumps([code, sorted(variables.items())]).encode()).hexdigest()
 
 
 def _explain(lines: list[str], rc: int, plan: BuildPlan | None) -> BuildError:

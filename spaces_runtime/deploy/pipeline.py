@@ -33,7 +33,8 @@ from spaces_runtime.supervisor.loop import Supervisor
 
 log = logging.getLogger(__name__)
 
-AppEnv = Callable[[str], dict[str, str]]  # per space: env vars the platform adds (the runner's address, token)
+# per space: env vars the platform adds (its variables and secrets, the runner's address and token)
+AppEnv = Callable[[str], dict[str, str]]
 ModelPreparer = Callable[[AppSpec, Path], Awaitable[list[str]]]
 
 
