@@ -1,0 +1,627 @@
+"""Load and soak on the real platform path: a Gradio app and a Streamlit app deployed to a real `spaces serve`.
+
+1. HTTP load: `wrk` with 200 keep-alive connections for 60 s on one Gradio path, three ways side by side in one
+   run: straight to the app's port (direct), through the gateway, and through Debian's nginx as a reverse proxy
+   in front of the app (its own nginx.conf in a temp dir, one worker, foreground, loopback; `proxy_buffering
+   off`, HTTP/1.1 keep-alive to the upstream). With --rounds N the order rotates each round; medians are shown.
+2. Held clients, open for the whole run (load and soak) through the gateway: 50 Streamlit WebSockets (each asks
+   for a script run every --ws-rerun-s and waits for it to finish) and 50 Gradio queue SSE streams (a generator
+   event that yields every --sse-tick-s). Their errors and disconnects are counted; each reconnects after one.
+3. Soak: --soak-s at moderate load through the gateway (wrk, paced by a per-request delay, plus a few
+   connections that close after every request, plus one short WebSocket and one short SSE job every 2 s), with
+   the RSS/PSS of `spaces serve` sampled from /proc/PID/smaps_rollup every --sample-s. Passes with no errors,
+   no restart (same serve process, same app instances, always RUNNING) and PSS growth within --growth-bound-mib.
+
+wrk and nginx are Debian's (`apt-get install wrk nginx`); the held clients are asyncio (websockets, httpx). All
+traffic stays on loopback. Exit status 1 when the soak or the gateway's load run has errors, a restart, or
+growth beyond the bound.
+
+    .venv/bin/python bench/bench_load.py                                 # 60 s per path, 600 s soak
+    .venv/bin/python bench/bench_load.py --duration-s 5 --soak-s 20      # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.typing import Origin, Subprotocol
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from spaces_harness import Platform, free_port, gradio_readme, write_app  # noqa: E402
+from spaces_runtime.cli.remote import PlatformClient  # noqa: E402
+
+GRADIO, STREAMLIT = "bench/loadgr", "bench/loadst"
+GRADIO_APP = '''import asyncio
+
+import gradio as gr
+
+
+def echo(text):
+    return text
+
+
+async def ticks(count, interval):
+    for i in range(int(count)):  # bounded: the bench asks for a little more than its whole run
+        await asyncio.sleep(interval)
+        yield str(i)
+
+
+with gr.Blocks() as demo:
+    text, out = gr.Textbox(), gr.Textbox()
+    text.submit(echo, text, out, api_name="echo")
+    count, interval, tick = gr.Number(), gr.Number(), gr.Textbox()
+    count.submit(ticks, [count, interval], tick, api_name="ticks", concurrency_limit=None)
+# Gradio runs at most max_threads (default 40) queue jobs at once, generators included: 50 held streams need more
+demo.queue(default_concurrency_limit=None).launch(max_threads=256)
+'''
+STREAMLIT_APP = 'import streamlit as st\n\nst.title("Load")\nst.write("a rerun per request")\n'
+STREAMLIT_README = "---\ntitle: Load\nsdk: streamlit\nsdk_version: 1.67.0\napp_file: app.py\n---\n"
+RERUN_SCRIPT = b"Z\x00"  # Streamlit's BackMsg{rerun_script: {}}
+NGINX_CONF = """worker_processes 1;
+daemon off;
+{user}pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+  upstream app {{ server {upstream}; keepalive 256; }}
+  map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_buffering off;
+      proxy_read_timeout 3600s;
+    }}
+  }}
+}}
+"""
+# wrk writes its summary as JSON from its own counters (latency in microseconds); delay() paces a connection
+WRK_LUA = """{headers}{delay}
+function done(summary, latency, requests)
+  local e = summary.errors
+  local f = io.open("{out}", "w")
+  f:write(string.format('{{"requests": %d, "duration_us": %d, "connect": %d, "read": %d, "write": %d, ' ..
+    '"status": %d, "timeout": %d, "p50_us": %d, "p99_us": %d, "max_us": %d}}', summary.requests,
+    summary.duration, e.connect, e.read, e.write, e.status, e.timeout, latency:percentile(50),
+    latency:percentile(99), latency.max))
+  f:close()
+end
+"""
+
+
+STARTED = time.monotonic()
+
+
+def progress(what: str) -> None:
+    print(f"[{time.monotonic() - STARTED:6.0f} s] {what}", flush=True)
+
+
+# --- wrk ---------------------------------------------------------------------------------------------------
+@dataclass
+class Wrk:
+    requests: int
+    rps: float
+    errors: int
+    p50_ms: float
+    p99_ms: float
+
+
+async def run_wrk(url: str, connections: int, seconds: int, args: argparse.Namespace, work: Path,
+                  delay_ms: int = 0, close: bool = False) -> Wrk:
+    """One wrk run as a child process (the event loop keeps serving the held clients meanwhile)."""
+    out = work / f"wrk-{uuid.uuid4().hex}.json"
+    script = work / f"{out.stem}.lua"
+    script.write_text(WRK_LUA.format(out=out, headers='wrk.headers["Connection"] = "close"\n' if close else "",
+                                     delay=f"function delay() return {delay_ms} end" if delay_ms else ""))
+    argv = ["wrk", "-t", str(min(args.wrk_threads, connections)), "-c", str(connections), "-d", f"{seconds}s",
+            "--timeout", f"{args.wrk_timeout_s}s", "-s", str(script), url]
+    child = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+                                                 stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(child.communicate(), seconds + 60)
+    if child.returncode != 0 or not out.is_file():
+        raise SystemExit(f"wrk failed ({child.returncode}): {' '.join(argv)}\n{output.decode(errors='replace')}")
+    r = json.loads(out.read_text())
+    errors = sum(r[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return Wrk(r["requests"], r["requests"] / (r["duration_us"] / 1e6), errors, r["p50_us"] / 1000,
+               r["p99_us"] / 1000)
+
+
+def median_wrk(runs: list[Wrk]) -> Wrk:
+    """Medians over rounds; requests and errors are the totals."""
+    return Wrk(sum(r.requests for r in runs), statistics.median(r.rps for r in runs), sum(r.errors for r in runs),
+               statistics.median(r.p50_ms for r in runs), statistics.median(r.p99_ms for r in runs))
+
+
+# --- the platform and nginx --------------------------------------------------------------------------------
+def start_platform(work: Path) -> Platform:
+    """A real `spaces serve` (process backend, no model runner) with both apps deployed and RUNNING."""
+    platform = Platform(work / "data", env={"SPACES_RUNNER_ENABLED": "0"}).start()
+    try:
+        token_file = platform.data_dir / "token"  # writes need the platform's admin token where it has one
+        client = PlatformClient(platform.url, token=token_file.read_text().strip() if token_file.is_file() else None)
+        client.deploy(GRADIO, write_app(work / "gr", {"app.py": GRADIO_APP, "README.md": gradio_readme("Load")}))
+        client.deploy(STREAMLIT, write_app(work / "st", {"app.py": STREAMLIT_APP, "README.md": STREAMLIT_README}))
+        for space in (GRADIO, STREAMLIT):
+            platform.wait_for(space, timeout=600)
+    except BaseException:
+        platform.stop()
+        raise
+    return platform
+
+
+def instance_of(platform: Platform, space: str) -> tuple[str, str, float]:
+    """(stage, backend ref, start time): a restart changes the last two."""
+    record = platform.space(space)
+    runtime = record.get("runtime") or {}
+    return str(record.get("stage")), str(runtime.get("backend_ref")), float(runtime.get("started_at") or 0)
+
+
+def upstream_of(platform: Platform, space: str) -> str:
+    runtime = platform.space(space).get("runtime") or {}
+    if not runtime.get("upstream"):
+        raise SystemExit(f"{space} reports no upstream: {platform.space(space)}")
+    return str(runtime["upstream"]).rstrip("/")
+
+
+def wait_port(port: int, child: subprocess.Popen[bytes], log: Path, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise SystemExit(f"nginx exited ({child.returncode}):\n{log.read_text(errors='replace')[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"nginx did not listen on {port} in {timeout:g} s")
+
+
+def start_nginx(upstream: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        raise SystemExit("nginx is not installed: apt-get install nginx")
+    tmp, port = work / "nginx", free_port()
+    tmp.mkdir()
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers would drop to nobody, who cannot write tmp
+    conf = tmp / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp, upstream=upstream.removeprefix("http://"), port=port, user=user))
+    log = tmp / "error.log"
+    child = subprocess.Popen([nginx, "-p", str(tmp), "-c", str(conf), "-e", str(log)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    wait_port(port, child, log)
+    return child, port
+
+
+# --- held clients ------------------------------------------------------------------------------------------
+@dataclass
+class Held:
+    """What one kind of held client saw, all its clients together."""
+
+    opened: int = 0
+    messages: int = 0
+    rounds: int = 0  # finished Streamlit script runs / SSE generator steps
+    errors: int = 0
+    disconnects: int = 0
+    longest_gap_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def fail(self, what: str, exc: BaseException | str) -> None:
+        self.errors += 1
+        if len(self.notes) < 5:
+            self.notes.append(f"{what}: {exc!r}"[:200])
+
+
+async def script_run(ws: ClientConnection, timeout: float) -> int:
+    """Ask for a Streamlit script run and read until it finishes; return the messages read."""
+    await ws.send(RERUN_SCRIPT)
+    count, deadline = 0, time.monotonic() + timeout
+    while True:
+        raw = await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic()))
+        count += 1
+        message = ForwardMsg()
+        message.ParseFromString(raw if isinstance(raw, bytes) else raw.encode())
+        if message.WhichOneof("type") == "script_finished":
+            return count
+
+
+async def hold_ws(url: str, origin: str, stop: asyncio.Event, held: Held, rerun_s: float, offset_s: float,
+                  first_run: asyncio.Event) -> None:
+    """One Streamlit session held open: a script run at once, then one every ``rerun_s`` (the clients' runs are
+    spread over that interval by ``offset_s``)."""
+    for _ in range(1000):  # reconnects are bounded
+        if stop.is_set():
+            return
+        try:
+            async with connect(url, subprotocols=[Subprotocol("streamlit")], origin=Origin(origin),
+                               open_timeout=30, ping_interval=20, ping_timeout=60, max_size=None) as ws:
+                held.opened += 1
+                wait_s = offset_s
+                while not stop.is_set():
+                    began = time.monotonic()
+                    held.messages += await script_run(ws, timeout=60)
+                    held.rounds += 1
+                    held.longest_gap_s = max(held.longest_gap_s, time.monotonic() - began)
+                    first_run.set()
+                    await wait_or_recv(ws, stop, wait_s)
+                    wait_s = rerun_s
+            return
+        except ConnectionClosed as exc:
+            held.disconnects += 1
+            held.notes.append(f"ws closed: {exc!r}"[:200]) if len(held.notes) < 5 else None
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            held.fail("ws", exc)
+        first_run.set()
+        await asyncio.sleep(1)  # back off before reconnecting
+
+
+async def wait_or_recv(ws: ClientConnection, stop: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds`` (or until stop) while still reading, so a closed socket shows up at once."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ws.recv(), min(1.0, left))
+
+
+async def sse_job(http: httpx.AsyncClient, base: str, fn_index: int, count: int, interval: float,
+                  stop: asyncio.Event | None, held: Held) -> str:
+    """Join the Gradio queue with the generator event and read its SSE stream; return how it ended: "stopped"
+    (the bench is over), "completed", "failed" (counted as an error) or "ended" (the stream closed early)."""
+    session = uuid.uuid4().hex
+    joined = await http.post(f"{base}/gradio_api/queue/join", json={
+        "data": [count, interval], "fn_index": fn_index, "session_hash": session, "event_data": None})
+    joined.raise_for_status()
+    last = time.monotonic()
+    async with http.stream("GET", f"{base}/gradio_api/queue/data", params={"session_hash": session}) as stream:
+        stream.raise_for_status()
+        held.opened += 1
+        async for line in stream.aiter_lines():
+            if stop is not None and stop.is_set():
+                return "stopped"
+            if not line.startswith("data:"):
+                continue
+            now, message = time.monotonic(), json.loads(line[5:])
+            held.messages += 1
+            held.longest_gap_s, last = max(held.longest_gap_s, now - last), now
+            kind = message.get("msg")
+            if kind == "process_generating":
+                held.rounds += 1
+            elif kind == "process_completed":
+                if message.get("success", False):
+                    return "completed"
+                held.fail("sse job", str(message.get("output"))[:150])
+                return "failed"
+    return "stopped" if stop is not None and stop.is_set() else "ended"
+
+
+async def hold_sse(http: httpx.AsyncClient, base: str, fn_index: int, count: int, interval: float,
+                   stop: asyncio.Event, held: Held, start_in: float) -> None:
+    await asyncio.sleep(start_in)
+    for _ in range(1000):  # reconnects are bounded
+        if stop.is_set():
+            return
+        try:
+            outcome = await sse_job(http, base, fn_index, count, interval, stop, held)
+            if outcome == "stopped":
+                return
+            if outcome != "failed":  # a held job must not end while the bench runs
+                held.disconnects += 1
+                held.notes.append(f"sse stream {outcome} early") if len(held.notes) < 5 else None
+        except httpx.HTTPError as exc:
+            held.fail("sse", exc)
+        await asyncio.sleep(1)  # back off before reconnecting
+
+
+def fn_index_of(config_url: str, api_name: str) -> int:
+    config = httpx.get(config_url, timeout=30).json()
+    for i, dependency in enumerate(config["dependencies"]):
+        if dependency.get("api_name") == api_name:
+            return int(dependency.get("id", i))
+    raise SystemExit(f"the Gradio app has no endpoint {api_name!r}")
+
+
+# --- memory ------------------------------------------------------------------------------------------------
+@dataclass
+class Sample:
+    at_s: float
+    rss_mib: float
+    pss_mib: float
+    restarted: bool
+
+
+def memory_mib(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) of one process, from /proc/PID/smaps_rollup."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, value = line.partition(":")
+        fields[name.strip()] = int(value.split()[0])
+    return fields["Rss"] / 1024, fields["Pss"] / 1024
+
+
+async def sample_memory(platform: Platform, initial: dict[str, tuple[str, str, float]], every_s: float,
+                        stop: asyncio.Event, samples: list[Sample]) -> None:
+    """Every ``every_s`` until stop: memory of `spaces serve` and whether anything restarted."""
+    assert platform.process is not None
+    began = time.monotonic()
+    for _ in range(100_000):
+        alive = platform.process.poll() is None
+        now = {space: await asyncio.to_thread(instance_of, platform, space) for space in initial} if alive else {}
+        restarted = not alive or any(now[s] != ("RUNNING", *initial[s][1:]) for s in initial)
+        rss, pss = memory_mib(platform.process.pid) if alive else (0.0, 0.0)
+        samples.append(Sample(time.monotonic() - began, rss, pss, restarted))
+        if stop.is_set() or not alive:
+            return
+        await wait_for_stop(stop, every_s)
+
+
+# --- the run -----------------------------------------------------------------------------------------------
+@dataclass
+class Results:
+    http: dict[str, list[Wrk]]
+    soak: list[Wrk]
+    ws: Held
+    sse: Held
+    churn_ws: Held
+    churn_sse: Held
+    samples: list[Sample]
+    before_load: tuple[float, float]
+    after_load: tuple[float, float]
+
+
+async def churn(stop: asyncio.Event, ws_url: str, origin: str, http: httpx.AsyncClient, base: str, fn: int,
+                ws_held: Held, sse_held: Held) -> None:
+    """Short-lived streams through the gateway during the soak: one WebSocket and one SSE job every 2 s."""
+    for _ in range(100_000):
+        if stop.is_set():
+            return
+        began = time.monotonic()
+        try:
+            async with connect(ws_url, subprotocols=[Subprotocol("streamlit")], origin=Origin(origin),
+                               open_timeout=30) as ws:
+                ws_held.opened += 1
+                ws_held.messages += await script_run(ws, timeout=60)
+                ws_held.rounds += 1
+        except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
+            ws_held.fail("churn ws", exc)
+        try:
+            if await sse_job(http, base, fn, 1, 0, None, sse_held) == "ended":
+                sse_held.fail("churn sse", "the stream ended before the job completed")
+        except httpx.HTTPError as exc:
+            sse_held.fail("churn sse", exc)
+        await wait_for_stop(stop, 2 - (time.monotonic() - began))
+
+
+async def wait_for_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), max(0.0, seconds))
+
+
+async def http_phases(targets: dict[str, str], args: argparse.Namespace, work: Path) -> dict[str, list[Wrk]]:
+    runs: dict[str, list[Wrk]] = {name: [] for name in targets}
+    for name, url in targets.items():  # warm each path: connections, caches, the app's own code paths
+        progress(f"warming {name}: {url}")
+        await run_wrk(url, args.connections, args.warmup_s, args, work)
+    names = list(targets)
+    for round_ in range(args.rounds):
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+            progress(f"round {round_ + 1}: {name}, {args.connections} connections for {args.duration_s} s")
+            runs[name].append(await run_wrk(targets[name], args.connections, args.duration_s, args, work))
+    return runs
+
+
+async def soak(platform: Platform, args: argparse.Namespace, work: Path, gateway_url: str,
+               churned: tuple[Held, Held],
+               churn_args: tuple[str, str, httpx.AsyncClient, str, int]) -> tuple[list[Wrk], list[Sample]]:
+    initial = {space: instance_of(platform, space) for space in (GRADIO, STREAMLIT)}
+    progress(f"soak for {args.soak_s} s")
+    stop, samples = asyncio.Event(), list[Sample]()
+    sampler = asyncio.create_task(sample_memory(platform, initial, args.sample_s, stop, samples))
+    churner = asyncio.create_task(churn(stop, *churn_args, *churned))
+    loads = await asyncio.gather(
+        run_wrk(gateway_url, args.soak_connections, args.soak_s, args, work, delay_ms=args.soak_delay_ms),
+        run_wrk(gateway_url, 2, args.soak_s, args, work, delay_ms=args.soak_delay_ms, close=True))
+    stop.set()
+    await asyncio.gather(sampler, churner)
+    return list(loads), samples
+
+
+async def run(platform: Platform, args: argparse.Namespace, work: Path) -> Results:
+    assert platform.process is not None
+    nginx, nginx_port = start_nginx(upstream_of(platform, GRADIO), work)
+    try:
+        return await run_with_nginx(platform, args, work, nginx_port)
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+
+
+async def run_with_nginx(platform: Platform, args: argparse.Namespace, work: Path, nginx_port: int) -> Results:
+    assert platform.process is not None
+    prefix = f"/spaces/{GRADIO}"
+    targets = {"direct": upstream_of(platform, GRADIO) + prefix + args.path,
+               "gateway": platform.url + prefix + args.path,
+               "nginx": f"http://127.0.0.1:{nginx_port}{prefix}{args.path}"}
+    base, ws_url = platform.url + prefix, platform.url.replace("http", "ws") + f"/spaces/{STREAMLIT}/_stcore/stream"
+    fn = fn_index_of(base + "/config", "ticks")
+    planned = 3 * (args.warmup_s + args.rounds * args.duration_s) + args.soak_s + 120
+    stop, tasks = asyncio.Event(), []
+    ws, sse, churn_ws, churn_sse = Held(), Held(), Held(), Held()
+    first_runs = [asyncio.Event() for _ in range(args.held_ws)]
+    limits = httpx.Limits(max_connections=args.held_sse + 20, max_keepalive_connections=args.held_sse + 20)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=60), limits=limits) as http:
+        count = math.ceil(2 * planned / args.sse_tick_s)  # a held job outlasts the run; the bench ends it
+        stagger = args.ws_rerun_s / args.held_ws
+        tasks += [asyncio.create_task(hold_ws(ws_url, platform.url, stop, ws, args.ws_rerun_s, i * stagger,
+                                              first_runs[i])) for i in range(args.held_ws)]
+        tasks += [asyncio.create_task(hold_sse(http, base, fn, count, args.sse_tick_s, stop, sse, i * 0.05))
+                  for i in range(args.held_sse)]
+        progress(f"opening {args.held_ws} WebSockets and {args.held_sse} SSE streams")
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in first_runs)), args.ws_rerun_s + 120)
+        before = memory_mib(platform.process.pid)
+        http_runs = await http_phases(targets, args, work)
+        after = memory_mib(platform.process.pid)
+        soaked, samples = await soak(platform, args, work, targets["gateway"], (churn_ws, churn_sse),
+                                     (ws_url, platform.url, http, base, fn))
+        stop.set()
+        progress("closing the held streams")
+        await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    return Results(http_runs, soaked, ws, sse, churn_ws, churn_sse, samples, before, after)
+
+
+# --- the report --------------------------------------------------------------------------------------------
+def ends(samples: list[Sample]) -> tuple[float, float]:
+    """PSS at the soak's start and end: medians of the first and last few samples, so one noisy reading of a
+    shared machine neither hides nor fakes growth."""
+    k = max(1, min(3, len(samples) // 3))
+    return (statistics.median(s.pss_mib for s in samples[:k]), statistics.median(s.pss_mib for s in samples[-k:]))
+
+
+def http_table(results: Results, args: argparse.Namespace) -> Table:
+    table = Table(title=f"HTTP load · GET {args.path} of a Gradio app · wrk, {args.connections} connections, "
+                        f"{args.rounds} x {args.duration_s} s per path{' (medians)' if args.rounds > 1 else ''} · "
+                        f"{args.held_ws} WS + {args.held_sse} SSE clients held · {os.cpu_count()} CPUs")
+    for column in ("path", "requests/s", "p50 ms", "p99 ms", "errors", "requests"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    runs = {name: median_wrk(r) for name, r in results.http.items()}
+    for name, r in runs.items():
+        table.add_row(name, f"{r.rps:,.0f}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}", str(r.errors), f"{r.requests:,}")
+    via = runs["gateway"]
+    for base in ("direct", "nginx"):
+        other = runs[base]
+        table.add_row(f"gateway ÷ {base}", f"{via.rps / other.rps:.2f}x", f"{via.p50_ms / other.p50_ms:.2f}x",
+                      f"{via.p99_ms / other.p99_ms:.2f}x", "", "", style="bold")
+    return table
+
+
+def held_table(results: Results) -> Table:
+    table = Table(title="Streams through the gateway (held: open for the whole run; churn: soak only, one each "
+                        "per 2 s)")
+    for column in ("clients", "opened", "messages", "runs / steps", "errors", "disconnects", "longest wait s"):
+        table.add_column(column, justify="left" if column == "clients" else "right")
+    for name, held in (("held Streamlit WS", results.ws), ("held Gradio SSE", results.sse),
+                       ("churn Streamlit WS", results.churn_ws), ("churn Gradio SSE", results.churn_sse)):
+        table.add_row(name, str(held.opened), f"{held.messages:,}", f"{held.rounds:,}", str(held.errors),
+                      str(held.disconnects), f"{held.longest_gap_s:.1f}")
+    return table
+
+
+def soak_table(results: Results, args: argparse.Namespace) -> Table:
+    keep, closing = results.soak
+    start, end = ends(results.samples)
+    table = Table(title=f"Soak through the gateway · {args.soak_s} s · `spaces serve` memory every "
+                        f"{args.sample_s:g} s ({len(results.samples)} samples)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row(f"keep-alive load ({args.soak_connections} conns, {args.soak_delay_ms} ms between requests)",
+                  f"{keep.rps:,.0f} req/s, p50 {keep.p50_ms:.1f} ms, p99 {keep.p99_ms:.1f} ms, {keep.errors} errors")
+    table.add_row("connection-per-request load (2 conns)",
+                  f"{closing.rps:,.0f} req/s, p99 {closing.p99_ms:.1f} ms, {closing.errors} errors")
+    table.add_row("RSS / PSS before the HTTP load", "{:.1f} / {:.1f} MiB".format(*results.before_load))
+    table.add_row("RSS / PSS after the HTTP load", "{:.1f} / {:.1f} MiB".format(*results.after_load))
+    table.add_row("PSS soak start → end (medians of first/last samples)", f"{start:.1f} → {end:.1f} MiB")
+    table.add_row("PSS min / max during soak", f"{min(s.pss_mib for s in results.samples):.1f} / "
+                                               f"{max(s.pss_mib for s in results.samples):.1f} MiB")
+    table.add_row("RSS soak start → end", f"{results.samples[0].rss_mib:.1f} → {results.samples[-1].rss_mib:.1f} MiB")
+    per = (end - start) * 2**20 / max(1, keep.requests + closing.requests)
+    table.add_row("PSS growth (bound)", f"{end - start:+.1f} MiB ({args.growth_bound_mib:g}), {per:+.0f} B/request",
+                  style="bold")
+    table.add_row("restarts seen (serve exited, app instance changed or not RUNNING)",
+                  str(sum(s.restarted for s in results.samples)))
+    return table
+
+
+def verdict(results: Results, args: argparse.Namespace) -> list[str]:
+    """What failed, in words; empty when the run passed."""
+    start, end = ends(results.samples)
+    failures = [f"{r.errors} errors in the soak's load" for r in results.soak if r.errors]
+    gateway_errors = sum(r.errors for r in results.http["gateway"])
+    failures += [f"{gateway_errors} errors through the gateway at {args.connections} connections"] * bool(
+        gateway_errors)
+    for name, held in (("held WS", results.ws), ("held SSE", results.sse), ("churn WS", results.churn_ws),
+                       ("churn SSE", results.churn_sse)):
+        if held.errors or held.disconnects:
+            failures.append(f"{name}: {held.errors} errors, {held.disconnects} disconnects {held.notes}")
+    if any(s.restarted for s in results.samples):
+        failures.append("a restart: `spaces serve` exited or an app instance changed")
+    if end - start > args.growth_bound_mib:
+        failures.append(f"PSS of `spaces serve` grew {end - start:.1f} MiB (bound {args.growth_bound_mib:g})")
+    return failures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--path", default="/config", help="the Gradio app's path that wrk requests")
+    parser.add_argument("--connections", type=int, default=200)
+    parser.add_argument("--duration-s", type=int, default=60, help="wrk run per path and round")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of the three paths, order rotating")
+    parser.add_argument("--warmup-s", type=int, default=5)
+    parser.add_argument("--wrk-threads", type=int, default=1, help="1 leaves the second core to the servers")
+    parser.add_argument("--wrk-timeout-s", type=int, default=10, help="a request slower than this is an error")
+    parser.add_argument("--held-ws", type=int, default=50)
+    parser.add_argument("--held-sse", type=int, default=50)
+    parser.add_argument("--ws-rerun-s", type=float, default=30, help="each held WebSocket asks for a run this often")
+    parser.add_argument("--sse-tick-s", type=float, default=2, help="each held SSE job yields this often")
+    parser.add_argument("--soak-s", type=int, default=600)
+    parser.add_argument("--soak-connections", type=int, default=8)
+    parser.add_argument("--soak-delay-ms", type=int, default=100, help="pause between a connection's requests")
+    parser.add_argument("--sample-s", type=float, default=10)
+    parser.add_argument("--growth-bound-mib", type=float, default=8,
+                        help="most PSS growth of `spaces serve` over the soak that still passes")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    console = Console()
+    console.print(f"load average before: {os.getloadavg()}")
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+        progress("starting `spaces serve` and deploying the apps")
+        platform = start_platform(Path(tmp))
+        try:
+            results = asyncio.run(run(platform, args, Path(tmp)))
+        finally:
+            platform.stop()
+    console.print(f"load average after: {os.getloadavg()}")
+    for table in (http_table(results, args), held_table(results), soak_table(results, args)):
+        console.print(table)
+    failures = verdict(results, args)
+    for line in failures:
+        console.print(f"[red]FAIL[/] {line}")
+    console.print("[green]PASS[/]: no errors, no restarts, growth within the bound" if not failures else "")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except httpx.HTTPError as exc:
+        raise SystemExit(f"the platform did not answer: {exc}") from exc
