@@ -36,6 +36,14 @@ extras="runner"
 [ "$want_test" = 1 ] && extras="runner,test"
 VIRTUAL_ENV=.venv "$UV" pip install --quiet "${links[@]}" -e ".[$extras]"
 
+# the app sandbox (spaces_runtime.sandbox) runs every app under Debian's bubblewrap; `spaces doctor` checks the rest
+if ! command -v bwrap >/dev/null 2>&1; then
+  echo "setup: installing Debian's bubblewrap (the app sandbox)" >&2
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq bubblewrap >/dev/null
+fi
+
 if [ "$want_test" = 1 ]; then
   if [ ! -x /usr/bin/chromium ]; then
     echo "setup: installing Debian's chromium (browser tests)" >&2

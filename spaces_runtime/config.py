@@ -141,3 +141,23 @@ class Settings(BaseSettings):
     disk_budget_bytes: int | None = None
     gc_interval_s: float = 600.0  # how often the budget is checked
     gc_cache_idle_s: float = 7 * 24 * 3600.0  # `spaces gc` leaves build cache used more recently than this
+
+    # the process backend's sandbox (spaces_runtime.sandbox): each app as its own uid, in its own namespaces, under
+    # its hardware tier's cgroup limits. A host lacking a feature is named at start and apps are refused, unless:
+    allow_unsandboxed: bool = False  # SPACES_ALLOW_UNSANDBOXED=1: run them anyway, WITHOUT isolation (logged)
+    sandbox: bool = True  # SPACES_SANDBOX=0: never sandbox (benchmarks, one trusted user); logged at start
+    sandbox_uid_base: int = 200_000_000  # apps' uids: one per space from here, above every host user's
+    sandbox_uid_count: int = 1_000_000
+    sandbox_subnet: str = "10.213.0.0/16"  # the private bridge's; every app instance gets an address of it
+    sandbox_bridge: str = "spaces-br0"
+    sandbox_memory_mb: int | None = None  # ceilings under every hardware tier's (small hosts, tests); None: the tier
+    sandbox_cpus: float | None = None
+    sandbox_pids: int | None = None
+
+    # per-space secrets (spaces_runtime.auth.secrets): sealed with the key in this file, made 0600 in a 0700 folder
+    # on first use; never under apps/ or envs/ (apps read those). None: {data_dir}/keys/secrets.key
+    secrets_key_file: Path | None = None
+
+    @property
+    def secrets_key_path(self) -> Path:
+        return self.secrets_key_file or self.data_dir / "keys" / "secrets.key"

@@ -441,3 +441,5 @@ def main() -> None:
 
 
 from spaces_runtime.cli import people  # noqa: E402, F401  (its commands register on `app`)
+
+from spaces_runtime.cli import doctor  # noqa: E402, F401  (`spaces doctor` registers on `app`)

@@ -1,4 +1,10 @@
-"""Process backend: each app is a local process group running in its uv virtualenv.
+"""Process backend: each app is a local process group running in its uv virtualenv, inside the sandbox.
+
+The sandbox (``spaces_runtime.sandbox``): the app runs as its space's own unprivileged uid, in its own mount, PID,
+IPC, UTS and network namespaces (it binds 7860 on 0.0.0.0 as on Hugging Face; the gateway reaches it at its
+namespace's address), under cgroup limits from its hardware tier. A host that refuses one of these is named at
+start and apps are refused, unless the operator opts out with SPACES_ALLOW_UNSANDBOXED=1 (or SPACES_SANDBOX=0):
+then apps run as below, as the platform's own user on 127.0.0.1 and a free port.
 
 The app gets its own session (``start_new_session``), so stopping it signals the whole group: whatever the app
 spawned (workers, a shell, a subprocess) goes with it. stdout and stderr are merged and handed line by line to
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -22,6 +29,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spaces_runtime.config import Settings
 from spaces_runtime.errors import BackendError
@@ -29,15 +37,20 @@ from spaces_runtime.logs import LogSink
 from spaces_runtime.supervisor.backend import ExitInfo, Instance, LaunchSpec
 from spaces_runtime.supervisor.launch import process_command
 
+if TYPE_CHECKING:
+    from spaces_runtime.sandbox.launcher import Prepared, Sandbox
+
 _LINE_LIMIT = 1024 * 1024  # a longer line is cut rather than stopping the log pump
 _DRAIN_S = 2.0  # how long to wait for the last lines of a dead app (children may hold the pipe open)
 _SETPRIV = shutil.which("setpriv")
+log = logging.getLogger("spaces_runtime")
 
 
 @dataclass
 class _Running:
     process: asyncio.subprocess.Process
     pump: asyncio.Task[None]
+    sandboxed: Prepared | None = None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -65,6 +78,19 @@ class ProcessBackend:
         self.settings = settings
         self._running: dict[str, _Running] = {}
         self._groups_dir = settings.data_dir / "run" / "process-groups"
+        self._sandbox: Sandbox | None = None
+        self._refusal: BackendError | None = None
+        self._checked = False
+
+    def sandbox(self) -> Sandbox | None:
+        """The sandbox, checked against the host once; None when the operator opted out. Raises the host's
+        refusal (naming what is missing) on every launch while the operator has not opted out."""
+        if not self._checked:
+            self._checked = True
+            self._sandbox, self._refusal = _check_sandbox(self.settings)
+        if self._refusal is not None:
+            raise self._refusal
+        return self._sandbox
 
     async def launch(self, spec: LaunchSpec, log: LogSink) -> Instance:
         if spec.env_dir is None:
@@ -72,6 +98,9 @@ class ProcessBackend:
         python = spec.env_dir / "bin" / "python"
         if not python.exists():
             raise BackendError(f"{spec.space_id}: {python} does not exist; rebuild the app's environment")
+        sandbox = await asyncio.to_thread(self.sandbox)
+        if sandbox is not None:
+            return await self._launch_sandboxed(sandbox, spec, python, log)
         port = free_port()
         argv, env = process_command(spec, port, python, inherited=dict(os.environ))
         log(f"$ {' '.join(argv)}  (port {port})")
@@ -87,6 +116,24 @@ class ProcessBackend:
         return Instance(space_id=spec.space_id, upstream=f"http://127.0.0.1:{port}", backend_ref=ref,
                         started_at=time.time())
 
+    async def _launch_sandboxed(self, sandbox: Sandbox, spec: LaunchSpec, python: Path, log: LogSink) -> Instance:
+        prepared = await asyncio.to_thread(sandbox.prepare, spec, python)
+        limits = prepared.limits
+        log(f"$ {spec.app_file} in the sandbox as uid {prepared.uid} at {prepared.upstream.removeprefix('http://')} "
+            f"(hardware {spec.hardware}: {limits.nano_cpus / 1e9:g} CPU, {limits.memory_label} memory, "
+            f"{limits.pids} pids)")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *prepared.argv, cwd="/", env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True, limit=_LINE_LIMIT)
+        except OSError as exc:
+            sandbox.release(prepared)
+            raise BackendError(f"{spec.space_id}: the sandbox did not start: {exc}") from None
+        ref = str(process.pid)
+        self._running[ref] = _Running(process, asyncio.create_task(_pump(process, log)), prepared)
+        return Instance(space_id=spec.space_id, upstream=prepared.upstream, backend_ref=ref, started_at=time.time())
+
     async def exited(self, instance: Instance) -> ExitInfo | None:
         running = self._running.get(instance.backend_ref)
         if running is None:
@@ -96,11 +143,18 @@ class ProcessBackend:
         # the log's last lines (often a traceback) should be written before anyone reads the exit
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(running.pump), _DRAIN_S)
+        box = running.sandboxed
+        if box is not None and box.cgroup.oom_killed():
+            return ExitInfo(code=running.process.returncode, reason=f"out of memory (limit {box.limits.memory_label})",
+                            oom=True)
         return describe_exit(running.process.returncode)
 
     async def stop(self, instance: Instance, grace_s: float) -> None:
         running = self._running.get(instance.backend_ref)
         if running is None:
+            return
+        if running.sandboxed is not None:
+            await self._stop_sandboxed(instance, running, grace_s)
             return
         pgid = running.process.pid  # the leader of its own session: its pid is the group id
         _signal_group(pgid, signal.SIGTERM)
@@ -115,9 +169,35 @@ class ProcessBackend:
         self._running.pop(instance.backend_ref, None)
         (self._groups_dir / str(pgid)).unlink(missing_ok=True)
 
+    async def _stop_sandboxed(self, instance: Instance, running: _Running, grace_s: float) -> None:
+        """SIGTERM to the app's own processes (its uid: bwrap's root-owned monitor would take the app down with
+        SIGKILL at once), then SIGKILL to everything in its cgroup; the namespace and cgroup go last."""
+        box = running.sandboxed
+        assert box is not None
+        _signal_uid(box.cgroup.pids(), box.uid, signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(running.process.wait(), grace_s)
+        deadline = time.monotonic() + _DRAIN_S
+        while box.cgroup.pids() and time.monotonic() < deadline:
+            box.cgroup.signal_all(signal.SIGKILL)
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            await running.process.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(running.pump), _DRAIN_S)
+        running.pump.cancel()
+        self._running.pop(instance.backend_ref, None)
+        if self._sandbox is not None:
+            await asyncio.to_thread(self._sandbox.release, box)
+
     async def adopt(self) -> list[Instance]:
         """Processes cannot be taken over (their output pipes died with the old platform): kill what is left of
-        the groups a previous run recorded, so restarted apps do not run twice."""
+        the groups a previous run recorded, so restarted apps do not run twice. First, the sandbox is checked
+        against the host, and what it lacks is logged."""
+        with contextlib.suppress(BackendError):  # logged by the check; launches raise it
+            sandbox = await asyncio.to_thread(self.sandbox)
+            if sandbox is not None:
+                await asyncio.to_thread(sandbox.clean_leftovers)
         if self._groups_dir.is_dir():
             for record in self._groups_dir.iterdir():
                 await asyncio.to_thread(_kill_leftover, record)
@@ -127,12 +207,45 @@ class ProcessBackend:
         """Never called: processes are not adopted (see ``adopt``)."""
 
     async def remove_data(self, space_id: str) -> None:
-        """Processes have no /data of their own yet: nothing to remove."""
+        """A deleted space's /data (kept across redeploys and restarts) goes with it."""
+        from spaces_runtime.sandbox.launcher import Sandbox
+
+        folder = Sandbox.data_dir_of(self.settings, space_id)
+        await asyncio.to_thread(shutil.rmtree, folder, True)
 
     def _record_group(self, pgid: int, spec: LaunchSpec) -> None:
         self._groups_dir.mkdir(parents=True, exist_ok=True)
         marker = str(spec.env_dir)
         (self._groups_dir / str(pgid)).write_text(json.dumps({"space_id": spec.space_id, "marker": marker}))
+
+
+def _check_sandbox(settings: Settings) -> tuple[Sandbox | None, BackendError | None]:
+    """(the sandbox, None) on a host that has what it needs; (None, why) when it lacks something and the operator
+    has not opted out; (None, None) when the operator opted out. Said loudly at start either way."""
+    if not settings.sandbox:
+        log.warning("SPACES_SANDBOX=0: apps run WITHOUT a sandbox, as the platform's own user, seeing its files")
+        return None, None
+    from spaces_runtime.sandbox import preflight
+    from spaces_runtime.sandbox.launcher import Sandbox, unavailable
+
+    checks = preflight.run_checks()
+    lacking = preflight.missing(checks)
+    if not lacking:
+        return Sandbox(settings, preflight.tools()), None
+    for line in preflight.report(checks):
+        log.error("sandbox: %s", line)
+    if settings.allow_unsandboxed:
+        log.warning("SPACES_ALLOW_UNSANDBOXED=1: apps run WITHOUT a sandbox, as the platform's own user")
+        return None, None
+    return None, unavailable([f"{c.feature}: {c.detail}" for c in lacking])
+
+
+def _signal_uid(pids: list[int], uid: int, sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            owner = int((Path("/proc") / str(pid) / "status").read_text().split("\nUid:")[1].split()[0])
+            if owner == uid:
+                os.kill(pid, sig)
 
 
 def _kill_leftover(record: Path) -> None:
