@@ -10,11 +10,12 @@
 3. Soak: --soak-s at moderate load through the gateway (wrk, paced by a per-request delay, plus a few
    connections that close after every request, plus one short WebSocket and one short SSE job every 2 s), with
    the RSS/PSS of `spaces serve` sampled from /proc/PID/smaps_rollup every --sample-s. Passes with no errors,
-   no restart (same serve process, same app instances, always RUNNING) and PSS growth within --growth-bound-mib.
+   no restart (same serve process, same app instances, always RUNNING) and growth of its heap (the anonymous
+   part of PSS) within --growth-bound-mib.
 
-wrk and nginx are Debian's (`apt-get install wrk nginx`); the held clients are asyncio (websockets, httpx). All
-traffic stays on loopback. Exit status 1 when the soak or the gateway's load run has errors, a restart, or
-growth beyond the bound.
+wrk and nginx are Debian's (`apt-get install wrk nginx`); the stream clients are asyncio (websockets, httpx),
+in bench/load_streams.py. All traffic stays on loopback. Exit status 1 when the soak or the gateway's load run
+has errors, a stream dropped, a restart, or growth beyond the bound.
 
     .venv/bin/python bench/bench_load.py                                 # 60 s per path, 600 s soak
     .venv/bin/python bench/bench_load.py --duration-s 5 --soak-s 20      # a smoke run
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
@@ -36,20 +36,18 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from rich.console import Console
 from rich.table import Table
-from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
-from websockets.typing import Origin, Subprotocol
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
+
+from load_streams import Held, churn, fn_index_of, hold_sse, hold_ws, wait_for_stop  # noqa: E402
 
 from spaces_harness import Platform, free_port, gradio_readme, write_app  # noqa: E402
 from spaces_runtime.cli.remote import PlatformClient  # noqa: E402
@@ -80,7 +78,6 @@ demo.queue(default_concurrency_limit=None).launch(max_threads=256)
 '''
 STREAMLIT_APP = 'import streamlit as st\n\nst.title("Load")\nst.write("a rerun per request")\n'
 STREAMLIT_README = "---\ntitle: Load\nsdk: streamlit\nsdk_version: 1.67.0\napp_file: app.py\n---\n"
-RERUN_SCRIPT = b"Z\x00"  # Streamlit's BackMsg{rerun_script: {}}
 NGINX_CONF = """worker_processes 1;
 daemon off;
 {user}pid {tmp}/nginx.pid;
@@ -224,149 +221,31 @@ def start_nginx(upstream: str, work: Path) -> tuple[subprocess.Popen[bytes], int
     return child, port
 
 
-# --- held clients ------------------------------------------------------------------------------------------
-@dataclass
-class Held:
-    """What one kind of held client saw, all its clients together."""
-
-    opened: int = 0
-    messages: int = 0
-    rounds: int = 0  # finished Streamlit script runs / SSE generator steps
-    errors: int = 0
-    disconnects: int = 0
-    longest_gap_s: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-    def fail(self, what: str, exc: BaseException | str) -> None:
-        self.errors += 1
-        if len(self.notes) < 5:
-            self.notes.append(f"{what}: {exc!r}"[:200])
-
-
-async def script_run(ws: ClientConnection, timeout: float) -> int:
-    """Ask for a Streamlit script run and read until it finishes; return the messages read."""
-    await ws.send(RERUN_SCRIPT)
-    count, deadline = 0, time.monotonic() + timeout
-    while True:
-        raw = await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic()))
-        count += 1
-        message = ForwardMsg()
-        message.ParseFromString(raw if isinstance(raw, bytes) else raw.encode())
-        if message.WhichOneof("type") == "script_finished":
-            return count
-
-
-async def hold_ws(url: str, origin: str, stop: asyncio.Event, held: Held, rerun_s: float, offset_s: float,
-                  first_run: asyncio.Event) -> None:
-    """One Streamlit session held open: a script run at once, then one every ``rerun_s`` (the clients' runs are
-    spread over that interval by ``offset_s``)."""
-    for _ in range(1000):  # reconnects are bounded
-        if stop.is_set():
-            return
-        try:
-            async with connect(url, subprotocols=[Subprotocol("streamlit")], origin=Origin(origin),
-                               open_timeout=30, ping_interval=20, ping_timeout=60, max_size=None) as ws:
-                held.opened += 1
-                wait_s = offset_s
-                while not stop.is_set():
-                    began = time.monotonic()
-                    held.messages += await script_run(ws, timeout=60)
-                    held.rounds += 1
-                    held.longest_gap_s = max(held.longest_gap_s, time.monotonic() - began)
-                    first_run.set()
-                    await wait_or_recv(ws, stop, wait_s)
-                    wait_s = rerun_s
-            return
-        except ConnectionClosed as exc:
-            held.disconnects += 1
-            held.notes.append(f"ws closed: {exc!r}"[:200]) if len(held.notes) < 5 else None
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
-            held.fail("ws", exc)
-        first_run.set()
-        await asyncio.sleep(1)  # back off before reconnecting
-
-
-async def wait_or_recv(ws: ClientConnection, stop: asyncio.Event, seconds: float) -> None:
-    """Wait ``seconds`` (or until stop) while still reading, so a closed socket shows up at once."""
-    deadline = time.monotonic() + seconds
-    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ws.recv(), min(1.0, left))
-
-
-async def sse_job(http: httpx.AsyncClient, base: str, fn_index: int, count: int, interval: float,
-                  stop: asyncio.Event | None, held: Held) -> str:
-    """Join the Gradio queue with the generator event and read its SSE stream; return how it ended: "stopped"
-    (the bench is over), "completed", "failed" (counted as an error) or "ended" (the stream closed early)."""
-    session = uuid.uuid4().hex
-    joined = await http.post(f"{base}/gradio_api/queue/join", json={
-        "data": [count, interval], "fn_index": fn_index, "session_hash": session, "event_data": None})
-    joined.raise_for_status()
-    last = time.monotonic()
-    async with http.stream("GET", f"{base}/gradio_api/queue/data", params={"session_hash": session}) as stream:
-        stream.raise_for_status()
-        held.opened += 1
-        async for line in stream.aiter_lines():
-            if stop is not None and stop.is_set():
-                return "stopped"
-            if not line.startswith("data:"):
-                continue
-            now, message = time.monotonic(), json.loads(line[5:])
-            held.messages += 1
-            held.longest_gap_s, last = max(held.longest_gap_s, now - last), now
-            kind = message.get("msg")
-            if kind == "process_generating":
-                held.rounds += 1
-            elif kind == "process_completed":
-                if message.get("success", False):
-                    return "completed"
-                held.fail("sse job", str(message.get("output"))[:150])
-                return "failed"
-    return "stopped" if stop is not None and stop.is_set() else "ended"
-
-
-async def hold_sse(http: httpx.AsyncClient, base: str, fn_index: int, count: int, interval: float,
-                   stop: asyncio.Event, held: Held, start_in: float) -> None:
-    await asyncio.sleep(start_in)
-    for _ in range(1000):  # reconnects are bounded
-        if stop.is_set():
-            return
-        try:
-            outcome = await sse_job(http, base, fn_index, count, interval, stop, held)
-            if outcome == "stopped":
-                return
-            if outcome != "failed":  # a held job must not end while the bench runs
-                held.disconnects += 1
-                held.notes.append(f"sse stream {outcome} early") if len(held.notes) < 5 else None
-        except httpx.HTTPError as exc:
-            held.fail("sse", exc)
-        await asyncio.sleep(1)  # back off before reconnecting
-
-
-def fn_index_of(config_url: str, api_name: str) -> int:
-    config = httpx.get(config_url, timeout=30).json()
-    for i, dependency in enumerate(config["dependencies"]):
-        if dependency.get("api_name") == api_name:
-            return int(dependency.get("id", i))
-    raise SystemExit(f"the Gradio app has no endpoint {api_name!r}")
-
-
 # --- memory ------------------------------------------------------------------------------------------------
+@dataclass
+class Memory:
+    """One reading of /proc/PID/smaps_rollup, in MiB. ``anon`` (Pss_Anon) is the heap: what a leak grows. PSS
+    also holds a share of the libraries' pages, and that share moves when other processes that map the same files
+    (other people's `spaces serve` on this shared machine) start or exit, so the bound is judged on ``anon``."""
+
+    rss: float
+    pss: float
+    anon: float
+
+
 @dataclass
 class Sample:
     at_s: float
-    rss_mib: float
-    pss_mib: float
+    memory: Memory
     restarted: bool
 
 
-def memory_mib(pid: int) -> tuple[float, float]:
-    """(RSS, PSS) of one process, from /proc/PID/smaps_rollup."""
+def memory_of(pid: int) -> Memory:
     fields = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
         name, _, value = line.partition(":")
         fields[name.strip()] = int(value.split()[0])
-    return fields["Rss"] / 1024, fields["Pss"] / 1024
+    return Memory(fields["Rss"] / 1024, fields["Pss"] / 1024, fields["Pss_Anon"] / 1024)
 
 
 async def sample_memory(platform: Platform, initial: dict[str, tuple[str, str, float]], every_s: float,
@@ -378,8 +257,8 @@ async def sample_memory(platform: Platform, initial: dict[str, tuple[str, str, f
         alive = platform.process.poll() is None
         now = {space: await asyncio.to_thread(instance_of, platform, space) for space in initial} if alive else {}
         restarted = not alive or any(now[s] != ("RUNNING", *initial[s][1:]) for s in initial)
-        rss, pss = memory_mib(platform.process.pid) if alive else (0.0, 0.0)
-        samples.append(Sample(time.monotonic() - began, rss, pss, restarted))
+        memory = memory_of(platform.process.pid) if alive else Memory(0, 0, 0)
+        samples.append(Sample(time.monotonic() - began, memory, restarted))
         if stop.is_set() or not alive:
             return
         await wait_for_stop(stop, every_s)
@@ -395,36 +274,8 @@ class Results:
     churn_ws: Held
     churn_sse: Held
     samples: list[Sample]
-    before_load: tuple[float, float]
-    after_load: tuple[float, float]
-
-
-async def churn(stop: asyncio.Event, ws_url: str, origin: str, http: httpx.AsyncClient, base: str, fn: int,
-                ws_held: Held, sse_held: Held) -> None:
-    """Short-lived streams through the gateway during the soak: one WebSocket and one SSE job every 2 s."""
-    for _ in range(100_000):
-        if stop.is_set():
-            return
-        began = time.monotonic()
-        try:
-            async with connect(ws_url, subprotocols=[Subprotocol("streamlit")], origin=Origin(origin),
-                               open_timeout=30) as ws:
-                ws_held.opened += 1
-                ws_held.messages += await script_run(ws, timeout=60)
-                ws_held.rounds += 1
-        except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
-            ws_held.fail("churn ws", exc)
-        try:
-            if await sse_job(http, base, fn, 1, 0, None, sse_held) == "ended":
-                sse_held.fail("churn sse", "the stream ended before the job completed")
-        except httpx.HTTPError as exc:
-            sse_held.fail("churn sse", exc)
-        await wait_for_stop(stop, 2 - (time.monotonic() - began))
-
-
-async def wait_for_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), max(0.0, seconds))
+    before_load: Memory
+    after_load: Memory
 
 
 async def http_phases(targets: dict[str, str], args: argparse.Namespace, work: Path) -> dict[str, list[Wrk]]:
@@ -488,9 +339,9 @@ async def run_with_nginx(platform: Platform, args: argparse.Namespace, work: Pat
                   for i in range(args.held_sse)]
         progress(f"opening {args.held_ws} WebSockets and {args.held_sse} SSE streams")
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in first_runs)), args.ws_rerun_s + 120)
-        before = memory_mib(platform.process.pid)
+        before = memory_of(platform.process.pid)
         http_runs = await http_phases(targets, args, work)
-        after = memory_mib(platform.process.pid)
+        after = memory_of(platform.process.pid)
         soaked, samples = await soak(platform, args, work, targets["gateway"], (churn_ws, churn_sse),
                                      (ws_url, platform.url, http, base, fn))
         stop.set()
@@ -500,11 +351,18 @@ async def run_with_nginx(platform: Platform, args: argparse.Namespace, work: Pat
 
 
 # --- the report --------------------------------------------------------------------------------------------
-def ends(samples: list[Sample]) -> tuple[float, float]:
-    """PSS at the soak's start and end: medians of the first and last few samples, so one noisy reading of a
-    shared machine neither hides nor fakes growth."""
+def ends(samples: list[Sample], kind: str) -> tuple[float, float]:
+    """One measure at the soak's start and end: medians of the first and last few samples, so one noisy reading
+    of a shared machine neither hides nor fakes growth."""
     k = max(1, min(3, len(samples) // 3))
-    return (statistics.median(s.pss_mib for s in samples[:k]), statistics.median(s.pss_mib for s in samples[-k:]))
+    values = [getattr(s.memory, kind) for s in samples]
+    return statistics.median(values[:k]), statistics.median(values[-k:])
+
+
+def slope_mib_per_min(samples: list[Sample]) -> float:
+    if len(samples) < 3:
+        return 0.0
+    return statistics.linear_regression([s.at_s / 60 for s in samples], [s.memory.anon for s in samples]).slope
 
 
 def http_table(results: Results, args: argparse.Namespace) -> Table:
@@ -525,8 +383,8 @@ def http_table(results: Results, args: argparse.Namespace) -> Table:
 
 
 def held_table(results: Results) -> Table:
-    table = Table(title="Streams through the gateway (held: open for the whole run; churn: soak only, one each "
-                        "per 2 s)")
+    table = Table(title="Streams through the gateway · held: open for the whole run · churn: soak only, one of "
+                        "each per 2 s · longest wait: slowest script run (WS), longest silence on a stream (SSE)")
     for column in ("clients", "opened", "messages", "runs / steps", "errors", "disconnects", "longest wait s"):
         table.add_column(column, justify="left" if column == "clients" else "right")
     for name, held in (("held Streamlit WS", results.ws), ("held Gradio SSE", results.sse),
@@ -538,24 +396,27 @@ def held_table(results: Results) -> Table:
 
 def soak_table(results: Results, args: argparse.Namespace) -> Table:
     keep, closing = results.soak
-    start, end = ends(results.samples)
     table = Table(title=f"Soak through the gateway · {args.soak_s} s · `spaces serve` memory every "
                         f"{args.sample_s:g} s ({len(results.samples)} samples)")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row(f"keep-alive load ({args.soak_connections} conns, {args.soak_delay_ms} ms between requests)",
                   f"{keep.rps:,.0f} req/s, p50 {keep.p50_ms:.1f} ms, p99 {keep.p99_ms:.1f} ms, {keep.errors} errors")
-    table.add_row("connection-per-request load (2 conns)",
-                  f"{closing.rps:,.0f} req/s, p99 {closing.p99_ms:.1f} ms, {closing.errors} errors")
-    table.add_row("RSS / PSS before the HTTP load", "{:.1f} / {:.1f} MiB".format(*results.before_load))
-    table.add_row("RSS / PSS after the HTTP load", "{:.1f} / {:.1f} MiB".format(*results.after_load))
-    table.add_row("PSS soak start → end (medians of first/last samples)", f"{start:.1f} → {end:.1f} MiB")
-    table.add_row("PSS min / max during soak", f"{min(s.pss_mib for s in results.samples):.1f} / "
-                                               f"{max(s.pss_mib for s in results.samples):.1f} MiB")
-    table.add_row("RSS soak start → end", f"{results.samples[0].rss_mib:.1f} → {results.samples[-1].rss_mib:.1f} MiB")
+    table.add_row(f"a new connection per request (2 conns, {args.soak_delay_ms} ms between requests)",
+                  f"{closing.rps:,.0f} req/s, p50 {closing.p50_ms:.1f} ms, p99 {closing.p99_ms:.1f} ms, "
+                  f"{closing.errors} errors")
+    for label, m in (("before the HTTP load", results.before_load), ("after the HTTP load", results.after_load)):
+        table.add_row(f"RSS / PSS / PSS anon {label}", f"{m.rss:.1f} / {m.pss:.1f} / {m.anon:.1f} MiB")
+    for kind, name in (("rss", "RSS"), ("pss", "PSS"), ("anon", "PSS anon")):
+        start, end = ends(results.samples, kind)
+        values = [getattr(s.memory, kind) for s in results.samples]
+        table.add_row(f"{name} soak start → end (min..max)",
+                      f"{start:.1f} → {end:.1f} MiB ({min(values):.1f}..{max(values):.1f}), {end - start:+.1f}")
+    start, end = ends(results.samples, "anon")
     per = (end - start) * 2**20 / max(1, keep.requests + closing.requests)
-    table.add_row("PSS growth (bound)", f"{end - start:+.1f} MiB ({args.growth_bound_mib:g}), {per:+.0f} B/request",
-                  style="bold")
+    table.add_row("PSS anon growth (bound), per soak request, trend",
+                  f"{end - start:+.2f} MiB ({args.growth_bound_mib:g}), {per:+.0f} B, "
+                  f"{slope_mib_per_min(results.samples):+.3f} MiB/min", style="bold")
     table.add_row("restarts seen (serve exited, app instance changed or not RUNNING)",
                   str(sum(s.restarted for s in results.samples)))
     return table
@@ -563,11 +424,11 @@ def soak_table(results: Results, args: argparse.Namespace) -> Table:
 
 def verdict(results: Results, args: argparse.Namespace) -> list[str]:
     """What failed, in words; empty when the run passed."""
-    start, end = ends(results.samples)
+    start, end = ends(results.samples, "anon")
     failures = [f"{r.errors} errors in the soak's load" for r in results.soak if r.errors]
     gateway_errors = sum(r.errors for r in results.http["gateway"])
-    failures += [f"{gateway_errors} errors through the gateway at {args.connections} connections"] * bool(
-        gateway_errors)
+    if gateway_errors:
+        failures.append(f"{gateway_errors} errors through the gateway at {args.connections} connections")
     for name, held in (("held WS", results.ws), ("held SSE", results.sse), ("churn WS", results.churn_ws),
                        ("churn SSE", results.churn_sse)):
         if held.errors or held.disconnects:
@@ -575,7 +436,7 @@ def verdict(results: Results, args: argparse.Namespace) -> list[str]:
     if any(s.restarted for s in results.samples):
         failures.append("a restart: `spaces serve` exited or an app instance changed")
     if end - start > args.growth_bound_mib:
-        failures.append(f"PSS of `spaces serve` grew {end - start:.1f} MiB (bound {args.growth_bound_mib:g})")
+        failures.append(f"`spaces serve` heap (PSS anon) grew {end - start:.1f} MiB (bound {args.growth_bound_mib:g})")
     return failures
 
 
@@ -593,15 +454,15 @@ def main() -> int:
     parser.add_argument("--ws-rerun-s", type=float, default=30, help="each held WebSocket asks for a run this often")
     parser.add_argument("--sse-tick-s", type=float, default=2, help="each held SSE job yields this often")
     parser.add_argument("--soak-s", type=int, default=600)
-    parser.add_argument("--soak-connections", type=int, default=8)
+    parser.add_argument("--soak-connections", type=int, default=16)
     parser.add_argument("--soak-delay-ms", type=int, default=100, help="pause between a connection's requests")
     parser.add_argument("--sample-s", type=float, default=10)
     parser.add_argument("--growth-bound-mib", type=float, default=8,
-                        help="most PSS growth of `spaces serve` over the soak that still passes")
+                        help="most growth of the heap (PSS anon) of `spaces serve` over the soak that still passes")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    console = Console()
+    console = Console(width=130)
     console.print(f"load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         progress("starting `spaces serve` and deploying the apps")
