@@ -1,0 +1,216 @@
+"""Attacks from inside an app on the process backend's sandbox: a real `spaces serve`, apps written here.
+
+An attacker app deployed beside a victim tries, from its own code, everything a hostile Space author would:
+the platform's store and secrets, the victim's code, processes and files, its own shared environment, the
+platform's control API, memory and pids past its limits. Each attempt must fail, and the victim must keep
+serving with its code and /data intact. The victim is the most common shape of real Space code:
+``demo.launch(server_name="0.0.0.0", server_port=7860)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client
+from polling import wait_until
+
+from spaces_harness import Platform, gradio_readme, write_app
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+MEMORY_MB = 400
+PIDS = 64
+SECRET = "runner-secret-the-apps-must-never-see"
+
+VICTIM = '''
+import os, pathlib
+import gradio as gr
+boots = pathlib.Path("/data/boots.txt")
+with boots.open("a") as f:
+    f.write("boot\\n")
+pathlib.Path("/data/victim.txt").write_text("the victim's own data")
+
+def state(_: str) -> str:
+    return f"{os.getuid()} {pathlib.Path('/data/victim.txt').read_text()} boots={len(boots.read_text().split())}"
+
+demo = gr.Interface(state, "text", "text", api_name="state")
+demo.launch(server_name="0.0.0.0", server_port=7860)
+'''
+
+ATTACKER = '''
+import json, os, signal, socket, sys, time
+import gradio as gr
+
+def attempt(action):
+    try:
+        return "SUCCEEDED: " + str(action())[:200]
+    except Exception as exc:
+        return f"blocked: {type(exc).__name__}: {exc}"[:300]
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read(200)
+
+def write(path, text):
+    with open(path, "a") as f:
+        f.write(text)
+    return path
+
+def connect(host, port):
+    with socket.create_connection((host, port), timeout=3) as s:
+        return f"connected to {host}:{port}"
+
+def forks(limit):
+    born = 0
+    for _ in range(limit):
+        try:
+            pid = os.fork()
+        except OSError:
+            break
+        if pid == 0:
+            time.sleep(120)
+            os._exit(0)
+        born += 1
+    return born
+
+def attack(targets_json):
+    t = json.loads(targets_json)
+    site = [p for p in sys.path if p.endswith("site-packages")][0]
+    found = {
+        "store": attempt(lambda: read(t["db"])),
+        "runner_secret": attempt(lambda: read(t["secret"])),
+        "victim_code": attempt(lambda: read(t["victim_code"])),
+        "victim_environ": attempt(lambda: read(f"/proc/{t['victim_pid']}/environ")),
+        "pid1_environ": attempt(lambda: read("/proc/1/environ")),
+        "kill_victim": attempt(lambda: os.kill(t["victim_pid"], signal.SIGKILL)),
+        "write_victim_code": attempt(lambda: write(t["victim_code"], "\\nraise SystemExit('owned')\\n")),
+        "pth_in_own_env": attempt(lambda: write(os.path.join(site, "evil.pth"), "import os\\n")),
+        "control_api_loopback": attempt(lambda: connect("127.0.0.1", t["port"])),
+        "control_api_bridge": attempt(lambda: connect(t["gateway"], t["port"])),
+        "victim_directly": attempt(lambda: connect(t["victim_address"], 7860)),
+        "processes_seen": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+        "uid": os.getuid(),
+        "own_code_writable": attempt(lambda: write("/home/user/app/notes.txt", "mine")),
+        "forks": forks(t["forks"]),
+    }
+    return json.dumps(found)
+
+demo = gr.Interface(attack, "text", "text", api_name="attack")
+demo.launch()
+'''
+
+HOG = '''
+import gradio as gr
+hoard = []
+while True:
+    hoard.append(bytearray(64 * 1024 * 1024))
+'''
+
+
+def _deploy(platform: Platform, folder: Path, space_id: str) -> None:
+    platform.cli("deploy", str(folder), "--name", space_id, check=True)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    data = tmp_path_factory.mktemp("sandbox") / "data"
+    data.mkdir()
+    (data / "runner.secret").write_text(SECRET)
+    server = Platform(data, env={"SPACES_RUNNER_ENABLED": "false", "SPACES_SANDBOX_MEMORY_MB": str(MEMORY_MB),
+                                 "SPACES_SANDBOX_PIDS": str(PIDS)})
+    server.start()
+    try:
+        root = data.parent
+        _deploy(server, write_app(root / "victim", {"README.md": gradio_readme("Victim"), "app.py": VICTIM}),
+                "alice/victim")
+        _deploy(server, write_app(root / "attacker", {"README.md": gradio_readme("Attacker"), "app.py": ATTACKER}),
+                "mallory/attacker")
+        yield server
+    finally:
+        server.stop()
+
+
+def _victim_state(platform: Platform) -> str:
+    return str(Client(f"{platform.url}/spaces/alice/victim/", verbose=False).predict("x", api_name="/state"))
+
+
+def _victim_pid(uid: int) -> int:
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        if f"\nUid:\t{uid}\t" in text and "python" in text.split("\n", 1)[0]:
+            return int(status.parent.name)
+    raise AssertionError(f"no process of uid {uid}")
+
+
+def test_an_attacker_app_reaches_nothing_of_the_platform_or_its_neighbour(platform: Platform) -> None:
+    victim = platform.space("alice/victim")
+    victim_code = Path(victim["code_dir"] if "code_dir" in victim else _code_dir(platform, "alice/victim"))
+    before = hashlib.sha256((victim_code / "app.py").read_bytes()).hexdigest()
+    victim_uid = int(_victim_state(platform).split()[0])
+    upstream = _upstream(platform, "alice/victim")
+    targets = {"db": str(platform.data_dir / "spaces.db"), "secret": str(platform.data_dir / "runner.secret"),
+               "victim_code": str(victim_code / "app.py"), "victim_pid": _victim_pid(victim_uid),
+               "port": platform.port, "gateway": "10.213.0.1", "victim_address": upstream, "forks": PIDS * 4}
+    client = Client(f"{platform.url}/spaces/mallory/attacker/", verbose=False)
+    found = json.loads(client.predict(json.dumps(targets), api_name="/attack"))
+
+    for attack in ("store", "runner_secret", "victim_code", "victim_environ", "pid1_environ", "kill_victim",
+                   "write_victim_code", "pth_in_own_env", "control_api_loopback", "control_api_bridge",
+                   "victim_directly"):
+        assert found[attack].startswith("blocked"), f"{attack}: {found[attack]}"
+    assert found["uid"] not in (0, os.getuid(), victim_uid)
+    assert targets["victim_pid"] not in found["processes_seen"]
+    assert len(found["processes_seen"]) <= 4 + found["forks"]  # bwrap's init, the app and its own children
+    assert found["own_code_writable"].startswith("SUCCEEDED")  # its own folder is its own, as on HF
+    assert found["forks"] < PIDS  # the fork bomb hit its pids limit
+    # the victim still serves, its code and data as they were
+    assert "the victim's own data" in _victim_state(platform)
+    assert hashlib.sha256((victim_code / "app.py").read_bytes()).hexdigest() == before
+    assert platform.space("alice/victim")["stage"] == "RUNNING"
+
+
+def test_an_app_past_its_memory_limit_is_killed_and_says_so(platform: Platform, tmp_path: Path) -> None:
+    folder = write_app(tmp_path / "hog", {"README.md": gradio_readme("Hog"), "app.py": HOG})
+    result = platform.cli("deploy", str(folder), "--name", "mallory/hog")
+    assert result.returncode != 0
+    space = platform.wait_for("mallory/hog", ("RUNTIME_ERROR",), timeout=300)
+    assert f"out of memory (limit {MEMORY_MB}m)" in (space.get("error") or "") + json.dumps(space)
+    assert "the victim's own data" in _victim_state(platform)
+
+
+def test_data_survives_a_redeploy_and_a_platform_restart(platform: Platform) -> None:
+    boots = int(_victim_state(platform).rsplit("boots=", 1)[1])
+    changed = VICTIM.replace("the victim's own data", "the victim's own data, v2")
+    _deploy(platform, write_app(platform.data_dir.parent / "victim", {"app.py": changed}), "alice/victim")
+    assert _victim_state(platform).endswith(f"boots={boots + 1}")
+    platform.stop()
+    platform.start()
+    platform.wait_for("alice/victim", timeout=300)
+    assert _victim_state(platform).endswith(f"boots={boots + 2}")
+
+
+def _code_dir(platform: Platform, space_id: str) -> str:
+    import sqlite3
+
+    with sqlite3.connect(platform.data_dir / "spaces.db") as db:
+        return str(db.execute("SELECT code_dir FROM spaces WHERE id = ?", (space_id,)).fetchone()[0])
+
+
+def _upstream(platform: Platform, space_id: str) -> str:
+    """The victim's sandbox address, from its run log's launch line."""
+    log = httpx.get(f"{platform.url}/api/spaces/{space_id}/logs/run?follow=0", timeout=10,
+                    headers=platform.auth).text
+    line = next(line for line in reversed(log.splitlines()) if "in the sandbox as uid" in line)
+    return line.split(" at ", 1)[1].split(":", 1)[0]
+
+
+def _wait_running(platform: Platform, space_id: str) -> None:
+    wait_until(lambda: platform.space(space_id)["stage"] == "RUNNING", 300, f"{space_id} RUNNING")
