@@ -16,13 +16,15 @@ import os
 import shutil
 import tarfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from era_apps import APPS, PYTHON_3_12, STREAMLIT_1_17, EraApp, direct_venv, probe, running_directly
+from era_apps import APPS, GRADIO_4, PYTHON_3_12, STREAMLIT_1_17, EraApp, direct_venv, probe, running_directly
 
 from builder import plan as build_plan
 from builder import spec as build_spec
@@ -33,7 +35,8 @@ from spaces_harness import Platform, free_port
 from spaces_runtime.config import Settings
 from spaces_runtime.sdk_eras import stream_path
 
-pytestmark = pytest.mark.slow
+# the first test waits for every build (five virtualenvs here, five on the platform): minutes with a cold uv cache
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 OWNER = "eras"
 
 
@@ -48,8 +51,10 @@ def _deploy(server: Platform, app: EraApp, root: Path) -> None:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         tar.add(folder, arcname=".")
+    token = server.data_dir / "token"  # the local admin token the platform writes on first start
+    auth = {"Authorization": f"Bearer {token.read_text().strip()}"} if token.exists() else {}
     response = httpx.put(f"{server.url}/api/spaces/{OWNER}/{app.name}", content=buffer.getvalue(), timeout=60,
-                         headers={"Content-Type": "application/gzip"})
+                         headers={"Content-Type": "application/gzip", **auth})
     assert response.status_code == 202, response.text
 
 
@@ -70,17 +75,20 @@ def direct(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Pa
     """Each app's folder and its own era virtualenv, as its author had them."""
     root = tmp_path_factory.mktemp("direct")
     pythons = {i.minor_version: i.path for i in discover(Settings())}
-    out = {}
-    for app in APPS:
-        wanted = app.python_version or "3.11"
-        if wanted not in pythons:
-            _fail(f"this host has no Python {wanted} to run {app.name} directly")
+    missing = sorted({app.python_version or "3.11" for app in APPS} - set(pythons))
+    if missing:
+        _fail(f"this host has no Python {', '.join(missing)} to run the era apps directly")
+
+    def build(app: EraApp) -> tuple[Path, Path]:
         as_of = release_time(app.sdk, app.sdk_version) + timedelta(days=1)
         folder = app.write(root / app.name / "app")
-        built = direct_venv(app, root / app.name / "venv", str(pythons[wanted]), f"{as_of:%Y-%m-%dT%H:%M:%SZ}")
+        python = str(pythons[app.python_version or "3.11"])
+        built = direct_venv(app, root / app.name / "venv", python, f"{as_of:%Y-%m-%dT%H:%M:%SZ}")
         assert built.returncode == 0, f"{app.name} does not install directly: {built.stderr[-2000:]}"
-        out[app.name] = (folder, root / app.name / "venv")
-    return out
+        return folder, root / app.name / "venv"
+
+    with ThreadPoolExecutor(max_workers=len(APPS)) as pool:  # uv waits on the network, not the CPU
+        return dict(zip((app.name for app in APPS), pool.map(build, APPS), strict=True))
 
 
 def _direct_answer(app: EraApp, direct: dict[str, tuple[Path, Path]]) -> dict[str, Any]:
@@ -143,3 +151,16 @@ def test_a_rebuild_installs_the_recorded_lock(tmp_path: Path) -> None:
     assert (again / LOCK).read_text() == recorded
     marker = json.loads((again / MARKER).read_text())
     assert marker["resolved"] == "lock" and marker["era_rule"] == "as-of:streamlit==1.17.0+1d"
+
+
+def test_a_pin_newer_than_the_sdk_era_still_builds_as_of_today(tmp_path: Path) -> None:
+    """A requirement pinned to a release after the SDK's (huggingface_hub 0.25.2 came a month after gradio 4.44)
+    cannot resolve as of the SDK's era; the build says so and resolves as of today instead of failing."""
+    app = replace(GRADIO_4, requirements="huggingface_hub==0.25.2\n")
+    settings = Settings(data_dir=tmp_path / "data")
+    plan = build_plan.make(build_spec.load(app.write(tmp_path / "app")), settings)
+    lines: list[str] = []
+    env = VenvBuilder(settings.envs_dir, settings).build(plan, lines.append)
+    assert any(line.startswith("==> resolving as of 2024-09-11 failed (requirements.txt line 1") for line in lines)
+    assert "huggingface-hub==0.25.2" in (env / LOCK).read_text().lower().replace("_", "-")
+    assert json.loads((env / MARKER).read_text())["resolved"] == "today, after resolving as of its era failed"
