@@ -293,6 +293,8 @@ class SpaceSecrets:
             try:
                 self.secret_values(space_id)
             except SecretKeyError:
+                with self._lock:  # not again for every line; a change of the secrets tries again
+                    self._hidden[space_id] = []
                 return text
             with self._lock:
                 hidden = self._hidden.get(space_id, [])

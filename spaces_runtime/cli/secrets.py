@@ -83,6 +83,7 @@ def secrets_list(space_id: IdArg, server: ServerOpt = None, as_json: JsonOpt = F
 
 @secrets_app.command("delete")
 def secrets_delete(space_id: IdArg, key: KeyArg, server: ServerOpt = None) -> None:
+    """Delete a secret; the app no longer gets it."""
     split_id(space_id)
     client(server).call("DELETE", f"/api/spaces/{space_id}/secrets", json=_body(key))
     out.print(f"deleted secret {key} of {space_id}; {RESTARTS}, without it", highlight=False)
@@ -100,6 +101,7 @@ def variables_set(space_id: IdArg, key: KeyArg, value: Annotated[str, typer.Argu
 
 @variables_app.command("list")
 def variables_list(space_id: IdArg, server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """The variables with their values."""
     split_id(space_id)
     found = client(server).call("GET", f"/api/spaces/{space_id}/variables")
     if as_json:
@@ -114,6 +116,7 @@ def variables_list(space_id: IdArg, server: ServerOpt = None, as_json: JsonOpt =
 
 @variables_app.command("delete")
 def variables_delete(space_id: IdArg, key: KeyArg, server: ServerOpt = None) -> None:
+    """Delete a variable; the app no longer gets it."""
     split_id(space_id)
     client(server).call("DELETE", f"/api/spaces/{space_id}/variables", json=_body(key))
     out.print(f"deleted variable {key} of {space_id}; {RESTARTS}, without it", highlight=False)

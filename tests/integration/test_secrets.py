@@ -134,6 +134,12 @@ def test_another_user_cannot_list_set_or_delete_secrets(deployed: People) -> Non
     assert deployed.answer() == f"hello from a variable|{len(VALUE)}", "nothing bob tried changed the app"
 
 
+def test_a_refused_body_is_not_echoed(deployed: People) -> None:
+    for body in ({"value": VALUE}, {"key": "1BAD", "value": VALUE}, {"key": "OK_NAME", "value": [VALUE]}):
+        response = deployed.call("alice", "POST", "/api/spaces/alice/app/secrets", json=body)
+        assert response.status_code == 400 and VALUE not in response.text, response.text
+
+
 def test_the_value_shows_nowhere(deployed: People) -> None:
     platform = deployed.platform
     answers = [deployed.call("alice", "GET", path).text for path in (

@@ -38,10 +38,12 @@ def test_names_the_platform_sets_are_reserved(key: str) -> None:
 
 
 def test_bad_values_are_refused_without_repeating_them() -> None:
-    for value, why in [("", "empty"), ("a\x00b", "NUL"), ("x" * (64 * 1024 + 1), "more than")]:
+    for value, why in [("a\x00b", "NUL"), ("x" * (64 * 1024 + 1), "more than")]:
         with pytest.raises(InvalidNameError, match=why) as caught:
             check_value(value, "secret's value")
-        assert value not in str(caught.value) or not value
+        assert value not in str(caught.value)
+    with pytest.raises(InvalidNameError, match="empty"):
+        check_value("", "secret's value")
 
 
 def test_masking_hides_each_value_and_leaves_short_ones() -> None:
