@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from spaces_runtime import __version__
 from spaces_runtime.errors import SpacesError
 from spaces_runtime.gateway.proxy import Gateway
-from spaces_runtime.server import accounts, admin, api, gallery
+from spaces_runtime.server import accounts, admin, api, gallery, secrets
 from spaces_runtime.wiring.platform import Platform
 
 
@@ -46,6 +46,7 @@ def create_app(p: Platform) -> Gateway:
     app.include_router(api.router)
     app.include_router(admin.router)
     app.include_router(accounts.router)
+    app.include_router(secrets.router)
     app.include_router(gallery.router)
     gateway = Gateway(app, p.targets, public_host=p.settings.public_link_host)
     return gateway
