@@ -163,9 +163,12 @@ def check_key_place(key_file: Path, *app_reachable: Path) -> Path:
 
 
 def _make_private_dir(folder: Path) -> None:
+    """0700 when the platform makes it; a folder the operator chose is left as it is (it may be /etc), the key
+    file's own 0600 guards the key there."""
+    if folder.is_dir():
+        return
     folder.mkdir(parents=True, exist_ok=True)
-    if folder.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        folder.chmod(0o700)
+    folder.chmod(0o700)
 
 
 class SecretBox:
