@@ -6,6 +6,7 @@ Calls are short and synchronous; one connection guarded by a lock serves the who
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
 import time
@@ -43,7 +44,7 @@ CREATE INDEX IF NOT EXISTS visits_by_space ON visits (space_id, at);
 CREATE INDEX IF NOT EXISTS likes_by_space ON likes (space_id, at);
 """
 
-ADDED_COLUMNS = {"private": "INTEGER NOT NULL DEFAULT 0"}
+ADDED_COLUMNS = {"private": "INTEGER NOT NULL DEFAULT 0", "share_key": "TEXT"}
 TRENDING_WINDOW_S = 7 * 24 * 3600
 
 
@@ -176,6 +177,21 @@ class Store:
             db.execute("INSERT INTO events (space_id, at, stage, reason) VALUES (?,?,?,?)",
                        (space_id, now, stage, reason))
         return self.get(space_id)
+
+    def share_key(self, space_id: str) -> str | None:
+        """The key the space's share links are signed with (made on first use); None: no such space."""
+        with self._lock:
+            row = self._db.execute("SELECT share_key FROM spaces WHERE id = ?", (space_id,)).fetchone()
+        if row is None:
+            return None
+        return row["share_key"] or self.rotate_share_key(space_id)
+
+    def rotate_share_key(self, space_id: str) -> str:
+        """A new share key: every link made with the old one stops working."""
+        key = secrets.token_urlsafe(16)
+        with self._tx() as db:
+            db.execute("UPDATE spaces SET share_key = ? WHERE id = ?", (key, space_id))
+        return key
 
     def update(self, space_id: str, **fields: Any) -> None:
         """Set plain columns (card, desired, env_hash, code_hash, code_dir)."""

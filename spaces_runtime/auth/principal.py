@@ -19,6 +19,8 @@ class Principal:
     cap: Role = "write"
     orgs: dict[str, Role] = field(default_factory=dict)
     token_id: int | None = None  # which token made the request (for the audit trail)
+    shared: frozenset[str] = frozenset()  # private spaces a share link opens for this caller, whoever they are
+    via: str = "token"  # token | session (a signed-in browser) | none
 
     @property
     def anonymous(self) -> bool:
@@ -28,4 +30,4 @@ class Principal:
         return "nobody (no token)" if self.name is None else self.name
 
 
-ANONYMOUS = Principal(None)
+ANONYMOUS = Principal(None, via="none")

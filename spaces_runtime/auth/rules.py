@@ -13,11 +13,12 @@ from spaces_runtime.errors import AuthError, ForbiddenError, NotFoundError
 LOGIN_HINT = "pass a token: `spaces login`, SPACES_TOKEN, or the header 'Authorization: Bearer TOKEN'"
 
 
-def may_see(principal: Principal, owner: str, private: bool) -> bool:
-    if not private:
+def may_see(principal: Principal, space_id: str, private: bool) -> bool:
+    if not private or space_id in principal.shared:
         return True
     if principal.name is None:
         return False
+    owner = space_id.split("/", 1)[0]
     return principal.admin or principal.name == owner or owner in principal.orgs
 
 
@@ -44,7 +45,7 @@ def require_signed_in(principal: Principal) -> None:
 
 
 def require_see(principal: Principal, space_id: str, private: bool) -> None:
-    if not may_see(principal, space_id.split("/", 1)[0], private):
+    if not may_see(principal, space_id, private):
         raise NotFoundError(f"no space named {space_id}", hint="`spaces list` shows the spaces there are")
 
 

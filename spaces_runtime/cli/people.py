@@ -182,6 +182,30 @@ def settings(
     out.print(f"{space_id}: {'private' if result['private'] else 'public'}")
 
 
+@app.command(rich_help_panel="People")
+def share(
+    space_id: IdArg,
+    expires: Annotated[str, typer.Option("--expires", help="how long the link works: 30m, 24h, 7d")] = "24h",
+    revoke: Annotated[bool, typer.Option("--revoke", help="end every share link of the space now")] = False,
+    server: ServerOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print a link that opens a private space for anyone holding it, until it expires."""
+    split_id(space_id)
+    api = client(server)
+    if revoke:
+        result = api.call("POST", f"/api/spaces/{space_id}/share/revoke")
+        print_json(result) if as_json else out.print(f"{space_id}: every share link revoked")
+        return
+    made = api.call("POST", f"/api/spaces/{space_id}/share", json={"expires": expires})
+    if as_json:
+        print_json(made)
+        return
+    until = time.strftime("%Y-%m-%d %H:%M", time.localtime(made["expires_at"]))
+    err.print(f"anyone with this link opens {space_id} until {until}:", highlight=False)
+    sys.stdout.write(made["url"] + "\n")
+
+
 def _truth(value: str, option: str) -> bool:
     if value.lower() in ("true", "yes", "1", "on"):
         return True
@@ -212,3 +236,23 @@ def events(
         table.add_row(when, event["actor"] or "", str(event["token_id"] or ""), event["action"], event["target"],
                       event["detail"])
     out.print(table)
+
+
+# --- web sign-in passwords -------------------------------------------------------------------------------------------
+@users_app.command("passwd")
+def users_passwd(name: str, server: ServerOpt = None) -> None:
+    """Set NAME's password for the web sign-in (admins: anyone's; a user: their own). Asked twice without echo, or
+    read from one line of stdin; never taken as an argument, where ps and the shell's history would show it."""
+    password = _new_password()
+    api = client(server)
+    api.call("PUT", f"/api/users/{name}/password", json={"password": password})
+    out.print(f"password set for {name}; sign in at {api.server}/login", highlight=False)
+
+
+def _new_password() -> str:
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("new password: ")
+    if getpass.getpass("again: ") != first:
+        raise SpacesError("the two passwords differ", hint="run it again and type the same password twice")
+    return first

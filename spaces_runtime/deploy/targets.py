@@ -4,16 +4,21 @@ shows of its running instance."""
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spaces_runtime.auth import rules
+from spaces_runtime.auth.authenticate import Authenticator, Credentials
 from spaces_runtime.deploy.lifecycle import Lifecycle
+from spaces_runtime.errors import SpacesError
 from spaces_runtime.gateway.targets import Failed, Missing, Pending, ResponseHeaders, StaticSite, Target, Upstream
 from spaces_runtime.stages import ERROR_STAGES, Stage
 from spaces_runtime.store import SpaceRecord, Store
 from spaces_runtime.supervisor.loop import Supervisor
 
+PRIVACY_TTL_S = 0.5  # a space made private is closed to strangers within this long
 STARTING_STAGES = frozenset({Stage.BUILDING, Stage.APP_STARTING, Stage.RUNNING_BUILDING, Stage.RUNNING_APP_STARTING})
 # The README's custom_headers that Hugging Face applies (its configuration reference allows only these three, for
 # cross-origin isolation: SharedArrayBuffer, precise timers); other names are not applied there either.
@@ -34,10 +39,41 @@ class Runtime:
 
 
 class SpaceTargets:
-    def __init__(self, store: Store, supervisor: Supervisor, lifecycle: Lifecycle) -> None:
+    def __init__(self, store: Store, supervisor: Supervisor, lifecycle: Lifecycle, auth: Authenticator) -> None:
         self.store = store
         self.supervisor = supervisor
         self.lifecycle = lifecycle
+        self.auth = auth
+        self._private: dict[str, tuple[float, bool]] = {}
+
+    def admits(self, owner: str, name: str, credentials: Credentials) -> bool:
+        """Public spaces admit everyone at the cost of a remembered flag; a private one asks who is calling."""
+        space_id = f"{owner}/{name}"
+        if not self._is_private(space_id):
+            return True
+        try:
+            who = self.auth.principal(credentials, space_id)
+        except SpacesError:  # a bad token reaches nothing private
+            return False
+        return rules.may_see(who, space_id, private=True)
+
+    def share_problem(self, owner: str, name: str, token: str) -> str | None:
+        space_id = f"{owner}/{name}"
+        key = self.store.share_key(space_id)
+        if key is None:
+            return "this share link is for a space that no longer exists"
+        return self.auth.shares.check(token, space_id, key).problem or None
+
+    def _is_private(self, space_id: str) -> bool:
+        """Remembered for PRIVACY_TTL_S: reading SQLite on every proxied request would cost more than the relay."""
+        now = time.monotonic()
+        remembered = self._private.get(space_id)
+        if remembered is not None and now - remembered[0] < PRIVACY_TTL_S:
+            return remembered[1]
+        record = self.store.peek(space_id)
+        private = bool(record is not None and record.private)
+        self._private[space_id] = (now, private)
+        return private
 
     async def target(self, owner: str, name: str) -> Target:
         record = self.store.peek(f"{owner}/{name}")

@@ -3,6 +3,7 @@ one that serves (restarts use it)."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from pathlib import Path
@@ -68,6 +69,8 @@ def sweep(apps_dir: Path, wanted: dict[str, set[str]]) -> list[Path]:
         for path in doomed:
             shutil.rmtree(path, ignore_errors=True)
             gone.append(path)
+        with contextlib.suppress(OSError):  # the owner's folder, once its last space is gone
+            versions.parent.parent.rmdir()
     return gone
 
 

@@ -50,6 +50,12 @@ def missing_page(space: str) -> str:
     return _render(f"{space} · not found", body, "error")
 
 
+def share_problem_page(space: str, problem: str) -> str:
+    body = (f"<h1>This link does not open {escape(space)}</h1><p>{escape(problem[:1].upper() + problem[1:])}.</p>"
+            "<p>Ask whoever shared it for a new link.</p>")
+    return _render(f"{space} · share link", body, "error")
+
+
 def upstream_error_page(space: str, error: str) -> str:
     body = (f"<h1>{escape(space)} did not answer</h1><pre>{escape(error)}</pre>"
             f"<p>The app may be restarting; try again in a moment.</p>")

@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spaces_runtime.gateway import pages
+from spaces_runtime.gateway.access import credentials_of, share_answer, share_token
 from spaces_runtime.gateway.routes import Route, resolve
 from spaces_runtime.gateway.targets import (
     Failed,
@@ -84,6 +85,13 @@ class Gateway:
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send, route: Route, cached: bool) -> bool:
         """Answer the request; False when a remembered upstream refused the connection before anything was sent."""
         route, target = await self._target(route, cached)
+        if not isinstance(target, Missing) and (token := share_token(scope)) is not None:
+            problem = self.targets.share_problem(route.owner, route.name, token)
+            await share_answer(scope, route, problem)(scope, receive, send)
+            return True
+        if not isinstance(target, Missing) and not self.targets.admits(route.owner, route.name,
+                                                                       credentials_of(scope)):
+            target = Missing()  # private: to everyone else it does not exist
         if isinstance(target, Pending) and (target.stage == "SLEEPING" or self._waking_up(route)):
             route, target = await self._wake(scope, route, target)
         if isinstance(target, Upstream):

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from spaces_runtime.auth.authenticate import Credentials
+
 RawHeaders = list[tuple[bytes, bytes]]
 
 
@@ -85,6 +87,14 @@ Target = Upstream | StaticSite | Pending | Failed | Missing
 
 
 class TargetSource(Protocol):
+    def admits(self, owner: str, name: str, credentials: Credentials) -> bool:
+        """Whether the caller may reach owner/name (a private space the caller may not see is Missing)."""
+        ...
+
+    def share_problem(self, owner: str, name: str, token: str) -> str | None:
+        """None when the share link token opens owner/name, else why not."""
+        ...
+
     async def target(self, owner: str, name: str) -> Target:
         """Where requests for owner/name go right now."""
         ...

@@ -3,19 +3,26 @@ tokens (shown once), a space's visibility, and the audit trail of writes."""
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from spaces_runtime.auth import rules
 from spaces_runtime.auth.accounts import AuditEvent, TokenInfo, UserInfo
+from spaces_runtime.auth.passwords import MIN_LENGTH, hash_password
 from spaces_runtime.auth.principal import Principal, Role
-from spaces_runtime.errors import ForbiddenError
+from spaces_runtime.auth.shares import SHARE_PARAM, parse_duration
+from spaces_runtime.errors import ForbiddenError, InvalidNameError
 from spaces_runtime.names import space_id as make_space_id
-from spaces_runtime.server.auth import AdminDep, PlatformDep, PrincipalDep, seen, writable
+from spaces_runtime.server.auth import AdminDep, PlatformDep, PrincipalDep, changeable
+from spaces_runtime.server.views import links as space_links
 
 router = APIRouter(prefix="/api")
+MAX_PASSWORD = 1024  # argon2 takes any length; this keeps one request from costing much
 
 
 class NewUser(BaseModel):
@@ -139,12 +146,39 @@ def revoke_token(token_id: int, p: PlatformDep, who: PrincipalDep) -> TokenInfo:
 @router.put("/spaces/{owner}/{name}/settings")
 def space_settings(owner: str, name: str, body: SpaceSettings, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     space_id = make_space_id(owner, name)
-    seen(p, who, space_id)
-    writable(p, who, space_id)
+    changeable(p, who, space_id)
     if body.private is not None:
         p.store.update(space_id, private=body.private)
         p.accounts.audit(who, "set visibility", space_id, "private" if body.private else "public")
     return {"id": space_id, "private": p.store.get(space_id).private}
+
+
+class ShareRequest(BaseModel):
+    expires: str = "24h"
+
+
+@router.post("/spaces/{owner}/{name}/share")
+def share(owner: str, name: str, body: ShareRequest, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+    """A link that opens the space for anyone holding it until it expires (both link forms)."""
+    space_id = make_space_id(owner, name)
+    changeable(p, who, space_id)
+    seconds = parse_duration(body.expires)
+    key = p.store.share_key(space_id) or ""
+    token = p.auth.shares.make(space_id, key, seconds)
+    links = space_links(space_id, p.settings.public_link_host)
+    p.accounts.audit(who, "share", space_id, f"link valid for {body.expires}")
+    return {"id": space_id, "expires_at": time.time() + seconds,
+            "url": f"{links['url']}?{SHARE_PARAM}={token}", "host_url": f"{links['host_url']}?{SHARE_PARAM}={token}"}
+
+
+@router.post("/spaces/{owner}/{name}/share/revoke")
+def revoke_shares(owner: str, name: str, p: PlatformDep, who: PrincipalDep) -> dict[str, str]:
+    """Every share link of the space stops working at once."""
+    space_id = make_space_id(owner, name)
+    changeable(p, who, space_id)
+    p.store.rotate_share_key(space_id)
+    p.accounts.audit(who, "revoke share links", space_id)
+    return {"id": space_id, "shares": "revoked"}
 
 
 @router.get("/audit")
@@ -154,6 +188,28 @@ def audit(p: PlatformDep, who: PrincipalDep, space: str | None = None, limit: in
     if space is None:
         rules.require_admin(who)
     else:
-        seen(p, who, space)
-        writable(p, who, space)
+        changeable(p, who, space)
     return p.accounts.audit_events(space, limit)
+
+
+# --- web sign-in passwords (spaces users passwd) ----------------------------------------------------------------
+@router.put("/users/{user}/password")
+async def set_password(user: str, request: Request, p: PlatformDep, who: PrincipalDep) -> dict[str, str]:
+    """Body {"password": "..."}: admins set anyone's, a user their own. Read by hand (a validation error would echo
+    the body), stored only as its argon2 hash."""
+    rules.require_signed_in(who)
+    if user != who.name:
+        rules.require_admin(who)
+    elif who.cap == "read":
+        raise ForbiddenError("a read token cannot set a password", hint="use a write token")
+    try:
+        password = json.loads(await request.body() or b"null").get("password")
+    except (ValueError, AttributeError):
+        password = None
+    if not isinstance(password, str) or not MIN_LENGTH <= len(password) <= MAX_PASSWORD:
+        raise InvalidNameError(f"a password is {MIN_LENGTH} to {MAX_PASSWORD} characters",
+                               hint='send {"password": "..."}; a passphrase of a few words is easy to type')
+    p.accounts.user(user)  # 404 before the slow hash
+    p.accounts.set_password_hash(user, await run_in_threadpool(hash_password, password))
+    p.accounts.audit(who, "set password", user)
+    return {"user": user, "password": "set"}

@@ -19,7 +19,7 @@ from spaces_runtime.appfiles import receive
 from spaces_runtime.auth import rules
 from spaces_runtime.deploy.versions import version_name
 from spaces_runtime.names import space_id as make_space_id
-from spaces_runtime.server.auth import PlatformDep, PrincipalDep, seen, visible, writable
+from spaces_runtime.server.auth import PlatformDep, PrincipalDep, changeable, seen, visible, writable
 from spaces_runtime.server.views import space_view
 from spaces_runtime.wiring.platform import Platform
 
@@ -129,7 +129,7 @@ async def all_events(p: PlatformDep, who: PrincipalDep) -> EventSourceResponse:
         yield {"retry": 2000}
         async for event in p.hub.listen():
             record = p.store.peek(str(event.get("id", "")))
-            if record is None or rules.may_see(who, record.owner, record.private):
+            if record is None or rules.may_see(who, record.id, record.private):
                 yield {"event": event["type"], "data": json.dumps(event)}
 
     return EventSourceResponse(stream(), ping=SSE_PING_S, sep="\n")
@@ -138,8 +138,7 @@ async def all_events(p: PlatformDep, who: PrincipalDep) -> EventSourceResponse:
 @router.post("/spaces/{owner}/{name}/restart", status_code=202)
 async def restart(owner: str, name: str, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     space_id = make_space_id(owner, name)
-    seen(p, who, space_id)
-    writable(p, who, space_id)
+    changeable(p, who, space_id)
     await p.lifecycle.restart(space_id)
     p.accounts.audit(who, "restart", space_id)
     return space_answer(p, space_id)
@@ -148,8 +147,7 @@ async def restart(owner: str, name: str, p: PlatformDep, who: PrincipalDep) -> d
 @router.post("/spaces/{owner}/{name}/pause")
 async def pause(owner: str, name: str, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     space_id = make_space_id(owner, name)
-    seen(p, who, space_id)
-    writable(p, who, space_id)
+    changeable(p, who, space_id)
     await p.lifecycle.pause(space_id)
     p.accounts.audit(who, "pause", space_id)
     return space_answer(p, space_id)
@@ -158,8 +156,7 @@ async def pause(owner: str, name: str, p: PlatformDep, who: PrincipalDep) -> dic
 @router.delete("/spaces/{owner}/{name}")
 async def delete(owner: str, name: str, p: PlatformDep, who: PrincipalDep) -> dict[str, str]:
     space_id = make_space_id(owner, name)
-    seen(p, who, space_id)
-    writable(p, who, space_id)
+    changeable(p, who, space_id)
     await p.lifecycle.delete(space_id)
     p.accounts.audit(who, "delete", space_id)
     return {"id": space_id, "stage": "DELETED"}

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from spaces_runtime.auth import rules
-from spaces_runtime.auth.principal import ANONYMOUS, Principal
-from spaces_runtime.errors import AuthError
+from spaces_runtime.auth.authenticate import CSRF_HEADER, Credentials
+from spaces_runtime.auth.principal import Principal
 from spaces_runtime.store import SpaceRecord
 from spaces_runtime.wiring.platform import Platform
 
@@ -21,18 +21,14 @@ def platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(platform)]
 
 
+def credentials(request: Request) -> Credentials:
+    return Credentials(authorization=request.headers.get("authorization"), cookies=request.cookies,
+                       method=request.method, csrf=request.headers.get(CSRF_HEADER))
+
+
 def principal_of(request: Request, p: PlatformDep) -> Principal:
     """A bad token is a 401 even on a read: the caller meant to be someone, and should hear it did not work."""
-    header = request.headers.get("authorization")
-    if not header:
-        return ANONYMOUS
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        raise AuthError("the Authorization header is not 'Bearer TOKEN'", hint=rules.LOGIN_HINT)
-    principal = p.accounts.principal(secret.strip())
-    if principal is None:
-        raise AuthError("this token is not valid: revoked, mistyped, or from another platform", hint=rules.LOGIN_HINT)
-    return principal
+    return p.auth.principal(credentials(request))
 
 
 PrincipalDep = Annotated[Principal, Depends(principal_of)]
@@ -52,8 +48,16 @@ def writable(p: Platform, principal: Principal, space_id: str) -> SpaceRecord | 
     return record
 
 
+def changeable(p: Platform, principal: Principal, space_id: str) -> SpaceRecord:
+    """An existing space the caller may write: 401 before anything else, then 404, then 403."""
+    rules.require_signed_in(principal)
+    record = seen(p, principal, space_id)
+    rules.require_write(principal, space_id, record.private)
+    return record
+
+
 def visible(p: Platform, principal: Principal, records: list[SpaceRecord]) -> list[SpaceRecord]:
-    return [r for r in records if rules.may_see(principal, r.owner, r.private)]
+    return [r for r in records if rules.may_see(principal, r.id, r.private)]
 
 
 def require_admin(principal: PrincipalDep) -> Principal:

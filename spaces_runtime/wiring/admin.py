@@ -8,10 +8,20 @@ import os
 from pathlib import Path
 
 from spaces_runtime.auth.accounts import Accounts, hash_token
+from spaces_runtime.auth.authenticate import Authenticator
+from spaces_runtime.auth.shares import ShareLinks
+from spaces_runtime.auth.signing import Signer, load_key
 from spaces_runtime.config import Settings
+from spaces_runtime.store import Store
 
 log = logging.getLogger("spaces_runtime")
 ADMIN = "admin"
+
+
+def make_authenticator(settings: Settings, accounts: Accounts, store: Store) -> Authenticator:
+    """Session cookies and share links are signed with a key of their own, in the data dir's keys folder."""
+    key = load_key(settings.data_dir / "keys" / "signing.key")
+    return Authenticator(accounts, Signer(key, "session"), ShareLinks(Signer(key, "share")), store.share_key)
 
 
 def token_file(settings: Settings) -> Path:

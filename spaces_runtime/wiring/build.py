@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from builder.spec import AppSpec
 from spaces_runtime.auth.accounts import Accounts
+from spaces_runtime.auth.secrets import SpaceSecrets, check_key_place
 from spaces_runtime.config import Settings
-from spaces_runtime.deploy.environments import EnvironmentBuilder, VenvEnvironmentBuilder
+from spaces_runtime.deploy.environments import EnvironmentBuilder, ImageEnvironmentBuilder, VenvEnvironmentBuilder
 from spaces_runtime.deploy.lifecycle import Lifecycle
 from spaces_runtime.deploy.pipeline import AppEnv, ModelPreparer, Pipeline
 from spaces_runtime.deploy.stagesink import StageSink
@@ -24,13 +25,15 @@ from spaces_runtime.store import Store
 from spaces_runtime.supervisor.backend import Backend
 from spaces_runtime.supervisor.loop import Supervisor
 from spaces_runtime.supervisor.probes import LivenessPolicy
-from spaces_runtime.wiring.admin import ensure_admin
+from spaces_runtime.wiring.admin import ensure_admin, make_authenticator
 from spaces_runtime.wiring.platform import Platform
+from spaces_runtime.wiring.space_env import SpaceEnv
 
 if TYPE_CHECKING:
     from spaces_runtime.runner.server import RunnerService
 
 log = logging.getLogger("spaces_runtime")
+
 
 def make_backend(settings: Settings) -> tuple[Backend, EnvironmentBuilder]:
     if settings.backend == "docker":
@@ -40,6 +43,7 @@ def make_backend(settings: Settings) -> tuple[Backend, EnvironmentBuilder]:
     from spaces_runtime.supervisor.process import ProcessBackend
 
     return ProcessBackend(settings), VenvEnvironmentBuilder(settings)
+
 
 def make_runner(settings: Settings) -> tuple[RunnerService | None, AppEnv | None]:
     """The model runner and, per app, the env vars that point it at the runner; (None, None) when the runner is
@@ -53,6 +57,7 @@ def make_runner(settings: Settings) -> tuple[RunnerService | None, AppEnv | None
     from spaces_runtime.runner.server import RunnerService
 
     return RunnerService(settings), lambda space_id: appkit_env(settings, space_id)
+
 
 def model_preparer(runner: RunnerService) -> ModelPreparer:
     """At deploy: register the model files the README's `runner_models:` declares (uploaded from the folder, so
@@ -71,6 +76,7 @@ def model_preparer(runner: RunnerService) -> ModelPreparer:
 
     return prepare
 
+
 def make_housekeeper(settings: Settings, store: Store, backend: Backend) -> Housekeeper:
     """`spaces gc` and the disk budget: environments always; images and build cache with the docker backend."""
     images = None
@@ -82,23 +88,30 @@ def make_housekeeper(settings: Settings, store: Store, backend: Backend) -> Hous
         images = DockerImages(backend.client)
     return Housekeeper(Collector(settings, store, images), settings.disk_budget_bytes, settings.gc_interval_s)
 
+
 def build_platform(settings: Settings) -> Platform:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.db_path)
     accounts = Accounts(settings.db_path)
     ensure_admin(settings, accounts)
-    logs = LogBook(settings.data_dir / "logs", settings.log_max_bytes)
+    auth = make_authenticator(settings, accounts, store)
+    secrets = SpaceSecrets(settings.db_path, check_key_place(settings.secrets_key_path, settings.apps_dir,
+                                                             settings.envs_dir))
+    logs = LogBook(settings.data_dir / "logs", settings.log_max_bytes, masker=secrets.mask)
     hub = EventHub()
     stages = StageSink(store, hub)
     backend, environments = make_backend(settings)
     runner, runner_env = make_runner(settings)
+    space_env = SpaceEnv(secrets, settings.apps_dir, runner_env)
+    if isinstance(environments, ImageEnvironmentBuilder):  # the space's own Dockerfile gets its secrets
+        environments.images.inputs_of = space_env.build_inputs
     liveness = LivenessPolicy(interval_s=settings.liveness_interval_s, timeout_s=settings.liveness_timeout_s,
                               failures=settings.liveness_failures)
     supervisor = Supervisor(backend, logs, settings, stages, liveness=liveness)
-    pipeline = Pipeline(settings, store, logs, supervisor, stages, hub, environments, app_env=runner_env,
+    pipeline = Pipeline(settings, store, logs, supervisor, stages, hub, environments, app_env=space_env,
                         prepare_models=model_preparer(runner) if runner is not None else None)
     lifecycle = Lifecycle(settings, store, logs, supervisor, stages, hub, pipeline)
-    targets = SpaceTargets(store, supervisor, lifecycle)
-    return Platform(settings, store, accounts, logs, hub, stages, supervisor, pipeline, lifecycle, targets,
-                    runner=runner,
+    targets = SpaceTargets(store, supervisor, lifecycle, auth)
+    return Platform(settings, store, accounts, auth, secrets, logs, hub, stages, supervisor, pipeline, lifecycle,
+                    targets, runner=runner,
                     housekeeper=make_housekeeper(settings, store, backend))

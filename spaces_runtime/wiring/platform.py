@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from spaces_runtime.auth.accounts import Accounts
+from spaces_runtime.auth.authenticate import Authenticator
+from spaces_runtime.auth.secrets import SpaceSecrets
 from spaces_runtime.config import Settings
 from spaces_runtime.deploy.lifecycle import Lifecycle
 from spaces_runtime.deploy.pipeline import Pipeline
@@ -27,6 +29,8 @@ class Platform:
     settings: Settings
     store: Store
     accounts: Accounts
+    auth: Authenticator
+    secrets: SpaceSecrets  # each space's secrets (sealed) and variables
     logs: LogBook
     hub: EventHub
     stages: StageSink

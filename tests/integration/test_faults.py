@@ -161,7 +161,7 @@ def test_concurrent_deploys_each_report_their_own_fate(platform: Platform, tmp_p
         first = pool.submit(deploy, folders[0])
         assert slow_index.asked.wait(240), "the first build never asked for the slow package"
         rest = [pool.submit(deploy, folder) for folder in folders[1:]]
-        wait_until(lambda: len(versions(platform, "faults/race")) == 3, timeout=60, what="all three uploads")
+        wait_until(lambda: len(deploys_audited(platform, "faults/race")) == 3, timeout=120, what="all three uploads")
         slow_index.release()
         results = [first.result(), *(r.result() for r in rest)]
     winners = [r for r in results if r.returncode == 0]
@@ -192,6 +192,11 @@ def cli_process(platform: Platform, *args: str, **kwargs: Any) -> subprocess.Pop
 def build_log(platform: Platform, space_id: str) -> str:
     response = httpx.get(f"{platform.url}/api/spaces/{space_id}/logs/build", params={"follow": 0})
     return response.text if response.status_code == 200 else ""
+
+
+def deploys_audited(platform: Platform, space_id: str) -> list[dict[str, Any]]:
+    found = httpx.get(f"{platform.url}/api/audit", params={"space": space_id}, headers=platform.auth, timeout=30)
+    return [event for event in found.json() if event["action"] == "deploy"] if found.status_code == 200 else []
 
 
 def versions(platform: Platform, space_id: str) -> list[Path]:

@@ -141,3 +141,44 @@ def test_every_write_is_in_the_audit_trail(team: Team) -> None:
     assert any(e["action"] == "revoke token" and e["target"] == "alice" for e in found)
     refused = team.as_user("alice", "events", "bob/bob-site")
     assert refused.returncode == 1 and "HTTP 403" in refused.stderr
+
+
+def test_a_private_app_is_a_404_through_both_link_forms_and_a_share_link_opens_it(team: Team) -> None:
+    """For a stranger the app does not exist (page, host link, Gradio's API and queue); a share link opens it for
+    a client with no account, including gradio_client; revoking ends it at once, and an expired link says so."""
+    from gradio_client import Client
+
+    folder = write_app(team.tmp / "private-gradio", {"README.md": gradio_readme("Private"),
+                                                      "app.py": "import gradio as gr\n"
+                                                                "gr.Interface(lambda s: s[::-1], 'text', 'text')"
+                                                                ".launch()\n"})
+    team.as_user("bob", "deploy", str(folder), "--name", "bob/vault", "--private", check=True)
+    base = f"{team.platform.url}/spaces/bob/vault/"
+    host_form = {"Host": f"bob-vault.localhost:{team.platform.port}"}  # as a browser sends it for the host link
+    assert httpx.get(f"{team.platform.url}/", headers=host_form, timeout=30).status_code == 404
+    for link in (base, f"{base}gradio_api/info", f"{base}gradio_api/queue/join"):
+        assert httpx.get(link, timeout=30).status_code == 404, link
+    with_token = {**host_form, **team.headers("bob")}
+    assert httpx.get(f"{team.platform.url}/", headers=with_token, timeout=30).status_code == 200
+    assert httpx.get(base, headers=team.headers("alice"), timeout=30).status_code == 404
+    assert httpx.get(base, headers=team.headers("bob"), timeout=30).status_code == 200
+
+    link = team.as_user("bob", "share", "bob/vault", "--expires", "1h", check=True).stdout.strip()
+    with httpx.Client(timeout=30) as visitor:  # no account, no token: just the link
+        opened = visitor.get(link)
+        assert opened.status_code == 303 and "__share" not in opened.headers["location"]
+        assert visitor.get(base).status_code == 200
+        cookie = "; ".join(f"{k}={v}" for k, v in visitor.cookies.items())
+        assert Client(base, headers={"Cookie": cookie}, verbose=False).predict("abc", api_name="/predict") == "cba"
+        assert httpx.get(f"{base}gradio_api/info", timeout=30).status_code == 404, "the cookie, not the link, opens it"
+        team.as_user("bob", "share", "bob/vault", "--revoke", check=True)
+        wait_until(lambda: visitor.get(base).status_code == 404, timeout=5, what="the revoked link to stop working")
+        refused = visitor.get(link)
+        assert refused.status_code == 403 and "not valid" in refused.text
+
+    short = team.as_user("bob", "share", "bob/vault", "--expires", "1s", check=True).stdout.strip()
+    expired = wait_until(lambda: (r := httpx.get(short, timeout=30)).status_code == 403 and r, timeout=10,
+                         what="the one-second link to expire")
+    assert "expired" in expired.text
+    tampered = httpx.get(link.replace("__share=", "__share=x"), timeout=30)
+    assert tampered.status_code == 403 and "not valid" in tampered.text

@@ -27,12 +27,19 @@ def test_who_may_write_a_namespace(who: Principal, owner: str, allowed: bool) ->
 
 
 def test_private_spaces_are_seen_by_owner_members_and_admins_only() -> None:
-    assert rules.may_see(ALICE, "alice", private=True)
-    assert rules.may_see(ALICE, "readers", private=True)
-    assert rules.may_see(ADMIN, "bob", private=True)
-    assert not rules.may_see(ALICE, "bob", private=True)
-    assert not rules.may_see(ANONYMOUS, "alice", private=True)
-    assert rules.may_see(ANONYMOUS, "bob", private=False)
+    assert rules.may_see(ALICE, "alice/x", private=True)
+    assert rules.may_see(ALICE, "readers/x", private=True)
+    assert rules.may_see(ADMIN, "bob/x", private=True)
+    assert not rules.may_see(ALICE, "bob/x", private=True)
+    assert not rules.may_see(ANONYMOUS, "alice/x", private=True)
+    assert rules.may_see(ANONYMOUS, "bob/x", private=False)
+
+
+def test_a_share_link_opens_its_one_space_for_anyone() -> None:
+    visitor = Principal(None, shared=frozenset({"bob/secret"}))
+    assert rules.may_see(visitor, "bob/secret", private=True)
+    assert not rules.may_see(visitor, "bob/other", private=True)
+    assert not rules.may_write(visitor, "bob")
 
 
 def test_nobody_gets_401_a_stranger_403_and_a_private_space_404() -> None:

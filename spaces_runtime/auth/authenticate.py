@@ -1,0 +1,94 @@
+"""From a request's credentials to a Principal, the same way for the REST API and the gateway: a bearer token, a
+signed-in browser's session cookie, and share-link cookies (each opens one private space to whoever holds it)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+from spaces_runtime.auth.accounts import Accounts
+from spaces_runtime.auth.principal import ANONYMOUS, Principal
+from spaces_runtime.auth.rules import LOGIN_HINT
+from spaces_runtime.auth.shares import ShareLinks, cookie_name
+from spaces_runtime.auth.signing import Signer
+from spaces_runtime.errors import AuthError, NotFoundError
+
+SESSION_COOKIE = "spaces_session"
+CSRF_HEADER = "x-csrf-token"
+SESSION_S = 14 * 86400
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ShareKeyOf = Callable[[str], str | None]  # space id → its current share key (None: no such space)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    authorization: str | None
+    cookies: Mapping[str, str]
+    method: str = "GET"
+    csrf: str | None = None  # the X-CSRF-Token header
+
+
+@dataclass(frozen=True)
+class Session:
+    user: str
+    csrf: str
+    cookie: str
+
+
+class Authenticator:
+    def __init__(self, accounts: Accounts, sessions: Signer, shares: ShareLinks, share_key_of: ShareKeyOf) -> None:
+        self.accounts = accounts
+        self._sessions = sessions
+        self.shares = shares
+        self._share_key_of = share_key_of
+
+    def principal(self, credentials: Credentials, space_id: str | None = None) -> Principal:
+        """Who is calling. A bad bearer token is an error (the caller meant to be someone); a stale cookie is not.
+        ``space_id``: the space a gateway request is for, whose share cookie counts."""
+        who = self._bearer(credentials.authorization) if credentials.authorization else \
+            self._session(credentials)
+        if space_id is not None:
+            token = credentials.cookies.get(cookie_name(space_id))
+            if token and self.share_opens(token, space_id):
+                who = replace(who, shared=who.shared | {space_id})
+        return who
+
+    def _bearer(self, header: str) -> Principal:
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise AuthError("the Authorization header is not 'Bearer TOKEN'", hint=LOGIN_HINT)
+        principal = self.accounts.principal(secret.strip())
+        if principal is None:
+            raise AuthError("this token is not valid: revoked, mistyped, or from another platform", hint=LOGIN_HINT)
+        return principal
+
+    def _session(self, credentials: Credentials) -> Principal:
+        value = credentials.cookies.get(SESSION_COOKIE)
+        payload = self._sessions.verify(value) if value else None
+        if payload is None or not isinstance(payload.get("e"), int) or payload["e"] < time.time():  # type: ignore[operator]
+            return ANONYMOUS
+        if credentials.method not in SAFE_METHODS and not secrets.compare_digest(
+                str(credentials.csrf or ""), str(payload.get("c", ""))):
+            # a page elsewhere can make the browser send the cookie, never read it: writes must show the token
+            raise AuthError("a write from a signed-in browser needs its X-CSRF-Token header",
+                            hint="reload the page; scripts use a token instead of the cookie")
+        try:
+            return replace(self.accounts.principal_of(str(payload["u"])), via="session")
+        except NotFoundError:  # the user was removed since: signed out
+            return ANONYMOUS
+
+    def start_session(self, user: str) -> Session:
+        csrf = secrets.token_urlsafe(24)
+        cookie = self._sessions.sign({"u": user, "c": csrf, "e": int(time.time() + SESSION_S)})
+        return Session(user, csrf, cookie)
+
+    def session_csrf(self, cookies: Mapping[str, str]) -> str | None:
+        value = cookies.get(SESSION_COOKIE)
+        payload = self._sessions.verify(value) if value else None
+        return str(payload["c"]) if payload and "c" in payload else None
+
+    def share_opens(self, token: str, space_id: str) -> bool:
+        key = self._share_key_of(space_id)
+        return key is not None and self.shares.check(token, space_id, key).space_id == space_id
