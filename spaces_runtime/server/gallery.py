@@ -1,8 +1,9 @@
 """The gallery at `/` and each app's page at `/{owner}/{name}`: server-rendered Jinja2, small dependency-free JS.
 
 Choosing, ordering and paging the cards are pure functions (``select``, ``page_of``); the routes read the store
-through the same ``space_view`` the REST API answers with. Assets live in templates/gallery/static and are served
-from ``/_platform/static/`` so the pages work air-gapped.
+through the same ``space_view`` the REST API answers with, and show only what the viewer may see: a private space
+is absent from every list and a 404 page to everyone else, as on the REST API. Assets live in
+templates/gallery/static and are served from ``/_platform/static/`` so the pages work air-gapped.
 """
 
 from __future__ import annotations
@@ -20,12 +21,16 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.staticfiles import StaticFiles
 
+from spaces_runtime.auth import rules
+from spaces_runtime.auth.principal import ANONYMOUS, Principal
 from spaces_runtime.config import templates_dir
 from spaces_runtime.errors import NotFoundError, SpacesError
 from spaces_runtime.names import RESERVED_OWNERS
 from spaces_runtime.names import space_id as make_space_id
 from spaces_runtime.server.api import LIKER_COOKIE
+from spaces_runtime.server.auth import credentials
 from spaces_runtime.server.views import space_view
+from spaces_runtime.store import SpaceRecord
 
 PAGE_SIZE = 24
 STATIC_PREFIX = "/_platform/static"
@@ -58,19 +63,23 @@ class Listing:
     sdk: str = ""
     running: bool = False
     page: int = 1
+    owner: str = ""  # one namespace only: "my spaces", an organization's
 
     def params(self, **changes: Any) -> str:
         """The query string for this listing (defaults left out), with ``changes`` applied."""
         wanted = replace(self, **changes)
         pairs = {"q": wanted.q, "sort": "" if wanted.sort == "trending" else wanted.sort, "sdk": wanted.sdk,
-                 "running": "1" if wanted.running else "", "page": "" if wanted.page == 1 else str(wanted.page)}
+                 "running": "1" if wanted.running else "", "owner": wanted.owner,
+                 "page": "" if wanted.page == 1 else str(wanted.page)}
         return urlencode({k: v for k, v in pairs.items() if v})
 
 
-def make_listing(q: str = "", sort: str = "trending", sdk: str = "", running: str = "", page: int = 1) -> Listing:
+def make_listing(q: str = "", sort: str = "trending", sdk: str = "", running: str = "", page: int = 1,
+                 owner: str = "") -> Listing:
     """Tolerant parsing: an unknown sort or sdk falls back to the default rather than failing the page."""
     return Listing(q=q.strip()[:200], sort=sort if sort in SORTS else "trending",  # type: ignore[arg-type]
-                   sdk=sdk if sdk in SDKS else "", running=running not in ("", "0", "false"), page=max(1, page))
+                   sdk=sdk if sdk in SDKS else "", running=running not in ("", "0", "false"), page=max(1, page),
+                   owner=owner.strip()[:100])
 
 
 def matches(space: dict[str, Any], words: list[str]) -> bool:
@@ -94,6 +103,7 @@ def order_key(space: dict[str, Any], sort: SortKey) -> tuple[Any, ...]:
 def select(spaces: list[dict[str, Any]], listing: Listing) -> list[dict[str, Any]]:
     words = listing.q.lower().split()
     chosen = [s for s in spaces if matches(s, words)
+              and (not listing.owner or s["owner"] == listing.owner)
               and (not listing.sdk or s["sdk"] == listing.sdk)
               and (not listing.running or s["stage"] in SERVING)]
     return sorted(chosen, key=lambda s: order_key(s, listing.sort))
@@ -162,14 +172,46 @@ def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(_jinja.get_template(name).render(**context), status_code=status_code)
 
 
-def all_spaces(request: Request) -> list[dict[str, Any]]:
+# --- who is looking ----------------------------------------------------------------------------------------
+def viewer(request: Request) -> Principal:
+    """Who is looking at a page. Pages are reads: a stale or bad credential shows the public view, not an error."""
+    try:
+        return request.app.state.platform.auth.principal(credentials(request))
+    except SpacesError:
+        return ANONYMOUS
+
+
+def chrome(request: Request, who: Principal) -> dict[str, Any]:
+    """What every page's header needs: who is signed in, their organizations, and, for a signed-in browser, the
+    CSRF token its scripts send with every write (in a <meta> tag: another site can make the browser send the
+    cookie, never read this page)."""
+    csrf = request.app.state.platform.auth.session_csrf(request.cookies) if who.via == "session" else None
+    return {"me": who.name, "my_orgs": sorted(who.orgs), "csrf": csrf, "signed_in_browser": csrf is not None,
+            "here": request.url.path + (f"?{request.url.query}" if request.url.query else "")}
+
+
+def page(request: Request, name: str, who: Principal | None = None, status_code: int = 200,
+         **context: Any) -> HTMLResponse:
+    """A whole page (with the header of the signed-in viewer); never kept by a shared cache."""
+    who = who or viewer(request)
+    response = render(name, status_code, **chrome(request, who), **context)
+    response.headers["Cache-Control"] = "no-store" if who.name else "no-cache"
+    return response
+
+
+def may_see(who: Principal, record: SpaceRecord) -> bool:
+    return rules.may_see(who, record.id, record.private)
+
+
+def all_spaces(request: Request, who: Principal) -> list[dict[str, Any]]:
     p = request.app.state.platform
-    return [space_view(r, p.settings.public_link_host) for r in p.store.spaces()]
+    return [space_view(r, p.settings.public_link_host) for r in p.store.spaces() if may_see(who, r)]
 
 
-def listing_context(request: Request, listing: Listing, through_page: bool = False) -> dict[str, Any]:
+def listing_context(request: Request, listing: Listing, through_page: bool = False,
+                    who: Principal = ANONYMOUS) -> dict[str, Any]:
     """Cards for the listing; ``through_page`` returns every card up to its page (a refresh after a new app)."""
-    spaces = all_spaces(request)
+    spaces = all_spaces(request, who)
     chosen = select(spaces, listing)
     if through_page:
         cards, more = page_of(chosen, 1, PAGE_SIZE * listing.page)
@@ -181,26 +223,29 @@ def listing_context(request: Request, listing: Listing, through_page: bool = Fal
 
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request, q: str = "", sort: str = "trending", sdk: str = "", running: str = "",
-          page: int = Query(1, ge=1)) -> HTMLResponse:
-    listing = make_listing(q, sort, sdk, running, page)
+          page_number: int = Query(1, ge=1, alias="page"), owner: str = "") -> HTMLResponse:
+    who = viewer(request)
+    listing = make_listing(q, sort, sdk, running, page_number, owner)
     # a no-JS "load more" link lands here with page=N: show everything up to it
-    context = listing_context(request, listing, through_page=True)
-    return render("index.html", **context, server=str(request.base_url).rstrip("/"))
+    context = listing_context(request, listing, through_page=True, who=who)
+    return page(request, "index.html", who, **context, server=str(request.base_url).rstrip("/"))
 
 
 @router.get("/_platform/cards", response_class=HTMLResponse)
 def cards(request: Request, q: str = "", sort: str = "trending", sdk: str = "", running: str = "",
-          page: int = Query(1, ge=1), through: int = 0) -> HTMLResponse:
+          page_number: int = Query(1, ge=1, alias="page"), through: int = 0, owner: str = "") -> HTMLResponse:
     """The card grid as an HTML fragment: the toolbar's live search and the lazy loader fetch it."""
-    listing = make_listing(q, sort, sdk, running, page)
-    context = listing_context(request, listing, through_page=bool(through))
-    return render("_cards.html", **context, fragment_only=not through and page > 1)
+    listing = make_listing(q, sort, sdk, running, page_number, owner)
+    context = listing_context(request, listing, through_page=bool(through), who=viewer(request))
+    return render("_cards.html", **context, fragment_only=not through and page_number > 1)
 
 
 @router.get("/_platform/card/{owner}/{name}", response_class=HTMLResponse)
 def card(owner: str, name: str, request: Request) -> HTMLResponse:
-    p = request.app.state.platform
-    return render("_card.html", s=space_view(p.store.get(make_space_id(owner, name)), p.settings.public_link_host))
+    space = find_space(request, owner, name, viewer(request))
+    if space is None:
+        raise NotFoundError(f"no space named {owner}/{name}")
+    return render("_card.html", s=space)
 
 
 class _Assets(StaticFiles):
@@ -227,13 +272,19 @@ def panel_mode(stage: str) -> str:
     return "idle"
 
 
-def find_space(request: Request, owner: str, name: str) -> dict[str, Any] | None:
+def find_record(request: Request, owner: str, name: str, who: Principal) -> SpaceRecord | None:
+    """The space if ``who`` may see it; None for no such space and for a private one of others alike."""
     p = request.app.state.platform
     try:
         record = None if owner in RESERVED_OWNERS else p.store.find(make_space_id(owner, name))
     except SpacesError:
         return None
-    return None if record is None else space_view(record, p.settings.public_link_host)
+    return record if record is not None and may_see(who, record) else None
+
+
+def find_space(request: Request, owner: str, name: str, who: Principal) -> dict[str, Any] | None:
+    record = find_record(request, owner, name, who)
+    return None if record is None else space_view(record, request.app.state.platform.settings.public_link_host)
 
 
 def panel_context(request: Request, space: dict[str, Any]) -> dict[str, Any]:
@@ -250,22 +301,28 @@ def panel_context(request: Request, space: dict[str, Any]) -> dict[str, Any]:
 @router.get("/_platform/panel/{owner}/{name}", response_class=HTMLResponse)
 def panel(owner: str, name: str, request: Request) -> HTMLResponse:
     """The app tab's content for the space's current stage (the page swaps it when the stage changes)."""
-    space = find_space(request, owner, name)
+    space = find_space(request, owner, name, viewer(request))
     if space is None:
         raise NotFoundError(f"no space named {owner}/{name}")
     return render("_panel.html", **panel_context(request, space))
 
 
+def missing(request: Request, wanted: str, who: Principal) -> HTMLResponse:
+    return page(request, "missing.html", who, status_code=404, wanted=wanted)
+
+
 @router.get("/{owner}/{name}", response_class=HTMLResponse)
 def app_page(owner: str, name: str, request: Request) -> HTMLResponse:
-    space = find_space(request, owner, name)
+    who = viewer(request)
+    space = find_space(request, owner, name, who)
     if space is None:
-        return render("missing.html", status_code=404, wanted=f"{owner}/{name}")
+        return missing(request, f"{owner}/{name}", who)
     store = request.app.state.platform.store
     store.record_visit(space["id"])
-    liker = request.cookies.get(LIKER_COOKIE)
+    liker = f"user:{who.name}" if who.name else request.cookies.get(LIKER_COOKIE)  # as the like API counts
     card = space["card"]
-    return render("space.html", **panel_context(request, space),
-                  liked=bool(liker) and store.has_liked(space["id"], liker or ""),
-                  embeddable=not card.get("disable_embedding"), full_width=bool(card.get("full_width")),
-                  mini_header=card.get("header") == "mini")
+    return page(request, "space.html", who, **panel_context(request, space),
+                liked=bool(liker) and store.has_liked(space["id"], liker or ""),
+                may_change=rules.may_write(who, space["owner"]),
+                embeddable=not card.get("disable_embedding"), full_width=bool(card.get("full_width")),
+                mini_header=card.get("header") == "mini")

@@ -168,8 +168,11 @@
     const liked = like.getAttribute("aria-pressed") !== "true";
     like.disabled = true;
     try {
+      // a signed-in browser's writes carry the session's CSRF token (the page has it in a <meta> tag)
+      const csrf = document.querySelector('meta[name="csrf-token"]')?.content;
       const response = await fetch(`${api}/like`, {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ liked }),
+        method: "POST", body: JSON.stringify({ liked }),
+        headers: { "Content-Type": "application/json", ...(csrf ? { "X-CSRF-Token": csrf } : {}) },
       });
       if (!response.ok) throw new Error(String(response.status));
       const data = await response.json();
