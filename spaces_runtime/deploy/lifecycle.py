@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from spaces_runtime.config import Settings
@@ -34,6 +35,8 @@ class Lifecycle:
         self.stages = stages
         self.hub = hub
         self.pipeline = pipeline
+        # what else forgets a deleted space (its secrets and variables): registered by the wiring
+        self.on_delete: list[Callable[[str], None]] = []
 
     async def restart(self, space_id: str) -> SpaceRecord:
         record = self.store.get(space_id)
@@ -59,6 +62,8 @@ class Lifecycle:
         await self.supervisor.stop_app(space_id, Stage.DELETING)
         await self.supervisor.remove_data(space_id)
         self.store.delete(space_id)
+        for forget in self.on_delete:
+            forget(space_id)
         owner, name = space_id.split("/", 1)
         shutil.rmtree(self.settings.apps_dir / owner / name, ignore_errors=True)
         shutil.rmtree(self.logs.root / space_id, ignore_errors=True)

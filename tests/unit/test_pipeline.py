@@ -200,7 +200,10 @@ async def test_a_newer_upload_cancels_the_build_in_progress(deploys: Deploys) ->
 async def test_delete_removes_the_app_its_data_and_its_folders(deploys: Deploys) -> None:
     await deploys.upload("alice/demo", {"README.md": README, "app.py": "print(1)"})
     assert await deploys.settled("alice/demo") is Stage.RUNNING
+    forgotten: list[str] = []
+    deploys.lifecycle.on_delete.append(forgotten.append)  # e.g. its secrets
     await deploys.lifecycle.delete("alice/demo")
+    assert forgotten == ["alice/demo"]
     assert deploys.store.find("alice/demo") is None
     assert deploys.backend.live == {} and deploys.backend.removed_data == ["alice/demo"]
     assert not (deploys.settings.apps_dir / "alice" / "demo").exists()
