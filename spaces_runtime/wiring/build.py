@@ -111,6 +111,7 @@ def build_platform(settings: Settings) -> Platform:
     pipeline = Pipeline(settings, store, logs, supervisor, stages, hub, environments, app_env=space_env,
                         prepare_models=model_preparer(runner) if runner is not None else None)
     lifecycle = Lifecycle(settings, store, logs, supervisor, stages, hub, pipeline)
+    lifecycle.on_delete.append(secrets.drop_space)  # a new space of the same name starts without them
     targets = SpaceTargets(store, supervisor, lifecycle, auth)
     return Platform(settings, store, accounts, auth, secrets, logs, hub, stages, supervisor, pipeline, lifecycle,
                     targets, runner=runner,
