@@ -24,6 +24,7 @@ from spaces_runtime.deploy.stagesink import StageSink
 from spaces_runtime.deploy.versions import discard_version, keep_version, new_version_dir, version_root
 from spaces_runtime.errors import BuildError, ConflictError, NoAppFileError, SpacesError, SpecError
 from spaces_runtime.events import EventHub
+from spaces_runtime.hub.commits import SpaceCommits
 from spaces_runtime.logs import LogBook, LogSink
 from spaces_runtime.names import space_id as make_space_id
 from spaces_runtime.stages import ERROR_STAGES, SERVING_STAGES, Stage
@@ -41,7 +42,7 @@ ModelPreparer = Callable[[AppSpec, Path], Awaitable[list[str]]]
 class Pipeline:
     def __init__(self, settings: Settings, store: Store, logs: LogBook, supervisor: Supervisor, stages: StageSink,
                  hub: EventHub, environments: EnvironmentBuilder, app_env: AppEnv | None = None,
-                 prepare_models: ModelPreparer | None = None) -> None:
+                 prepare_models: ModelPreparer | None = None, commits: SpaceCommits | None = None) -> None:
         self.settings = settings
         self.store = store
         self.logs = logs
@@ -51,6 +52,7 @@ class Pipeline:
         self.environments = environments
         self.app_env: AppEnv = app_env or (lambda _space_id: {})
         self.prepare_models = prepare_models
+        self.commits = commits or SpaceCommits(settings, store, stages)  # every deploy is a commit (hub/commits.py)
         self.limits = appfiles.UploadLimits(settings.max_upload_bytes, settings.max_unpacked_bytes,
                                             settings.max_upload_files)
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -58,14 +60,17 @@ class Pipeline:
         self.latest: dict[str, str] = {}  # space → the version of its newest deploy
 
     # --- entry points ------------------------------------------------------------------------------------------
-    async def accept_upload(self, owner: str, name: str, archive: Path) -> str:
+    async def accept_upload(self, owner: str, name: str, archive: Path, author: str | None = None,
+                            commit: str | None = None) -> str:
         """Unpack a new code version and start building it; the previous version keeps serving meanwhile.
-        Returns the new version's number."""
+        The upload becomes a commit of the space's repository by ``author``, unless it is ``commit``'s files
+        already (a push, a rollback). Returns the new version's number."""
         space_id = make_space_id(owner, name)
         self._check_link_is_free(owner, name)
         version_dir = new_version_dir(self.settings.apps_dir, owner, name)
         app_dir = await asyncio.to_thread(appfiles.unpack, archive, version_dir, self.limits)
         code = await asyncio.to_thread(appfiles.code_hash, app_dir)
+        await self.commits.record(space_id, app_dir, version_root(app_dir).name, author, commit)
         await self.begin(space_id, "deploy")
         self.store.update(space_id, desired="running", code_hash=code)
         self.launch(space_id, app_dir)
@@ -82,6 +87,7 @@ class Pipeline:
                 continue
             version_dir = new_version_dir(self.settings.apps_dir, owner, app_dir.name)
             await asyncio.to_thread(appfiles.copy_app, app_dir, version_dir)
+            await self.commits.record(space_id, version_dir, version_dir.name, None, message="Example deployed")
             await self.begin(space_id, "example deployed on start")
             self.store.update(space_id, desired="running", code_hash=code)
             self.launch(space_id, version_dir)

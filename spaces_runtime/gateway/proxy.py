@@ -35,6 +35,7 @@ from spaces_runtime.gateway.targets import (
 from spaces_runtime.gateway.upstream import Headers as RawHeaders
 from spaces_runtime.gateway.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 from spaces_runtime.gateway.websocket import proxy_websocket
+from spaces_runtime.hub.git import git_request_of
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "trailers", "transfer-encoding", "upgrade", "proxy-connection"})
@@ -106,6 +107,8 @@ class Gateway:
 
     # --- routing -----------------------------------------------------------------------------------------
     def _route(self, scope: Scope) -> Route | None:
+        if git_request_of(scope) is not None:  # git's requests on an app's link: hub/githttp.py answers them
+            return None
         host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
         raw = scope.get("raw_path")
         path = raw.decode("latin-1") if raw else scope["path"]

@@ -33,6 +33,7 @@ def space_answer(p: Platform, space_id: str) -> dict[str, Any]:
     view = space_view(record, p.settings.public_link_host)
     view["version"] = version_name(record.code_dir)  # the code that serves (or last served)
     view["latest_version"] = p.pipeline.latest.get(space_id)  # the newest deploy's, while it builds and after
+    view |= p.pipeline.commits.view(space_id)  # sha: main's head (every deploy is a commit); running_sha
     runtime = p.targets.runtime(space_id)
     view["runtime"] = asdict(runtime) if runtime is not None else None
     return view
@@ -54,7 +55,7 @@ async def deploy(owner: str, name: str, request: Request, p: PlatformDep, who: P
     existing = writable(p, who, space_id)
     archive = await receive(request.stream(), p.settings.data_dir / "tmp", p.pipeline.limits)
     try:
-        version = await p.pipeline.accept_upload(owner, name, archive)
+        version = await p.pipeline.accept_upload(owner, name, archive, author=who.name)
     finally:
         archive.unlink(missing_ok=True)
     if private is not None or existing is None:  # a new space is public unless asked, as on Hugging Face
