@@ -13,7 +13,7 @@ from spaces_runtime import __version__
 from spaces_runtime.errors import SpacesError
 from spaces_runtime.gateway.proxy import Gateway
 from spaces_runtime.hub.githttp import GitHttp
-from spaces_runtime.server import accounts, admin, api, gallery, history, secrets
+from spaces_runtime.server import accounts, admin, api, gallery, history, secrets, web
 from spaces_runtime.wiring.platform import Platform
 
 
@@ -48,6 +48,7 @@ def create_app(p: Platform) -> Gateway:
     app.include_router(admin.router)
     app.include_router(accounts.router)
     app.include_router(secrets.router)
+    app.include_router(web.router)  # sign-in, sign-out and settings pages
     app.include_router(gallery.router)
     app.include_router(history.router)
     app.mount("/spaces/{owner}/{name}", GitHttp(p))  # git on the app's link: the gateway hands git's requests here
