@@ -59,7 +59,7 @@ def print_json(value: Any) -> None:
 
 
 # --- serve ---------------------------------------------------------------------------------------------------
-@app.command()
+@app.command(rich_help_panel="Platform")
 def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default 7000)")] = None,
@@ -89,7 +89,7 @@ def default_space_id(folder: Path, api: PlatformClient) -> str:
     return f"{owner}/{name}"
 
 
-@app.command()
+@app.command(rich_help_panel="Deploy and run")
 def deploy(
     folder: Annotated[Path, typer.Argument(help="the app folder")],
     name: Annotated[str | None, typer.Option("--name", help="OWNER/NAME (default: you/folder-name)")] = None,
@@ -157,7 +157,7 @@ def report_failure(api: PlatformClient, space: dict[str, Any], streamed: bool = 
         err.print(tail, markup=False, highlight=False)
 
 
-@app.command("list")
+@app.command("list", rich_help_panel="Deploy and run")
 def list_spaces(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
     """List the spaces on the platform."""
     spaces = client(server).spaces()
@@ -190,7 +190,7 @@ def _stage_style(stage: str) -> str:
     return "red" if stage in ERROR_STAGES else "green" if stage == Stage.RUNNING else "yellow"
 
 
-@app.command()
+@app.command(rich_help_panel="Deploy and run")
 def status(space_id: IdArg, server: ServerOpt = None, as_json: JsonOpt = False) -> None:
     """Show one space: stage, link, error."""
     split_id(space_id)
@@ -204,7 +204,7 @@ def status(space_id: IdArg, server: ServerOpt = None, as_json: JsonOpt = False) 
         err.print(f"error: {space['error']}", markup=False, highlight=False)
 
 
-@app.command()
+@app.command(rich_help_panel="Deploy and run")
 def logs(
     space_id: IdArg,
     build: Annotated[bool, typer.Option("--build", help="the build log (default: the run log)")] = False,
@@ -236,25 +236,25 @@ def _lifecycle(verb: str, space_id: str, server: str | None, as_json: bool) -> N
         out.print(f"{space_id}: {result.get('stage')}")
 
 
-@app.command()
+@app.command(rich_help_panel="Deploy and run")
 def restart(space_id: IdArg, server: ServerOpt = None, as_json: JsonOpt = False) -> None:
     """Restart a space (rebuilds only what changed)."""
     _lifecycle("restart", space_id, server, as_json)
 
 
-@app.command()
+@app.command(rich_help_panel="Deploy and run")
 def pause(space_id: IdArg, server: ServerOpt = None, as_json: JsonOpt = False) -> None:
     """Stop a space until it is restarted."""
     _lifecycle("pause", space_id, server, as_json)
 
 
-@app.command()
+@app.command(rich_help_panel="Deploy and run")
 def delete(space_id: IdArg, server: ServerOpt = None, as_json: JsonOpt = False) -> None:
     """Delete a space, its code and its logs."""
     _lifecycle("delete", space_id, server, as_json)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, rich_help_panel="Platform")
 def runner(ctx: typer.Context) -> None:
     """Run the model runner alone (`spaces serve` starts one itself); `spaces runner --help` lists its flags."""
     from spaces_runtime.runner.__main__ import main as runner_main
@@ -262,7 +262,7 @@ def runner(ctx: typer.Context) -> None:
     runner_main(list(ctx.args))
 
 
-@app.command()
+@app.command(rich_help_panel="Platform")
 def models(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
     """List the models the platform's runner serves (task, size, loaded, device)."""
     found = client(server).models()
@@ -277,7 +277,7 @@ def models(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
 
 
 # --- local authoring ----------------------------------------------------------------------------------------------
-@app.command()
+@app.command(rich_help_panel="Author")
 def init(
     folder: Annotated[Path, typer.Argument(help="folder to create")],
     sdk: Annotated[str, typer.Option(help="gradio | streamlit | docker | static")] = "gradio",
@@ -299,7 +299,7 @@ def next_steps(folder: Path, sdk: str) -> str:
     return f"next: spaces run {folder}   or   spaces deploy {folder}"
 
 
-@app.command()
+@app.command(rich_help_panel="Author")
 def run(
     folder: Annotated[Path, typer.Argument(help="the app folder")],
     port: Annotated[int, typer.Option(help="port to serve on")] = 7860,
@@ -310,7 +310,7 @@ def run(
     raise typer.Exit(run_local(folder, port, Settings()))
 
 
-@app.command()
+@app.command(rich_help_panel="Author")
 def build(
     folder: Annotated[Path, typer.Argument(help="the app folder")],
     as_json: JsonOpt = False,
@@ -327,7 +327,7 @@ def build(
     out.print(f"run it: docker run --rm -p 7860:{built.app_port} {built.tag}", highlight=False)
 
 
-@app.command("base-image")
+@app.command("base-image", rich_help_panel="Platform")
 def base_image() -> None:
     """Make sure the base image for app images exists: pulled when reachable, else bootstrapped from Debian."""
     from spaces_runtime.wiring.docker import bootstrap_base_image
@@ -337,7 +337,7 @@ def base_image() -> None:
 
 
 # --- housekeeping: gc, backup, restore ----------------------------------------------------------------------------
-@app.command()
+@app.command(rich_help_panel="Platform")
 def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="list what would go and the bytes freed; remove nothing")]
     = False,
@@ -369,7 +369,7 @@ def gc(
         err.print(f"[yellow]not removed:[/] {failure}", highlight=False)
 
 
-@app.command()
+@app.command(rich_help_panel="Platform")
 def backup(
     dest: Annotated[Path, typer.Argument(help="a new .tar.gz file, or a new folder")],
     logs: Annotated[bool, typer.Option("--logs", help="include the build and run logs")] = False,
@@ -405,7 +405,7 @@ def backup(
               "spaces serve --data-dir NEW_DIR", highlight=False)
 
 
-@app.command()
+@app.command(rich_help_panel="Platform")
 def restore(
     src: Annotated[Path, typer.Argument(help="the .tar.gz or folder `spaces backup` wrote")],
     data_dir: Annotated[Path | None, typer.Option(help="a new, empty data dir (default: SPACES_DATA_DIR)")] = None,

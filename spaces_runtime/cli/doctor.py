@@ -8,7 +8,7 @@ from spaces_runtime.cli import app, out
 from spaces_runtime.sandbox import preflight
 
 
-@app.command()
+@app.command(rich_help_panel="Platform")
 def doctor() -> None:
     """Check what this host gives the app sandbox; exit 1 when something is missing."""
     checks = preflight.run_checks()
