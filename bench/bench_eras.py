@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "integration")]
 
 import httpx  # noqa: E402
-from era_apps import APPS, HARDCODED_PORT, EraApp, direct_venv, probe, running_directly  # noqa: E402
+from era_apps import APPS, EraApp, direct_venv, probe, running_directly  # noqa: E402
 
 from builder import plan as build_plan  # noqa: E402
 from builder import spec as build_spec  # noqa: E402
@@ -38,7 +38,7 @@ from builder.venv import VenvBuilder  # noqa: E402
 from spaces_harness import Platform, free_port  # noqa: E402
 from spaces_runtime.config import Settings  # noqa: E402
 
-MEASURED = (*APPS, HARDCODED_PORT)  # the test suite's era apps, and one the sandbox issue is to make work
+MEASURED = APPS  # the test suite's era apps
 
 
 def python_for(app: EraApp) -> str:

@@ -148,8 +148,7 @@ demo.launch()
     calls=[["/python", []]],
 )
 
-# The line most Space code has (issue 10, the sandbox, makes it work on the process backend: each app gets its own
-# network namespace). Measured by bench/bench_eras.py; it joins APPS once the sandbox has landed.
+# The line most Space code has: on the process backend each app binds 7860 in a network namespace of its own
 HARDCODED_PORT = EraApp(
     name="hardcoded-port", sdk="gradio", sdk_version="5.9.1", own_port=7860,
     app="""import gradio as gr
@@ -162,7 +161,7 @@ demo.launch(server_name="0.0.0.0", server_port=7860)
     calls=[["/echo", ["same port as on Hugging Face"]]],
 )
 
-APPS = (GRADIO_4, GRADIO_5, STREAMLIT_1_17, STREAMLIT_1_25, PYTHON_3_12)
+APPS = (GRADIO_4, GRADIO_5, STREAMLIT_1_17, STREAMLIT_1_25, PYTHON_3_12, HARDCODED_PORT)
 
 
 def uv() -> str:

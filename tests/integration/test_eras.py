@@ -1,7 +1,8 @@
 """Spaces of older SDK eras deploy unchanged: Gradio 4.44 and 5.9, Streamlit 1.17 and 1.25 (unpinned pandas and
-altair), and a `python_version: "3.12"` app each run on the process backend and answer through the gateway exactly
-as the same app run directly (named endpoints and outputs, called with the gradio_client of the app's own era;
-Streamlit's elements and text from one script run over its era's WebSocket, without an exception).
+altair), a `python_version: "3.12"` app and one that hard-codes `server_port=7860` each run on the process backend
+and answer through the gateway exactly as the same app run directly (named endpoints and outputs, called with the
+gradio_client of the app's own era; Streamlit's elements and text from one script run over its era's WebSocket,
+without an exception).
 
 "Directly" is how Hugging Face ran the app when it was published: a fresh virtualenv with the pinned SDK and
 requirements.txt resolved as of that SDK's release, `python app.py`. One platform for the module; every app is
