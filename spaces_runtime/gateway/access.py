@@ -9,17 +9,39 @@ from starlette.requests import cookie_parser
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import Scope
 
-from spaces_runtime.auth.authenticate import Credentials
+from spaces_runtime.auth.authenticate import SESSION_COOKIE, Credentials
 from spaces_runtime.auth.shares import SHARE_PARAM, cookie_name
 from spaces_runtime.gateway import pages
 from spaces_runtime.gateway.routes import Route
 
+HF_AUTH = b"x-hf-authorization"  # gradio_client.Client(hf_token=...) sends its token here, as Spaces' proxy reads it
+
 
 def credentials_of(scope: Scope) -> Credentials:
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in (b"authorization",
-                                                                                               b"cookie")}
-    return Credentials(authorization=headers.get("authorization"),
-                       cookies=cookie_parser(headers.get("cookie", "")), method=scope.get("method", "GET"))
+                                                                                               b"cookie", HF_AUTH)}
+    # method GET: the gateway asks only whether the caller may see the app. An app's own POSTs (Gradio's queue)
+    # never carry the platform's CSRF token, and no write to the platform passes through here.
+    return Credentials(authorization=headers.get("authorization") or headers.get(HF_AUTH.decode()),
+                       cookies=cookie_parser(headers.get("cookie", "")), method="GET")
+
+
+def for_the_app(scope: Scope) -> Scope:
+    """The request as the app gets it: without the platform's session and share cookies. A session cookie is a
+    credential for the whole platform (its payload holds the CSRF token): an app that saw it could act as every
+    signed-in visitor. Share cookies were checked here; the app has no use for them."""
+    def platform_cookie(part: bytes) -> bool:
+        name = part.split(b"=", 1)[0].strip()
+        return name == SESSION_COOKIE.encode() or name.startswith(b"spaces_share_")
+
+    headers = []
+    for key, value in scope["headers"]:
+        if key == b"cookie":
+            value = b";".join(p for p in value.split(b";") if p.strip() and not platform_cookie(p)).strip()
+            if not value:
+                continue
+        headers.append((key, value))
+    return {**scope, "headers": headers}
 
 
 def share_token(scope: Scope) -> str | None:

@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spaces_runtime.gateway import pages
-from spaces_runtime.gateway.access import credentials_of, share_answer, share_token
+from spaces_runtime.gateway.access import credentials_of, for_the_app, share_answer, share_token
 from spaces_runtime.gateway.routes import Route, resolve
 from spaces_runtime.gateway.targets import (
     Failed,
@@ -36,6 +36,7 @@ from spaces_runtime.gateway.upstream import Headers as RawHeaders
 from spaces_runtime.gateway.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 from spaces_runtime.gateway.websocket import proxy_websocket
 from spaces_runtime.hub.git import git_request_of
+from spaces_runtime.hub.shapes import is_file_download
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "trailers", "transfer-encoding", "upgrade", "proxy-connection"})
@@ -97,7 +98,7 @@ class Gateway:
             route, target = await self._wake(scope, route, target)
         if isinstance(target, Upstream):
             self.targets.touch(route.owner, route.name)
-            return await self._proxy(scope, receive, send, route, target, retry=cached)
+            return await self._proxy(for_the_app(scope), receive, send, route, target, retry=cached)
         if isinstance(target, StaticSite) and scope["type"] == "http":
             self.targets.touch(route.owner, route.name)
             await self._serve_static(scope, receive, _with_headers(send, target.headers), route, target.root)
@@ -108,6 +109,8 @@ class Gateway:
     # --- routing -----------------------------------------------------------------------------------------
     def _route(self, scope: Scope) -> Route | None:
         if git_request_of(scope) is not None:  # git's requests on an app's link: hub/githttp.py answers them
+            return None
+        if is_file_download(scope):  # the Hub's file downloads on the path form: hub/api_files.py
             return None
         host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
         raw = scope.get("raw_path")
