@@ -51,6 +51,12 @@ if [ "$want_test" = 1 ]; then
     $sudo_ apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq chromium chromium-driver fonts-noto-color-emoji >/dev/null
   fi
+  if ! command -v git-lfs >/dev/null 2>&1; then
+    echo "setup: installing Debian's git-lfs (git hosting tests push LFS files as a Space's author would)" >&2
+    sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+    $sudo_ apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq git-lfs >/dev/null
+  fi
   bash scripts/install-docker.sh
   lowest_python
 fi

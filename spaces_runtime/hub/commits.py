@@ -23,7 +23,9 @@ from pathlib import Path
 from spaces_runtime.config import Settings
 from spaces_runtime.deploy.stagesink import StageSink
 from spaces_runtime.deploy.versions import version_name
+from spaces_runtime.errors import UploadError
 from spaces_runtime.hub.hooks import hook_scripts
+from spaces_runtime.hub.lfs import LfsObjects
 from spaces_runtime.hub.repos import Author, CommitInfo, GitCommandError, SpaceRepos
 from spaces_runtime.stages import ERROR_STAGES, Stage
 from spaces_runtime.store import Store
@@ -63,6 +65,7 @@ class SpaceCommits:
         self.settings = settings
         self.store = store
         self.repos = SpaceRepos(settings.data_dir / "git", hook_scripts())
+        self.lfs = LfsObjects(settings.data_dir / "lfs", settings.db_path, settings.max_upload_bytes)
         self.enabled = SpaceRepos.available()
         if not self.enabled:
             log.warning("git is not installed: deploys get no commit, and spaces cannot be cloned or pushed")
@@ -120,6 +123,7 @@ class SpaceCommits:
     def forget(self, space_id: str) -> None:
         """A deleted space's history goes with it (a new space by that name starts afresh, as on the Hub)."""
         self.repos.remove(space_id)
+        self.lfs.forget(space_id)
         with self._lock:
             self._db.execute("DELETE FROM space_commits WHERE space_id = ?", (space_id,))
 
@@ -164,14 +168,26 @@ class SpaceCommits:
                                   REACHED.get(record.stage, "RUNNING")))
         return repo
 
-    def export(self, space_id: str, commit: str, objects: dict[str, str] | None = None) -> Path:
-        """The commit's files as a tar in the platform's scratch folder (the caller removes it)."""
+    def export(self, space_id: str, commit: str, objects: dict[str, str] | None = None,
+               require_lfs: bool = False) -> Path:
+        """The commit's files as a tar in the platform's scratch folder (the caller removes it), LFS pointers
+        replaced by their objects. ``require_lfs``: refuse a commit whose LFS objects were not uploaded (a push's
+        check; a deploy goes on with the pointers, and the log says which)."""
         scratch = self.settings.data_dir / "tmp"
         scratch.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=scratch, prefix="commit-", suffix=".tar")
         os.close(fd)  # git archive writes it
+        archive = Path(name)
         try:
-            return self.repos.archive(space_id, commit, Path(name), objects)
+            self.repos.archive(space_id, commit, archive, objects)
+            missing = self.lfs.smudge(space_id, archive)
         except BaseException:
-            Path(name).unlink(missing_ok=True)
+            archive.unlink(missing_ok=True)
             raise
+        if missing and require_lfs:
+            archive.unlink(missing_ok=True)
+            raise UploadError(f"the LFS objects of {', '.join(missing[:5])} were not uploaded to {space_id}",
+                              hint="install git-lfs, `git lfs push --all REMOTE main`, then push again")
+        if missing:
+            log.warning("%s: commit %s deploys LFS pointers without objects: %s", space_id, commit, missing)
+        return archive

@@ -5,7 +5,7 @@ flowing at once; hook output reaches the pusher as it is printed).
 Mounted in the platform's app at ``/spaces/{owner}/{name}``; the gateway hands it only the requests
 ``hub.git.git_request`` says are git's. Credentials are the platform's tokens: HTTP Basic with the token as the
 password (what git's credential helpers store; a 401 names the Basic realm so git asks for one) or a Bearer
-header. Git LFS's requests on the same path go to hub/lfs.py.
+header. Git LFS's requests on the same path go to hub/lfshttp.py.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from spaces_runtime.hub.git import (
     token_of,
 )
 from spaces_runtime.hub.hooks import Push, PushTokens
+from spaces_runtime.hub.lfshttp import refuse_json, serve_lfs
 from spaces_runtime.hub.pushes import Pushes
 from spaces_runtime.hub.repos import git_env
 from spaces_runtime.server.views import links
@@ -57,7 +58,7 @@ class GitHttp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = git_request_of(scope)
-        if request is None or request.kind == "lfs":
+        if request is None:
             await answer(send, 404, "not a git request this platform serves")
             return
         if request.kind == "hook":
@@ -65,10 +66,13 @@ class GitHttp:
             return
         principal = self.principal(scope)
         if principal is None:
-            await answer(send, 401, "this token is not valid: revoked, mistyped, or from another platform",
-                         challenge=True)
+            bad = Refusal(401, "this token is not valid: revoked, mistyped, or from another platform")
+            await (refuse_json(send, bad) if request.kind == "lfs" else refuse(send, bad))
             return
         record = self.p.store.peek(request.space_id)
+        if request.kind == "lfs":
+            await serve_lfs(self.p.pipeline.commits.lfs, request, principal, record, scope, receive, send)
+            return
         refused = refusal(principal, request.space_id, record.private if record else None, request.writes)
         if refused is not None:
             await refuse(send, refused)

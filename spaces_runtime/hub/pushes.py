@@ -67,7 +67,7 @@ class Pushes:
         return True, [f"warning: {w}" for w in warnings]
 
     def _check_files(self, space_id: str, commit: str, objects: dict[str, str]) -> list[str]:
-        archive = self.p.pipeline.commits.export(space_id, commit, objects)
+        archive = self.p.pipeline.commits.export(space_id, commit, objects, require_lfs=True)
         scratch = self.p.settings.data_dir / "tmp"
         try:
             with tempfile.TemporaryDirectory(dir=scratch, prefix="check-") as folder:

@@ -5,6 +5,7 @@ clone a private space; `spaces deploy` becomes a commit; history and rollback.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -172,6 +173,33 @@ def test_history_says_what_each_commit_reached_and_rollback_restores_one(git: Gi
     assert newest["commit"] in tree
     by_bob = _cli_as(git, "bob", "rollback", "alice/timeline", first[:7])
     assert by_bob.returncode != 0 and "403" in by_bob.stderr
+
+
+def test_an_lfs_file_is_pushed_stored_once_and_served_by_the_app(git: Git) -> None:
+    git("lfs", "install")  # into this test's own home
+    picture = bytes(range(256)) * 2000  # 512 KB, as a binary a Space keeps in LFS
+    folder = write_app(git.root / "gallery-app", {"README.md": STATIC, "index.html": '<img src="cat.png">'})
+    (folder / "cat.png").write_bytes(picture)
+    git("init", "--quiet", cwd=folder)
+    git("lfs", "track", "*.png", cwd=folder)
+    git.commit(folder, "a picture in LFS")
+    assert "cat.png" in git("lfs", "ls-files", cwd=folder).stdout
+    pushed = git("push", git.remote("alice/gallery", "alice"), "main", cwd=folder)
+    assert "remote: -----> RUNNING" in pushed.stderr
+    served = httpx.get(f"{git.platform.url}/spaces/alice/gallery/cat.png", timeout=30)
+    assert served.status_code == 200 and served.content == picture  # the file, not its pointer
+    stored = list((git.platform.data_dir / "lfs" / "objects").rglob("*"))
+    assert [p.name for p in stored if p.is_file()] == [hashlib.sha256(picture).hexdigest()]
+
+    git("clone", "--quiet", git.remote("alice/gallery", None), "gallery-copy")
+    assert (git.root / "gallery-copy" / "cat.png").read_bytes() == picture
+    (folder / "dog.png").write_bytes(picture[::-1])
+    git.commit(folder, "a picture whose bytes never arrive")
+    before = git.remote_main("alice/gallery")
+    skipped = subprocess.run(["git", "push", git.remote("alice/gallery", "alice"), "main"], cwd=folder,
+                             env={**git.env, "GIT_LFS_SKIP_PUSH": "1"}, capture_output=True, text=True, timeout=300)
+    assert skipped.returncode != 0 and "the LFS objects of dog.png were not uploaded" in skipped.stderr
+    assert git.remote_main("alice/gallery") == before
 
 
 def _cli_as(git: Git, user: str, *args: str) -> subprocess.CompletedProcess[str]:
