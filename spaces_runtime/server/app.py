@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from spaces_runtime import __version__
 from spaces_runtime.errors import SpacesError
 from spaces_runtime.gateway.proxy import Gateway
+from spaces_runtime.hub import api as hub_api
 from spaces_runtime.hub.githttp import GitHttp
 from spaces_runtime.server import accounts, admin, api, gallery, history, secrets, web
 from spaces_runtime.wiring.platform import Platform
@@ -44,6 +45,7 @@ def create_app(p: Platform) -> Gateway:
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(api.metrics_text(p), media_type="text/plain; version=0.0.4")
 
+    hub_api.install(app, p)  # the Hub's API (huggingface_hub, gradio_client), a superset answered before api's
     app.include_router(api.router)
     app.include_router(admin.router)
     app.include_router(accounts.router)
