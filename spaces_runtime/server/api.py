@@ -17,6 +17,7 @@ from sse_starlette import EventSourceResponse
 
 from spaces_runtime.appfiles import receive
 from spaces_runtime.auth import rules
+from spaces_runtime.auth.principal import Principal
 from spaces_runtime.deploy.versions import version_name
 from spaces_runtime.names import space_id as make_space_id
 from spaces_runtime.server.auth import PlatformDep, PrincipalDep, changeable, seen, visible, writable
@@ -163,6 +164,15 @@ async def delete(owner: str, name: str, p: PlatformDep, who: PrincipalDep) -> di
     return {"id": space_id, "stage": "DELETED"}
 
 
+def liker_of(request: Request, who: Principal) -> str | None:
+    """Who likes: a signed-in user by name, a visitor by the random id of their cookie. A cookie never speaks for
+    a user: anyone can write one that says user:NAME."""
+    if who.name:
+        return f"user:{who.name}"
+    visitor = request.cookies.get(LIKER_COOKIE)
+    return visitor if visitor and not visitor.startswith("user:") else None
+
+
 class LikeBody(BaseModel):
     liked: bool = True
 
@@ -173,8 +183,9 @@ def like(owner: str, name: str, body: LikeBody, request: Request, response: Resp
     """One like per person: a signed-in user's name, or for a visitor a random id kept in a cookie."""
     space_id = make_space_id(owner, name)
     seen(p, who, space_id)
-    liker = f"user:{who.name}" if who.name else request.cookies.get(LIKER_COOKIE) or uuid.uuid4().hex
-    response.set_cookie(LIKER_COOKIE, liker, max_age=10 * 365 * 24 * 3600, samesite="lax", httponly=True)
+    liker = liker_of(request, who) or uuid.uuid4().hex
+    if not who.name:  # a visitor's id; a user's name never goes into it (it would outlive the session)
+        response.set_cookie(LIKER_COOKIE, liker, max_age=10 * 365 * 24 * 3600, samesite="lax", httponly=True)
     count = p.store.set_like(space_id, liker, body.liked)
     return {"id": space_id, "likes": count, "liked": body.liked}
 
@@ -183,7 +194,7 @@ def like(owner: str, name: str, body: LikeBody, request: Request, response: Resp
 def liked(owner: str, name: str, request: Request, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     space_id = make_space_id(owner, name)
     seen(p, who, space_id)
-    liker = f"user:{who.name}" if who.name else request.cookies.get(LIKER_COOKIE)
+    liker = liker_of(request, who)
     return {"id": space_id, "likes": p.store.get(space_id).likes,
             "liked": bool(liker) and p.store.has_liked(space_id, liker or "")}
 

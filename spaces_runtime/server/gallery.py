@@ -27,7 +27,7 @@ from spaces_runtime.config import templates_dir
 from spaces_runtime.errors import NotFoundError, SpacesError
 from spaces_runtime.names import RESERVED_OWNERS
 from spaces_runtime.names import space_id as make_space_id
-from spaces_runtime.server.api import LIKER_COOKIE
+from spaces_runtime.server.api import liker_of
 from spaces_runtime.server.auth import credentials
 from spaces_runtime.server.views import space_view
 from spaces_runtime.store import SpaceRecord
@@ -319,7 +319,7 @@ def app_page(owner: str, name: str, request: Request) -> HTMLResponse:
         return missing(request, f"{owner}/{name}", who)
     store = request.app.state.platform.store
     store.record_visit(space["id"])
-    liker = f"user:{who.name}" if who.name else request.cookies.get(LIKER_COOKIE)  # as the like API counts
+    liker = liker_of(request, who)  # as the like API counts
     card = space["card"]
     return page(request, "space.html", who, **panel_context(request, space),
                 liked=bool(liker) and store.has_liked(space["id"], liker or ""),

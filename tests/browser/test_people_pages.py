@@ -178,6 +178,11 @@ def test_likes_count_once_per_signed_in_user(app: FastAPI) -> None:
             assert liked.status_code == 200, liked.text
             assert 'aria-pressed="true"' in client.get("/bob/public").text
     assert liked.json()["likes"] == 1
+    assert "spaces_liker" not in liked.headers.get("set-cookie", "")  # her name never outlives the session
+    with browser(app) as forger:  # a cookie that claims to be alice takes back nothing of hers
+        forger.cookies.set("spaces_liker", "user:alice")
+        assert forger.post("/api/spaces/bob/public/like", json={"liked": False}).json()["likes"] == 1
+        assert 'aria-pressed="false"' in forger.get("/bob/public").text
 
 
 def test_the_settings_page_is_for_writers_and_never_shows_a_secret(platform: Platform, app: FastAPI) -> None:
