@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from spaces_harness import Platform, write_app
+from spaces_harness import Platform, gradio_readme, write_app
 
 STATIC = "---\ntitle: Site\nsdk: static\n---\n"
 
@@ -95,6 +95,18 @@ def test_a_push_to_main_deploys_it_and_streams_the_stages_back(git: Git) -> None
     git("push", git.remote("alice/site", "alice"), "main", cwd=folder)
     assert page(git, "alice/site") == "pushed v2"
     assert git.remote_main("alice/site") == second
+
+
+def test_a_pushed_gradio_app_streams_its_build_and_answers_on_its_link(git: Git) -> None:
+    app = "import gradio as gr\n\ngr.Interface(lambda name: 'hi ' + name, 'text', 'text').launch()\n"
+    folder = git.new_repo("greeter", {"README.md": gradio_readme("Greeter"), "app.py": app})
+    pushed = git("push", git.remote("alice/greeter", "alice"), "main", cwd=folder)
+    lines = pushed.stderr.splitlines()
+    stages = [line.split("----->")[1].split()[0] for line in lines if "remote: ----->" in line]
+    assert stages == ["deploying", "BUILDING", "APP_STARTING", "RUNNING"], pushed.stderr
+    assert any(line.startswith("remote:        ==> environment") for line in lines)  # the build log, as it ran
+    served = httpx.get(f"{git.platform.url}/spaces/alice/greeter/", timeout=30)
+    assert served.status_code == 200 and "gradio" in served.text.lower()
 
 
 def test_a_broken_readme_is_refused_with_the_reason_and_main_stays(git: Git) -> None:
