@@ -17,6 +17,7 @@ from pathlib import Path
 
 import docker
 
+from builder import releases
 from builder.children import run_streamed
 from builder.docker import progress, render
 from builder.docker.base import ensure_base_image
@@ -95,10 +96,13 @@ class ImageBuilder:
             return self._build_own_dockerfile(spec, plan, code, log, inputs)
         log("==> phase 1/3: base image")
         base = ensure_base_image(self.client, self.settings.base_image, log, work_dir=self.work_dir)
+        as_of, era_line = releases.era_date(plan, self.settings.ca_bundle)  # the same rule as virtualenvs
+        log(era_line)
         log("==> phase 2/3: SDK image")
-        sdk = self.sdk_image(render.sdk_image_for(plan, base), log)
+        sdk = self.sdk_image(render.sdk_image_for(plan, base, releases.exclude_newer(as_of)), log)
         log("==> phase 3/3: app image")
-        app = render.app_image_for(plan, spec.packages, sdk.tag, spec.package_lines)
+        app = render.app_image_for(plan, spec.packages, sdk.tag, spec.package_lines,
+                                   exclude_newer=releases.exclude_newer(as_of))
         dockerfile = render.render_dockerfile(app)
         tag = render.app_tag(plan.env_hash, sdk.id, app.apt_packages, dockerfile, code)
         found = image_id(self.client, tag)
