@@ -5,7 +5,8 @@
 
 Layers, lowest first: the leaves (config, errors, stages, names, events, logs, store, appfiles, sdk_eras) import only
 leaves; builder imports leaves and itself; the components (supervisor, gateway, runner, appkit, deploy) never
-import server, cli or wiring; server never imports cli; wiring (the composition root) never imports cli.
+import server, cli or wiring; the HTTP edges (server, and hub: the Hub's API and git hosting) never import
+cli; wiring (the composition root) never imports cli.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 LEAVES = {"config", "errors", "stages", "names", "events", "logs", "store", "appfiles", "sdk_eras", "__init__"}
 ALIASES = {"client": "appkit"}  # spaces_runtime.client is the import path apps use for the appkit
-TOP = {"server": {"cli"}, "wiring": {"cli"}, "cli": set()}
+TOP = {"server": {"cli"}, "hub": {"cli"}, "wiring": {"cli"}, "cli": set()}  # hub: the Hub's HTTP edge and git
 NEVER_FROM_COMPONENTS = {"server", "cli", "wiring"}
 
 
