@@ -187,6 +187,21 @@ def test_history_says_what_each_commit_reached_and_rollback_restores_one(git: Gi
     assert by_bob.returncode != 0 and "403" in by_bob.stderr
 
 
+def test_deleting_a_space_deletes_its_history(git: Git) -> None:
+    folder = git.new_repo("doomed", {"README.md": STATIC, "index.html": "old life"})
+    git("push", git.remote("alice/doomed", "alice"), "main", cwd=folder)
+    response = httpx.delete(f"{git.platform.url}/api/spaces/alice/doomed",
+                            headers={"Authorization": f"Bearer {git.tokens['alice']}"}, timeout=60)
+    assert response.status_code == 200, response.text
+    gone = git("ls-remote", git.remote("alice/doomed", "alice"), check=False)
+    assert gone.returncode != 0 and "not found" in gone.stderr
+    fresh = git.new_repo("reborn", {"README.md": STATIC, "index.html": "new life"})
+    again = git("push", git.remote("alice/doomed", "alice"), "main", cwd=fresh)
+    assert "[new branch]" in again.stderr and page(git, "alice/doomed") == "new life"
+    entries = json.loads(_cli_as(git, "alice", "history", "alice/doomed", "--json").stdout)
+    assert [e["message"] for e in entries] == ["first version"] and entries[0]["stage"] == "RUNNING"
+
+
 def test_an_lfs_file_is_pushed_stored_once_and_served_by_the_app(git: Git) -> None:
     git("lfs", "install")  # into this test's own home
     picture = bytes(range(256)) * 2000  # 512 KB, as a binary a Space keeps in LFS
