@@ -172,6 +172,10 @@ class Network:
         _must(*inside, "sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1")
         _must(*inside, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", "eth0", "-p", "tcp",
               "-j", "DNAT", "--to-destination", "127.0.0.1")
+        # addresses are reused (a restart claims the one its previous instance gave back): the host may still
+        # hold a REACHABLE neighbour entry with the gone veth's MAC, and would send the gateway's packets there
+        # for up to base_reachable_time (15-45 s); forgetting it makes the next packet ask afresh
+        _must("ip", "neigh", "flush", "to", lease.address, "dev", self.bridge)
 
     def release(self, lease: Lease) -> None:
         _run("ip", "netns", "del", lease.netns)  # its end of the veth pair goes with it, and so the host's

@@ -6,9 +6,15 @@ namespace's address), under cgroup limits from its hardware tier. A host that re
 start and apps are refused, unless the operator opts out with SPACES_ALLOW_UNSANDBOXED=1 (or SPACES_SANDBOX=0):
 then apps run as below, as the platform's own user on 127.0.0.1 and a free port.
 
-The app gets its own session (``start_new_session``), so stopping it signals the whole group: whatever the app
-spawned (workers, a shell, a subprocess) goes with it. stdout and stderr are merged and handed line by line to
-the run log.
+In the sandbox, ``Instance.backend_ref`` is the app's own host pid (the process running app.py, found by its pid
+in the app's PID namespace, ``sandbox.processes``), which is what an operator looks for in ``ps`` and what a
+signal sent to the app should reach; the backend waits on bwrap's outer process, whose exit code carries the
+app's. Stopping signals every process of the app's own uid (SIGTERM, SIGCONT for a stopped one), then kills
+everything in its cgroup.
+
+Unsandboxed, the app gets its own session (``start_new_session``), so stopping it signals the whole group:
+whatever the app spawned (workers, a shell, a subprocess) goes with it. stdout and stderr are merged and handed
+line by line to the run log.
 
 If the platform itself dies without stopping its apps (SIGKILL, a crash), two things keep orphans from piling
 up: each app's leader gets SIGKILL from the kernel when the platform goes (util-linux's `setpriv --pdeathsig`,
@@ -34,6 +40,7 @@ from typing import TYPE_CHECKING
 from spaces_runtime.config import Settings
 from spaces_runtime.errors import BackendError
 from spaces_runtime.logs import LogSink
+from spaces_runtime.sandbox.processes import find_app, signal_of_exit
 from spaces_runtime.supervisor.backend import ExitInfo, Instance, LaunchSpec
 from spaces_runtime.supervisor.launch import process_command
 
@@ -42,6 +49,8 @@ if TYPE_CHECKING:
 
 _LINE_LIMIT = 1024 * 1024  # a longer line is cut rather than stopping the log pump
 _DRAIN_S = 2.0  # how long to wait for the last lines of a dead app (children may hold the pipe open)
+_APP_PID_WAIT_S = 10.0  # bwrap forks the app within milliseconds; past this the host is in trouble
+_APP_PID_POLL_S = 0.01
 _SETPRIV = shutil.which("setpriv")
 log = logging.getLogger("spaces_runtime")
 
@@ -69,6 +78,13 @@ def describe_exit(returncode: int) -> ExitInfo:
             name = f"signal {-returncode}"
         return ExitInfo(code=returncode, reason=f"killed by {name} ({-returncode})")
     return ExitInfo(code=returncode, reason=f"exited with code {returncode}")
+
+
+def describe_sandboxed_exit(returncode: int) -> ExitInfo:
+    """bwrap's exit code says how the app ended: 128 + N is death by signal N (as a shell reports it); bwrap
+    itself killed (a negative code) is reported as such."""
+    sig = signal_of_exit(returncode) if returncode > 0 else None
+    return describe_exit(-sig.value if sig is not None else returncode)
 
 
 class ProcessBackend:
@@ -130,8 +146,13 @@ class ProcessBackend:
         except OSError as exc:
             sandbox.release(prepared)
             raise BackendError(f"{spec.space_id}: the sandbox did not start: {exc}") from None
-        ref = str(process.pid)
-        self._running[ref] = _Running(process, asyncio.create_task(_pump(process, log)), prepared)
+        pump = asyncio.create_task(_pump(process, log))
+        app_pid = await _app_pid(prepared, process)
+        if app_pid is None and process.returncode is None:
+            log(f"the sandbox did not start {spec.app_file} within {_APP_PID_WAIT_S:g} s; pid {process.pid} is "
+                f"its bwrap leader")
+        ref = str(app_pid or process.pid)
+        self._running[ref] = _Running(process, pump, prepared)
         return Instance(space_id=spec.space_id, upstream=prepared.upstream, backend_ref=ref, started_at=time.time())
 
     async def exited(self, instance: Instance) -> ExitInfo | None:
@@ -144,10 +165,12 @@ class ProcessBackend:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(running.pump), _DRAIN_S)
         box = running.sandboxed
-        if box is not None and box.cgroup.oom_killed():
+        if box is None:
+            return describe_exit(running.process.returncode)
+        if box.cgroup.oom_killed():
             return ExitInfo(code=running.process.returncode, reason=f"out of memory (limit {box.limits.memory_label})",
                             oom=True)
-        return describe_exit(running.process.returncode)
+        return describe_sandboxed_exit(running.process.returncode)
 
     async def stop(self, instance: Instance, grace_s: float) -> None:
         running = self._running.get(instance.backend_ref)
@@ -171,10 +194,13 @@ class ProcessBackend:
 
     async def _stop_sandboxed(self, instance: Instance, running: _Running, grace_s: float) -> None:
         """SIGTERM to the app's own processes (its uid: bwrap's root-owned monitor would take the app down with
-        SIGKILL at once), then SIGKILL to everything in its cgroup; the namespace and cgroup go last."""
+        SIGKILL at once), then SIGKILL to everything in its cgroup; the namespace and cgroup go last. SIGCONT
+        right after SIGTERM (as systemd does): a stopped app handles its SIGTERM now, not after the grace."""
         box = running.sandboxed
         assert box is not None
-        _signal_uid(box.cgroup.pids(), box.uid, signal.SIGTERM)
+        own = box.cgroup.pids()
+        _signal_uid(own, box.uid, signal.SIGTERM)
+        _signal_uid(own, box.uid, signal.SIGCONT)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(running.process.wait(), grace_s)
         deadline = time.monotonic() + _DRAIN_S
@@ -238,6 +264,17 @@ def _check_sandbox(settings: Settings) -> tuple[Sandbox | None, BackendError | N
         log.warning("SPACES_ALLOW_UNSANDBOXED=1: apps run WITHOUT a sandbox, as the platform's own user")
         return None, None
     return None, unavailable([f"{c.feature}: {c.detail}" for c in lacking])
+
+
+async def _app_pid(box: Prepared, leader: asyncio.subprocess.Process) -> int | None:
+    """The app's host pid once bwrap has forked it; None if bwrap ended first or took past the wait."""
+    deadline = time.monotonic() + _APP_PID_WAIT_S
+    while leader.returncode is None and time.monotonic() < deadline:
+        found = find_app(box.cgroup.pids())
+        if found is not None:
+            return found
+        await asyncio.sleep(_APP_PID_POLL_S)
+    return None
 
 
 def _signal_uid(pids: list[int], uid: int, sig: signal.Signals) -> None:

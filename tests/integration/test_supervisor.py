@@ -19,8 +19,10 @@ from polling import wait_until_async
 
 from spaces_runtime.config import Settings
 from spaces_runtime.logs import LogBook
+from spaces_runtime.sandbox import cgroups
+from spaces_runtime.sandbox.processes import ns_pids_of
 from spaces_runtime.stages import Stage
-from spaces_runtime.supervisor.backend import LaunchSpec
+from spaces_runtime.supervisor.backend import Instance, LaunchSpec
 from spaces_runtime.supervisor.loop import Supervisor
 from spaces_runtime.supervisor.probes import LivenessPolicy
 from spaces_runtime.supervisor.process import ProcessBackend
@@ -101,10 +103,44 @@ def alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def serving_anew(sup: Supervisor, old: Instance) -> bool:
+    """Whether another instance than ``old`` of its app serves now (told apart by the instance, not by its
+    address: the sandbox may give a restarted instance the address its predecessor gave back)."""
+    current = next((i for i in sup.instances() if i.space_id == old.space_id), None)
+    return sup.upstream(old.space_id) is not None and current is not None and current is not old
+
+
+def command_line(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
+def cgroup_members(pid: int) -> list[int]:
+    """Host pids of every process in the cgroup of host pid ``pid``: the sandbox gives each app instance its own,
+    so these are the app, whatever it started, and the sandbox's own processes around it."""
+    where = dict(line.split(":", 2)[1:] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines())
+    folder = (cgroups.ROOT / "pids" / where["pids"].lstrip("/") if "pids" in where  # v1: the pids hierarchy
+              else cgroups.ROOT / where[""].lstrip("/"))
+    assert folder.parent.name == cgroups.PARENT, f"pid {pid} is not in an app's own cgroup but in {folder}"
+    return [int(member) for member in (folder / "cgroup.procs").read_text().split()]
+
+
+def host_pid(ns_pid: int, among: list[int], beside: int) -> int:
+    """The host pid of the process that is ``ns_pid`` in the PID namespace of host pid ``beside`` (the pids an
+    app writes down are its namespace's own)."""
+    namespace = os.readlink(f"/proc/{beside}/ns/pid")
+    for pid in among:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/ns/pid") == namespace and ns_pids_of(pid)[-1:] == [ns_pid]:
+                return pid
+    raise AssertionError(f"no process {ns_pid} in the app's PID namespace among {among}")
+
+
 async def test_app_serves_and_its_output_reaches_the_run_log(supervisor: Supervisor, stages: Stages,
                                                             tmp_path: Path) -> None:
     assert await supervisor.run_app(tiny_spec(tmp_path)) is Stage.RUNNING
     assert stages.names() == [Stage.APP_STARTING, Stage.RUNNING]
+    # the runtime's backend_ref is the process that runs app.py, as an operator finds it in ps
+    assert command_line(int(supervisor.instances()[0].backend_ref))[-1] == "app.py"
     upstream = supervisor.upstream("alice/demo")
     assert upstream is not None
     async with httpx.AsyncClient() as client:
@@ -145,7 +181,7 @@ async def test_app_killed_with_sigkill_comes_back(supervisor: Supervisor, stages
     await supervisor.run_app(tiny_spec(tmp_path))
     first = supervisor.instances()[0]
     os.kill(int(first.backend_ref), signal.SIGKILL)
-    await wait_until_async(lambda: supervisor.upstream("alice/demo") not in (None, first.upstream), 20,
+    await wait_until_async(lambda: serving_anew(supervisor, first), 20,
                            "the killed app to come back")
     assert any("killed by SIGKILL" in reason for _, reason, _ in stages.seen)
     async with httpx.AsyncClient() as client:
@@ -213,12 +249,14 @@ async def test_stopping_a_gradio_app_leaves_no_orphans(supervisor: Supervisor, s
     spec = tiny_spec(tmp_path, GRADIO_WITH_CHILDREN, timeout=120)
     spec = LaunchSpec(**{**spec.__dict__, "env_dir": app_venv()})
     assert await supervisor.run_app(spec) is Stage.RUNNING, stages.seen[-1]
-    leader = int(supervisor.instances()[0].backend_ref)
-    children = [int(pid) for pid in (spec.app_dir / "children.txt").read_text().split()]
-    assert all(alive(pid) for pid in [leader, *children])
+    app = int(supervisor.instances()[0].backend_ref)
+    on_host = cgroup_members(app)
+    children = [host_pid(int(pid), on_host, app) for pid in (spec.app_dir / "children.txt").read_text().split()]
+    assert all(alive(pid) for pid in [app, *children])
     await supervisor.stop_app("alice/demo")
     assert stages.names()[-1] is Stage.PAUSED
-    assert not any(alive(pid) for pid in [leader, *children])
+    left = [pid for pid in on_host if alive(pid)]  # the app, its children and the sandbox's own processes
+    assert not left, [command_line(pid) for pid in left]
 
 
 FAST_LIVENESS = LivenessPolicy(interval_s=0.3, timeout_s=0.4, failures=3)
@@ -240,7 +278,7 @@ async def test_hung_app_is_restarted_and_the_run_log_says_why(watchful: Supervis
     pid = int(hung.backend_ref)
     os.kill(pid, signal.SIGSTOP)  # the process lives on but answers nothing, like a deadlocked app
     try:
-        await wait_until_async(lambda: watchful.upstream("alice/demo") not in (None, hung.upstream), 30,
+        await wait_until_async(lambda: serving_anew(watchful, hung), 30,
                                "the hung app to be replaced")
         assert not alive(pid), "the hung process was left behind"
     finally:
@@ -290,9 +328,9 @@ async def test_a_hung_app_does_not_hold_up_the_others(settings: Settings, stages
         assert await sup.run_app(tiny_spec(tmp_path)) is Stage.RUNNING
         assert await sup.run_app(crashing) is Stage.RUNNING
         hung_pid = int(next(i for i in sup.instances() if i.space_id == "alice/demo").backend_ref)
-        first_crashy = sup.upstream("bob/crashy")
+        first_crashy = next(i for i in sup.instances() if i.space_id == "bob/crashy")
         os.kill(hung_pid, signal.SIGSTOP)
-        await wait_until_async(lambda: sup.upstream("bob/crashy") not in (None, first_crashy), 20,
+        await wait_until_async(lambda: serving_anew(sup, first_crashy), 20,
                                "the crashed app to come back")
         # back before the hung app's first check gave up: supervising it did not wait on that check
         assert "health check 1 of 100: no answer" not in sup.logs.read("alice/demo", "run")
