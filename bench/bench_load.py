@@ -3,7 +3,9 @@
 1. HTTP load: `wrk` with 200 keep-alive connections for 60 s on one Gradio path, three ways side by side in one
    run: straight to the app's port (direct), through the gateway, and through Debian's nginx as a reverse proxy
    in front of the app (its own nginx.conf in a temp dir, one worker, foreground, loopback; `proxy_buffering
-   off`, HTTP/1.1 keep-alive to the upstream). With --rounds N the order rotates each round; medians are shown.
+   off`, HTTP/1.1 keep-alive to the upstream). Each path's 60 s run in --rounds blocks (default 3 x 20 s),
+   interleaved with the other paths and in a rotating order, so load from other work on a shared machine hits
+   all three alike; the table shows medians over blocks (requests and errors: totals).
 2. Held clients, open for the whole run (load and soak) through the gateway: 50 Streamlit WebSockets (each asks
    for a script run every --ws-rerun-s and waits for it to finish) and 50 Gradio queue SSE streams (a generator
    event that yields every --sse-tick-s). Their errors and disconnects are counted; each reconnects after one.
@@ -179,11 +181,26 @@ def start_platform(work: Path) -> Platform:
     return platform
 
 
-def instance_of(platform: Platform, space: str) -> tuple[str, str, float]:
-    """(stage, backend ref, start time): a restart changes the last two."""
+Instance = tuple[str, str, float, str]
+
+
+def instance_of(platform: Platform, space: str) -> Instance:
+    """(stage, backend ref, start time, error): a restart changes the ref and the start time."""
     record = platform.space(space)
     runtime = record.get("runtime") or {}
-    return str(record.get("stage")), str(runtime.get("backend_ref")), float(runtime.get("started_at") or 0)
+    return (str(record.get("stage")), str(runtime.get("backend_ref")), float(runtime.get("started_at") or 0),
+            str(record.get("error") or ""))
+
+
+def why(platform: Platform, spaces: list[str]) -> str:
+    """What the platform says about spaces that restarted: their last events and run-log lines."""
+    lines = []
+    for space in spaces:
+        events = httpx.get(f"{platform.url}/api/spaces/{space}/events", timeout=30).json()
+        lines += [f"--- {space}: last events", *(json.dumps(e)[:300] for e in events[-12:])]
+        log = httpx.get(f"{platform.url}/api/spaces/{space}/logs/run", params={"follow": 0}, timeout=30).text
+        lines += [f"--- {space}: run log tail", *log.splitlines()[-25:]]
+    return "\n".join(lines)
 
 
 def upstream_of(platform: Platform, space: str) -> str:
@@ -238,6 +255,7 @@ class Sample:
     at_s: float
     memory: Memory
     restarted: bool
+    changes: list[str]  # spaces whose instance or stage differs from the sample before
 
 
 def memory_of(pid: int) -> Memory:
@@ -248,19 +266,23 @@ def memory_of(pid: int) -> Memory:
     return Memory(fields["Rss"] / 1024, fields["Pss"] / 1024, fields["Pss_Anon"] / 1024)
 
 
-async def sample_memory(platform: Platform, initial: dict[str, tuple[str, str, float]], every_s: float,
-                        stop: asyncio.Event, samples: list[Sample]) -> None:
+async def sample_memory(platform: Platform, initial: dict[str, Instance], every_s: float, stop: asyncio.Event,
+                        samples: list[Sample]) -> None:
     """Every ``every_s`` until stop: memory of `spaces serve` and whether anything restarted."""
     assert platform.process is not None
-    began = time.monotonic()
+    began, before = time.monotonic(), initial
     for _ in range(100_000):
         alive = platform.process.poll() is None
         now = {space: await asyncio.to_thread(instance_of, platform, space) for space in initial} if alive else {}
-        restarted = not alive or any(now[s] != ("RUNNING", *initial[s][1:]) for s in initial)
+        restarted = not alive or any(now[s][:3] != ("RUNNING", *initial[s][1:3]) for s in initial)
+        changes = [f"{s} {now[s][0]} {now[s][3]}".strip() for s in now if now[s][:3] != before[s][:3]]
         memory = memory_of(platform.process.pid) if alive else Memory(0, 0, 0)
-        samples.append(Sample(time.monotonic() - began, memory, restarted))
+        samples.append(Sample(time.monotonic() - began, memory, restarted, changes))
+        for change in changes:
+            progress(f"changed: {change}")
         if stop.is_set() or not alive:
             return
+        before = now
         await wait_for_stop(stop, every_s)
 
 
@@ -284,10 +306,11 @@ async def http_phases(targets: dict[str, str], args: argparse.Namespace, work: P
         progress(f"warming {name}: {url}")
         await run_wrk(url, args.connections, args.warmup_s, args, work)
     names = list(targets)
+    block_s = max(1, args.duration_s // args.rounds)
     for round_ in range(args.rounds):
         for name in names[round_ % len(names):] + names[:round_ % len(names)]:
-            progress(f"round {round_ + 1}: {name}, {args.connections} connections for {args.duration_s} s")
-            runs[name].append(await run_wrk(targets[name], args.connections, args.duration_s, args, work))
+            progress(f"round {round_ + 1}: {name}, {args.connections} connections for {block_s} s")
+            runs[name].append(await run_wrk(targets[name], args.connections, block_s, args, work))
     return runs
 
 
@@ -325,7 +348,7 @@ async def run_with_nginx(platform: Platform, args: argparse.Namespace, work: Pat
                "nginx": f"http://127.0.0.1:{nginx_port}{prefix}{args.path}"}
     base, ws_url = platform.url + prefix, platform.url.replace("http", "ws") + f"/spaces/{STREAMLIT}/_stcore/stream"
     fn = fn_index_of(base + "/config", "ticks")
-    planned = 3 * (args.warmup_s + args.rounds * args.duration_s) + args.soak_s + 120
+    planned = 3 * (args.warmup_s + args.duration_s) + args.soak_s + 120
     stop, tasks = asyncio.Event(), []
     ws, sse, churn_ws, churn_sse = Held(), Held(), Held(), Held()
     first_runs = [asyncio.Event() for _ in range(args.held_ws)]
@@ -366,9 +389,10 @@ def slope_mib_per_min(samples: list[Sample]) -> float:
 
 
 def http_table(results: Results, args: argparse.Namespace) -> Table:
+    block_s = max(1, args.duration_s // args.rounds)
     table = Table(title=f"HTTP load · GET {args.path} of a Gradio app · wrk, {args.connections} connections, "
-                        f"{args.rounds} x {args.duration_s} s per path{' (medians)' if args.rounds > 1 else ''} · "
-                        f"{args.held_ws} WS + {args.held_sse} SSE clients held · {os.cpu_count()} CPUs")
+                        f"{args.rounds} x {block_s} s per path, interleaved{' (medians)' if args.rounds > 1 else ''}"
+                        f" · {args.held_ws} WS + {args.held_sse} SSE clients held · {os.cpu_count()} CPUs")
     for column in ("path", "requests/s", "p50 ms", "p99 ms", "errors", "requests"):
         table.add_column(column, justify="left" if column == "path" else "right")
     runs = {name: median_wrk(r) for name, r in results.http.items()}
@@ -434,7 +458,8 @@ def verdict(results: Results, args: argparse.Namespace) -> list[str]:
         if held.errors or held.disconnects:
             failures.append(f"{name}: {held.errors} errors, {held.disconnects} disconnects {held.notes}")
     if any(s.restarted for s in results.samples):
-        failures.append("a restart: `spaces serve` exited or an app instance changed")
+        changes = [f"{s.at_s:.0f} s: {c}" for s in results.samples for c in s.changes]
+        failures.append(f"a restart: `spaces serve` exited or an app instance changed: {changes[:6]}")
     if end - start > args.growth_bound_mib:
         failures.append(f"`spaces serve` heap (PSS anon) grew {end - start:.1f} MiB (bound {args.growth_bound_mib:g})")
     return failures
@@ -444,8 +469,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--path", default="/config", help="the Gradio app's path that wrk requests")
     parser.add_argument("--connections", type=int, default=200)
-    parser.add_argument("--duration-s", type=int, default=60, help="wrk run per path and round")
-    parser.add_argument("--rounds", type=int, default=1, help="rounds of the three paths, order rotating")
+    parser.add_argument("--duration-s", type=int, default=60, help="wrk time per path, all rounds together")
+    parser.add_argument("--rounds", type=int, default=3, help="blocks the time per path is cut into, interleaved")
     parser.add_argument("--warmup-s", type=int, default=5)
     parser.add_argument("--wrk-threads", type=int, default=1, help="1 leaves the second core to the servers")
     parser.add_argument("--wrk-timeout-s", type=int, default=10, help="a request slower than this is an error")
@@ -469,12 +494,16 @@ def main() -> int:
         platform = start_platform(Path(tmp))
         try:
             results = asyncio.run(run(platform, args, Path(tmp)))
+            restarted = sorted({c.split()[0] for s in results.samples for c in s.changes})
+            explanation = why(platform, restarted) if restarted and platform.process.poll() is None else ""
         finally:
             platform.stop()
     console.print(f"load average after: {os.getloadavg()}")
     for table in (http_table(results, args), held_table(results), soak_table(results, args)):
         console.print(table)
     failures = verdict(results, args)
+    if explanation:
+        console.print(explanation, markup=False, highlight=False)
     for line in failures:
         console.print(f"[red]FAIL[/] {line}")
     console.print("[green]PASS[/]: no errors, no restarts, growth within the bound" if not failures else "")
