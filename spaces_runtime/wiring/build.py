@@ -20,6 +20,7 @@ from spaces_runtime.deploy.stagesink import StageSink
 from spaces_runtime.deploy.targets import SpaceTargets
 from spaces_runtime.events import EventHub
 from spaces_runtime.housekeeping.collect import Collector, Housekeeper
+from spaces_runtime.hub.commits import SpaceCommits
 from spaces_runtime.logs import LogBook
 from spaces_runtime.store import Store
 from spaces_runtime.supervisor.backend import Backend
@@ -108,7 +109,9 @@ def build_platform(settings: Settings) -> Platform:
     liveness = LivenessPolicy(interval_s=settings.liveness_interval_s, timeout_s=settings.liveness_timeout_s,
                               failures=settings.liveness_failures)
     supervisor = Supervisor(backend, logs, settings, stages, liveness=liveness)
+    commits = SpaceCommits(settings, store, stages)  # every deploy a commit of the space's git repository
     pipeline = Pipeline(settings, store, logs, supervisor, stages, hub, environments, app_env=space_env,
+                        commits=commits,
                         prepare_models=model_preparer(runner) if runner is not None else None)
     lifecycle = Lifecycle(settings, store, logs, supervisor, stages, hub, pipeline)
     lifecycle.on_delete.append(secrets.drop_space)  # a new space of the same name starts without them
