@@ -26,6 +26,7 @@ PLATFORM_DIRS = (str(PACKAGE_DIR), str(PACKAGE_DIR.parent / "builder"))
 @dataclass
 class Prepared:
     argv: list[str]
+    env: dict[str, str]  # the app's whole environment: the launch chain's own, passed down to the app
     upstream: str
     uid: int
     cgroup: cgroups.Cgroup
@@ -123,7 +124,7 @@ class Sandbox:
             masks=tuple(layout.platform_masks(list(PLATFORM_DIRS), self._system()[0])), uid=uid, gid=uid,
             cwd=layout.APP_DIR, env=env, argv=tuple(argv), netns=lease.path,
             cgroup_procs=tuple(str(p) for p in group.plan.procs))
-        return Prepared(argv=layout.command(plan, self.tools), upstream=f"http://{lease.address}:{spec.app_port}",
+        return Prepared(argv=layout.command(plan, self.tools), env=env, upstream=f"http://{lease.address}:{spec.app_port}",
                         uid=uid, cgroup=group, lease=lease, limits=limits)
 
     def _system(self) -> tuple[list[layout.Mount], list[tuple[str, str]]]:

@@ -98,9 +98,9 @@ def bwrap_args(plan: SandboxPlan) -> list[str]:
         made.add(mount.dest)
     for mask in plan.masks:
         args += ["--tmpfs", mask]
-    args += ["--chdir", plan.cwd, "--clearenv"]
-    for key, value in sorted(plan.env.items()):
-        args += ["--setenv", key, value]
+    # the environment is handed to the launch chain as its environment (``plan.env``), never as --setenv
+    # arguments: every host user reads /proc/PID/cmdline, and the app's environment holds its secrets
+    args += ["--chdir", plan.cwd]
     return args
 
 

@@ -140,7 +140,7 @@ class ProcessBackend:
             f"{limits.pids} pids)")
         try:
             process = await asyncio.create_subprocess_exec(
-                *prepared.argv, cwd="/", env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                *prepared.argv, cwd="/", env=prepared.env,
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True, limit=_LINE_LIMIT)
         except OSError as exc:
