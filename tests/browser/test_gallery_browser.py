@@ -158,7 +158,7 @@ def test_share_copies_the_public_link_and_the_link_opens_the_app_alone(page: Any
 def deploy(platform: Platform, folder: Path, space_id: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "spaces_runtime.cli", "deploy", str(folder), "--name", space_id,
                              "--server", platform.url], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, env=platform.cli_env())  # as the platform's user: its admin token
 
 
 def test_a_new_app_appears_and_its_badge_moves_to_running_without_a_reload(
