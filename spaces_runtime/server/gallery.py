@@ -194,7 +194,7 @@ def page(request: Request, name: str, who: Principal | None = None, status_code:
          **context: Any) -> HTMLResponse:
     """A whole page (with the header of the signed-in viewer); never kept by a shared cache."""
     who = who or viewer(request)
-    response = render(name, status_code, **chrome(request, who), **context)
+    response = render(name, status_code, **{**chrome(request, who), **context})
     response.headers["Cache-Control"] = "no-store" if who.name else "no-cache"
     return response
 

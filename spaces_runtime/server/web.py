@@ -64,8 +64,9 @@ async def form(request: Request) -> dict[str, str]:
 def login_page(request: Request, status_code: int = 200, problem: str = "", user: str = "",
                method: str = "password", next_path: str = "/") -> HTMLResponse:
     who = viewer(request)
+    next_path = safe_next(next_path)
     return page(request, "login.html", who, status_code, problem=problem, user=user, method=method,
-                next_path=safe_next(next_path))
+                next_path=next_path, here=next_path)  # the header's "Sign in" keeps where to go next
 
 
 @router.get("/login", response_class=HTMLResponse)
