@@ -19,6 +19,8 @@ routes (the paths they share are answered here, as a superset) and adds the Hub'
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -37,10 +39,14 @@ from spaces_runtime.hub.apierrors import PLATFORM, NotSupportedError, with_hub_h
 from spaces_runtime.names import space_id as make_space_id
 from spaces_runtime.server import api as platform_api
 from spaces_runtime.server.auth import PlatformDep, PrincipalDep, changeable, seen, visible
+from spaces_runtime.stages import Stage
+from spaces_runtime.store import SpaceRecord
 from spaces_runtime.supervisor.docker import TIERS
 from spaces_runtime.wiring.platform import Platform
 
 router = APIRouter(prefix="/api", tags=["hub"])
+WAKE_WAIT_S = 120.0  # as long as the gateway holds an API client while its app wakes
+WAKING = frozenset({Stage.BUILDING, Stage.APP_STARTING})
 
 
 def install(app: FastAPI, p: Platform) -> None:
@@ -74,10 +80,27 @@ def hardware(_: PrincipalDep) -> list[dict[str, Any]]:
 
 
 @router.get("/spaces/{owner}/{name}")
-def get_space(owner: str, name: str, request: Request, p: PlatformDep, who: PrincipalDep,
-              parts: HubDep) -> dict[str, Any]:
+async def get_space(owner: str, name: str, request: Request, p: PlatformDep, who: PrincipalDep,
+                    parts: HubDep) -> dict[str, Any]:
+    """To a Hub client, a SLEEPING space is woken first and answered once it runs: gradio_client.Client("o/n")
+    looks the space up here, then connects to ``host`` with a 5 s timeout, and waits only while the stage is
+    BUILDING; an app takes longer than that to wake. Others (the CLI, the gallery) see it asleep."""
     record = seen(p, who, make_space_id(owner, name))
+    if record.stage == Stage.SLEEPING and shapes.is_hub_client(request.headers.get("user-agent")):
+        record = await _woken(p, record.id)
     return space_info(p, parts, request, record, _expand(request))
+
+
+async def _woken(p: Platform, space_id: str) -> SpaceRecord:
+    """Wake the space (as a visit to its link does) and wait until it serves or fails, WAKE_WAIT_S at most."""
+    deadline = time.monotonic() + WAKE_WAIT_S
+    with contextlib.suppress(SpacesError, TimeoutError):
+        await asyncio.wait_for(p.lifecycle.wake(space_id), WAKE_WAIT_S)
+    while (record := p.store.get(space_id)).stage in WAKING and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)  # a wake that had to start a deploy: its stage says when it is done
+    owner, name = space_id.split("/", 1)
+    p.targets.touch(owner, name)
+    return record
 
 
 @router.get("/spaces/{owner}/{name}/runtime")
