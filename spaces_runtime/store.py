@@ -11,13 +11,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from spaces_runtime.errors import NotFoundError
+from spaces_runtime.errors import DiskFullError, NotFoundError
 from spaces_runtime.stages import Stage, check_transition
 
 SCHEMA = """
@@ -76,9 +76,29 @@ class EventRecord(BaseModel):
     reason: str
 
 
+@contextmanager
+def transaction(db: sqlite3.Connection, folder: Path, begin: str = "BEGIN") -> Iterator[sqlite3.Connection]:
+    """One transaction: committed, or rolled back with nothing written. A full disk is DiskFullError (507 at the
+    HTTP edge, naming the free space), never a bare "database or disk is full"."""
+    try:
+        db.execute(begin)
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            with suppress(sqlite3.OperationalError):  # SQLite may have rolled back by itself (a full disk)
+                db.execute("ROLLBACK")
+            raise
+    except sqlite3.OperationalError as exc:
+        if "full" in str(exc) or "disk I/O" in str(exc):
+            raise DiskFullError.at(folder) from exc
+        raise
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._folder = path.parent
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
@@ -98,14 +118,8 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, transaction(self._db, self._folder, "BEGIN") as db:
+            yield db
 
     def close(self) -> None:
         with self._lock:

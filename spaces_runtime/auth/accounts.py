@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from spaces_runtime.auth.principal import ROLES, Principal, Role
 from spaces_runtime.errors import ConflictError, InvalidNameError, NotFoundError
 from spaces_runtime.names import RESERVED_OWNERS, check_name
+from spaces_runtime.store import transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -80,6 +81,7 @@ def check_role(role: str) -> Role:
 class Accounts:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._folder = path.parent
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
@@ -90,14 +92,8 @@ class Accounts:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, transaction(self._db, self._folder, "BEGIN IMMEDIATE") as db:
+            yield db
 
     def _one(self, sql: str, args: tuple[object, ...]) -> sqlite3.Row | None:
         with self._lock:

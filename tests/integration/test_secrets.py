@@ -156,6 +156,16 @@ def test_the_value_shows_nowhere(deployed: People) -> None:
     found = [path for path in [*platform.data_dir.rglob("*"), platform.log_path]
              if path.is_file() and not path.is_symlink() and VALUE.encode() in path.read_bytes()]
     assert found == [], "only ciphertext at rest"
+    command_lines = [path for path in Path("/proc").glob("[0-9]*/cmdline")
+                     if _readable(path) and VALUE.encode() in _readable(path)]
+    assert command_lines == [], "no process's command line shows it (every host user can read them)"
+
+
+def _readable(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # the process ended meanwhile
+        return b""
 
 
 def test_the_hub_client_reads_and_writes_them(deployed: People) -> None:
