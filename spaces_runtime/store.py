@@ -76,6 +76,20 @@ class EventRecord(BaseModel):
     reason: str
 
 
+def open_db(path: Path, schema: str) -> sqlite3.Connection:
+    """The platform's SQLite file as every part of it opens it: WAL (readers never wait for the writer), one
+    connection shared by threads under the caller's lock, autocommit outside explicit transactions, rows by name,
+    and ``schema`` (CREATE ... IF NOT EXISTS) applied."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    db.executescript(schema)
+    return db
+
+
 @contextmanager
 def transaction(db: sqlite3.Connection, folder: Path, begin: str = "BEGIN") -> Iterator[sqlite3.Connection]:
     """One transaction: committed, or rolled back with nothing written. A full disk is DiskFullError (507 at the
@@ -97,16 +111,10 @@ def transaction(db: sqlite3.Connection, folder: Path, begin: str = "BEGIN") -> I
 
 class Store:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._folder = path.parent
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
+        self._db = open_db(path, SCHEMA)
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
         with self._lock:
-            self._db.executescript(SCHEMA)
             self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:

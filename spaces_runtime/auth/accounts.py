@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from spaces_runtime.auth.principal import ROLES, Principal, Role
 from spaces_runtime.errors import ConflictError, InvalidNameError, NotFoundError
 from spaces_runtime.names import RESERVED_OWNERS, check_name
-from spaces_runtime.store import transaction
+from spaces_runtime.store import open_db, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -80,15 +80,9 @@ def check_role(role: str) -> Role:
 
 class Accounts:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._folder = path.parent
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
+        self._db = open_db(path, SCHEMA)
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        with self._lock:
-            self._db.executescript(SCHEMA)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from spaces_runtime.errors import ConflictError, InvalidNameError, NotFoundError, SpacesError
 from spaces_runtime.logs import mask, maskable
+from spaces_runtime.store import open_db
 
 log = logging.getLogger(__name__)
 
@@ -208,15 +209,9 @@ class SpaceSecrets:
     """Secrets and variables in the platform's SQLite file (tables of their own, like ``Accounts``)."""
 
     def __init__(self, db_path: Path, key_file: Path) -> None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
         self.box = SecretBox(key_file)
-        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
+        self._db = open_db(db_path, SCHEMA)
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        with self._lock:
-            self._db.executescript(SCHEMA)
         self._values: dict[str, dict[str, str]] = {}  # space → decrypted secrets, dropped on every change
         self._hidden: dict[str, list[str]] = {}
 

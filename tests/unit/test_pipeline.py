@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from answering import serve_ok
 
 from builder.plan import BuildPlan
 from builder.spec import AppSpec
@@ -121,17 +122,6 @@ class Deploys:
     def versions(self, space_id: str) -> list[Path]:
         root = self.settings.apps_dir / space_id / "versions"
         return sorted(root.iterdir()) if root.is_dir() else []
-
-
-async def serve_ok() -> tuple[asyncio.AbstractServer, str]:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
 @pytest.fixture

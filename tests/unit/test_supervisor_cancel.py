@@ -9,6 +9,7 @@ import socket
 import time
 from pathlib import Path
 
+from answering import serve_ok
 from polling import wait_until_async
 
 from spaces_runtime.config import Settings
@@ -38,17 +39,6 @@ class FakeBackend:
 
     async def adopt(self) -> list[Instance]:
         return []
-
-
-async def serve_ok() -> tuple[asyncio.AbstractServer, str]:
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
 def closed_port_url() -> str:
