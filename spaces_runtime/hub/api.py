@@ -9,6 +9,7 @@ of the platform's REST API: every answer keeps the platform's fields and gains t
     POST   /api/spaces/{id}/sleeptime       set_space_sleep_time            {seconds}
     POST   /api/spaces/{id}/hardware        request_space_hardware          {flavor, sleepTimeSeconds?}
     GET    /api/spaces/{id}/logs/build|run  fetch_space_logs: JSON events for Hub clients; the platform's for others
+    PUT    /api/spaces/{id}/settings        update_repo_settings(private=... | visibility=...)
     POST|DELETE /api/spaces/{id}/like       like / unlike
     GET    /api/spaces/{id}/auth-check      auth_check
 
@@ -37,6 +38,7 @@ from spaces_runtime.hub.api_repos import router as repos_router
 from spaces_runtime.hub.api_unsupported import router as unsupported_router
 from spaces_runtime.hub.apierrors import PLATFORM, NotSupportedError, with_hub_headers
 from spaces_runtime.names import space_id as make_space_id
+from spaces_runtime.server import accounts
 from spaces_runtime.server import api as platform_api
 from spaces_runtime.server.auth import PlatformDep, PrincipalDep, changeable, seen, visible
 from spaces_runtime.stages import Stage
@@ -168,6 +170,20 @@ async def request_hardware(owner: str, name: str, request: Request, p: PlatformD
                         sleep_time=shapes.check_sleep_time(seconds) if seconds is not None else None)
     p.accounts.audit(who, "request hardware", space_id, flavor)
     return runtime_answer(p, parts, space_id)
+
+
+@router.put("/spaces/{owner}/{name}/settings")
+async def settings(owner: str, name: str, request: Request, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+    """update_repo_settings sends {"visibility": "private"|"public"}; the platform's own clients {"private": b}."""
+    body = await _json(request)
+    if body.get("gated") not in (None, False):
+        raise NotSupportedError("gated spaces are not served by spaces-runtime",
+                                hint="make the space private and share it: spaces share OWNER/NAME")
+    private = body.get("private")
+    if body.get("visibility") is not None:
+        private = body["visibility"] in ("private", "protected")
+    choice = accounts.SpaceSettings(private=None if private is None else bool(private))
+    return accounts.space_settings(owner, name, choice, p, who)
 
 
 @router.post("/spaces/{owner}/{name}/like")

@@ -165,9 +165,17 @@ def test_a_private_space_is_reached_by_its_members_and_missing_for_everyone_else
             hub.api(user).list_repo_files("alice/secret", repo_type="space")
         assert "alice/secret" not in [s.id for s in hub.api(user).list_spaces()]
     assert "alice/secret" in [s.id for s in api.list_spaces()]
+    api.auth_check("alice/secret", repo_type="space")
+    with pytest.raises(hub_errors.RepositoryNotFoundError):
+        hub.api("bob").auth_check("alice/secret", repo_type="space")
     refused = hub.client_by_id("alice/secret", "bob")
     assert refused.returncode != 0 and "ANSWER" not in refused.stdout
     assert httpx.get(hub.link("alice/secret"), timeout=10).status_code == 404
+    api.update_repo_settings("alice/secret", private=False, repo_type="space")
+    assert hub.api("bob").space_info("alice/secret").private is False
+    api.update_repo_settings("alice/secret", visibility="private", repo_type="space")
+    with pytest.raises(hub_errors.RepositoryNotFoundError):
+        hub.api("bob").space_info("alice/secret")
 
 
 def test_someone_else_s_space_cannot_be_changed(hub: Hub, hello: str) -> None:
@@ -251,7 +259,8 @@ def test_lifecycle_sleep_time_and_hardware(hub: Hub, hello: str) -> None:
     runtime = api.restart_space(hello, factory_reboot=True)
     assert runtime.stage in ("BUILDING", "APP_STARTING", "RUNNING")
     hub.wait_stage(hello, {"RUNNING"})
-    assert api.set_space_sleep_time(hello, 3600).sleep_time == 3600
+    with pytest.warns(UserWarning, match="cpu-basic"):  # huggingface_hub's own note about free hardware
+        assert api.set_space_sleep_time(hello, 3600).sleep_time == 3600
     assert api.get_space_runtime(hello).sleep_time == 3600, "stored"
     runtime = api.request_space_hardware(hello, SpaceHardware.CPU_UPGRADE)
     assert runtime.requested_hardware == "cpu-upgrade" and runtime.hardware in ("cpu-basic", None)
@@ -285,8 +294,10 @@ def test_duplicate_copies_code_and_variables_never_secrets(hub: Hub, hello: str)
 @pytest.mark.timeout(900)
 def test_move_and_delete(hub: Hub, hello: str) -> None:
     api = hub.api("alice")
-    api.create_repo("alice/temp", repo_type="space", space_sdk="static",
-                    space_secrets=[{"key": "TOKEN", "value": "kept"}])
+    api.create_repo("alice/temp", repo_type="space", space_sdk="static", space_hardware=SpaceHardware.CPU_UPGRADE,
+                    space_sleep_time=600, space_secrets=[{"key": "TOKEN", "value": "kept"}])
+    runtime = api.get_space_runtime("alice/temp")
+    assert (runtime.requested_hardware, runtime.sleep_time) == ("cpu-upgrade", 600)
     api.upload_file(path_or_fileobj=b"<h1>moved</h1>", path_in_repo="index.html", repo_id="alice/temp",
                     repo_type="space")
     hub.wait_stage("alice/temp", {"RUNNING"})
@@ -296,6 +307,7 @@ def test_move_and_delete(hub: Hub, hello: str) -> None:
     hub.wait_stage("alice/renamed", {"RUNNING"})
     assert "moved" in httpx.get(hub.link("alice/renamed"), timeout=10).text
     assert list(api.get_space_secrets("alice/renamed")) == ["TOKEN"], "a move keeps the secrets"
+    assert api.get_space_runtime("alice/renamed").sleep_time == 600, "and the Hub settings"
     api.delete_repo("alice/renamed", repo_type="space")
     with pytest.raises(hub_errors.RepositoryNotFoundError):
         api.space_info("alice/renamed")
