@@ -35,7 +35,17 @@ class Held:
     errors: int = 0
     disconnects: int = 0
     longest_gap_s: float = 0.0
+    longest_outage_s: float = 0.0  # from a dropped or refused stream to the next one that works
     notes: list[str] = field(default_factory=list)
+    down_since: dict[int, float] = field(default_factory=dict)  # client → when its stream last failed
+
+    def down(self, client: int) -> None:
+        self.down_since.setdefault(client, time.monotonic())
+
+    def up(self, client: int) -> None:
+        since = self.down_since.pop(client, None)
+        if since is not None:
+            self.longest_outage_s = max(self.longest_outage_s, time.monotonic() - since)
 
     def fail(self, what: str, exc: BaseException | str) -> None:
         self.errors += 1
@@ -64,7 +74,7 @@ async def script_run(ws: ClientConnection, timeout: float) -> int:
 
 
 async def hold_ws(url: str, origin: str, stop: asyncio.Event, held: Held, rerun_s: float, offset_s: float,
-                  first_run: asyncio.Event) -> None:
+                  first_run: asyncio.Event, client: int) -> None:
     """One Streamlit session held open: a script run at once, then one every ``rerun_s`` (the clients' runs are
     spread over that interval by ``offset_s``)."""
     for _ in range(1000):  # reconnects are bounded
@@ -80,6 +90,7 @@ async def hold_ws(url: str, origin: str, stop: asyncio.Event, held: Held, rerun_
                     held.messages += await script_run(ws, timeout=60)
                     held.rounds += 1
                     held.longest_gap_s = max(held.longest_gap_s, time.monotonic() - began)
+                    held.up(client)
                     first_run.set()
                     await wait_or_recv(ws, stop, wait_s)
                     wait_s = rerun_s
@@ -88,6 +99,7 @@ async def hold_ws(url: str, origin: str, stop: asyncio.Event, held: Held, rerun_
             held.drop(f"ws closed: {exc!r}")
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             held.fail("ws", exc)
+        held.down(client)
         first_run.set()
         await asyncio.sleep(1)  # back off before reconnecting
 
@@ -101,7 +113,7 @@ async def wait_or_recv(ws: ClientConnection, stop: asyncio.Event, seconds: float
 
 
 async def sse_job(http: httpx.AsyncClient, base: str, fn_index: int, count: int, interval: float,
-                  stop: asyncio.Event | None, held: Held) -> str:
+                  stop: asyncio.Event | None, held: Held, client: int = -1) -> str:
     """Join the Gradio queue with the generator event and read its SSE stream; return how it ended: "stopped"
     (the bench is over), "completed", "failed" (counted as an error) or "ended" (the stream closed early)."""
     session = uuid.uuid4().hex
@@ -123,6 +135,7 @@ async def sse_job(http: httpx.AsyncClient, base: str, fn_index: int, count: int,
             kind = message.get("msg")
             if kind == "process_generating":
                 held.rounds += 1
+                held.up(client)
             elif kind == "process_completed":
                 if message.get("success", False):
                     return "completed"
@@ -132,19 +145,20 @@ async def sse_job(http: httpx.AsyncClient, base: str, fn_index: int, count: int,
 
 
 async def hold_sse(http: httpx.AsyncClient, base: str, fn_index: int, count: int, interval: float,
-                   stop: asyncio.Event, held: Held, start_in: float) -> None:
+                   stop: asyncio.Event, held: Held, start_in: float, client: int) -> None:
     await asyncio.sleep(start_in)
     for _ in range(1000):  # reconnects are bounded
         if stop.is_set():
             return
         try:
-            outcome = await sse_job(http, base, fn_index, count, interval, stop, held)
+            outcome = await sse_job(http, base, fn_index, count, interval, stop, held, client)
             if outcome == "stopped":
                 return
             if outcome != "failed":  # a held job must not end while the bench runs
                 held.drop(f"sse stream {outcome} early")
         except httpx.HTTPError as exc:
             held.fail("sse", exc)
+        held.down(client)
         await asyncio.sleep(1)  # back off before reconnecting
 
 
