@@ -26,7 +26,7 @@ BENCHES: dict[str, tuple[str, list[str]]] = {
     "redeploy": ("bench_redeploy.py", ["--rounds", "2"]),
     "runner": ("bench_runner.py", ["--rounds", "1"]),
     "docker": ("bench_docker.py", ["--rounds", "1", "--no-cold"]),
-    "load": ("bench_load.py", ["--duration-s", "5", "--soak-s", "20"]),  # full: 3 x 60 s + 600 s soak
+    "load": ("bench_load.py", ["--duration-s", "6", "--soak-s", "20"]),  # full: 60 s per path, 600 s soak
 }
 
 
