@@ -57,8 +57,7 @@ def hub_fields(p: Platform, parts: HubParts, request: Request, record: SpaceReco
     """The Hub's keys of a space; ``siblings`` (its files at main) are read from git (the list asks with full)."""
     head = parts.files.head(record) if sha or siblings else None
     tree = parts.files.tree(record) if siblings else None
-    files = [{"rfilename": path, "blobId": b.oid, "size": b.size} for path, b in tree.blobs.items()] \
-        if tree is not None else None
+    files = [blob.sibling() for blob in tree.blobs.values()] if tree is not None else None
     return shapes.space_fields(record, parts.states.get(record), (head or shapes.EMPTY_TREE_SHA) if sha else None,
                                place(request, p), runtime_of(p, parts, record), files)
 

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from spaces_runtime.appfiles import UploadLimits
 from spaces_runtime.errors import ConflictError, InvalidNameError, UploadError, UploadTooLargeError
@@ -148,7 +148,7 @@ def revision_info(owner: str, name: str, revision: str, request: Request, p: Pla
     files = parts.files.tree(record, revision)
     answer = space_info(p, parts, request, record)
     return {**answer, "sha": files.commit or shapes.EMPTY_TREE_SHA,
-            "siblings": [{"rfilename": path, "blobId": b.oid, "size": b.size} for path, b in files.blobs.items()]}
+            "siblings": [blob.sibling() for blob in files.blobs.values()]}
 
 
 @router.get("/api/spaces/{owner}/{name}/refs")
@@ -161,13 +161,18 @@ def refs(owner: str, name: str, p: PlatformDep, who: PrincipalDep, parts: HubDep
 @router.api_route("/spaces/{owner}/{name}/resolve/{revision}/{path:path}", methods=["GET", "HEAD"])
 def resolve(owner: str, name: str, revision: str, path: str, request: Request, p: PlatformDep,
             who: PrincipalDep, parts: HubDep) -> Response:
-    """A file of the space as ``hf_hub_download`` fetches it, streamed from git: the commit in X-Repo-Commit,
-    the git blob id as the ETag (the client's cache keys on both)."""
+    """A file of the space as ``hf_hub_download`` fetches it: the commit in X-Repo-Commit, the git blob id as the
+    ETag (the client's cache keys on both), streamed from git; a file in LFS is its object (sha256 as its ETag, as
+    on the Hub) when the space holds it."""
     record = seen(p, who, make_space_id(owner, name))
     files = parts.files.tree(record, revision)
     blob = files.blob(path)
-    headers = {"X-Repo-Commit": str(files.commit), "ETag": f'"{blob.oid}"', "Content-Length": str(blob.size),
-               "Accept-Ranges": "none"}
+    headers = {"X-Repo-Commit": str(files.commit), "ETag": f'"{blob.oid}"'}
+    lfs = p.pipeline.commits.lfs
+    if blob.lfs is not None and lfs.held(record.id, [blob.lfs.oid]):
+        headers["ETag"] = f'"{blob.lfs.oid}"'
+        return FileResponse(lfs.path(blob.lfs.oid), headers=headers, media_type="application/octet-stream")
+    headers |= {"Content-Length": str(blob.size), "Accept-Ranges": "none"}
     if request.method == "HEAD":
         return Response(headers=headers, media_type="application/octet-stream")
     return StreamingResponse(parts.files.stream(record, blob), headers=headers,

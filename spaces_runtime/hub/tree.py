@@ -9,7 +9,10 @@ and commits answer 501.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import subprocess
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,8 +24,9 @@ from spaces_runtime.errors import NotFoundError, UploadError
 from spaces_runtime.hub import shapes
 from spaces_runtime.hub.apierrors import EntryNotFoundError, NotSupportedError, RevisionNotFoundError
 from spaces_runtime.hub.commits import SpaceCommits
+from spaces_runtime.hub.lfs import MAX_POINTER, Pointer, parse_pointer
 from spaces_runtime.hub.ndjson import AddFile, DeleteFile, DeleteFolder, Operation, ignored
-from spaces_runtime.hub.repos import COMMIT_PATTERN, GitCommandError, run_git
+from spaces_runtime.hub.repos import COMMIT_PATTERN, GitCommandError, git_env, run_git
 from spaces_runtime.store import SpaceRecord
 from spaces_runtime.wiring.platform import Platform
 
@@ -35,7 +39,26 @@ FILE_MODES = frozenset({"100644", "100755"})  # links (120000) and submodules (1
 class Blob:
     path: str
     oid: str
-    size: int
+    size: int  # of the git blob: a pointer's, for a file in LFS
+    lfs: Pointer | None = None
+
+    @property
+    def file_size(self) -> int:
+        return self.lfs.size if self.lfs else self.size
+
+    def entry(self) -> dict[str, object]:
+        """``RepoFile``'s JSON: an LFS file shows its object, as on the Hub."""
+        entry = shapes.file_entry(self.path, self.file_size, self.oid)
+        if self.lfs:
+            entry["lfs"] = {"oid": self.lfs.oid, "size": self.lfs.size, "pointerSize": self.size}
+        return entry
+
+    def sibling(self) -> dict[str, object]:
+        """``RepoSibling``'s JSON (space_info's siblings)."""
+        sibling: dict[str, object] = {"rfilename": self.path, "blobId": self.oid, "size": self.file_size}
+        if self.lfs:
+            sibling["lfs"] = {"sha256": self.lfs.oid, "size": self.lfs.size, "pointerSize": self.size}
+        return sibling
 
 
 @dataclass(frozen=True)
@@ -56,7 +79,7 @@ class Tree:
             return path.startswith(prefix) and (recursive or "/" not in path[len(prefix):])
 
         found = [shapes.folder_entry(p, oid) for p, oid in self.folders.items() if wanted(p)]
-        found += [shapes.file_entry(b.path, b.size, b.oid) for b in self.blobs.values() if wanted(b.path)]
+        found += [b.entry() for b in self.blobs.values() if wanted(b.path)]
         return sorted(found, key=lambda e: str(e["path"]))
 
     def blob(self, path: str) -> Blob:
@@ -129,7 +152,26 @@ def _tree(repo: Path, commit: str) -> Tree:
             folders[path] = oid
         elif kind == "blob" and mode in FILE_MODES:
             blobs[path] = Blob(path, oid, int(size))
-    return Tree(commit, blobs, folders)
+    pointers = _pointers(repo, {b.oid for b in blobs.values() if b.size <= MAX_POINTER})
+    return Tree(commit, {p: Blob(p, b.oid, b.size, pointers.get(b.oid)) for p, b in blobs.items()}, folders)
+
+
+def _pointers(repo: Path, oids: set[str]) -> dict[str, Pointer]:
+    """Which of these small blobs are git-lfs pointers (one ``git cat-file --batch`` for all of them)."""
+    if not oids:
+        return {}
+    done = subprocess.run(["git", f"--git-dir={repo}", "cat-file", "--batch"], input="\n".join(oids).encode(),
+                          capture_output=True, env=git_env(), check=False)
+    found: dict[str, Pointer] = {}
+    data, at = done.stdout, 0
+    while at < len(data):
+        end = data.index(b"\n", at)
+        oid, _, size = data[at:end].decode().split()
+        content = data[end + 1:end + 1 + int(size)]
+        at = end + 2 + int(size)
+        if (pointer := parse_pointer(content)) is not None:
+            found[oid] = pointer
+    return found
 
 
 # --- writing -----------------------------------------------------------------------------------------------------
@@ -150,12 +192,16 @@ class Scratch:
 
 
 async def check_out(p: Platform, space_id: str, commit: str | None, dest: Path) -> None:
-    """``dest`` gets ``commit``'s files (none without a commit), through the upload checks like any upload."""
+    """``dest`` gets ``commit``'s files as git holds them (LFS pointers stay pointers, so the next commit keeps
+    them as they are), through the upload checks like any upload; nothing without a commit."""
     if commit is None:
         dest.mkdir()
         return
-    archive = await asyncio.to_thread(p.pipeline.commits.export, space_id, commit)
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix="head-", suffix=".tar")
+    os.close(fd)  # git archive writes it
+    archive = Path(name)
     try:
+        await asyncio.to_thread(p.pipeline.commits.repos.archive, space_id, commit, archive)
         await asyncio.to_thread(appfiles.unpack, archive, dest, p.pipeline.limits)
     finally:
         archive.unlink(missing_ok=True)
@@ -206,18 +252,20 @@ async def deploy_tree(p: Platform, space_id: str, scratch: Scratch, author: str 
                       message: str) -> tuple[str, str | None]:
     """Commit the scratch tree to ``main`` with ``message`` and deploy that commit; (version, commit)."""
     commits = p.pipeline.commits
-    commit = None
-    if commits.enabled:
-        try:
-            commit = await asyncio.to_thread(commits.repos.commit_folder, space_id, scratch.tree,
-                                             commits.author(author), message or "Commit over the Hub API")
-        except GitCommandError as exc:
-            raise UploadError(f"the commit could not be written: {exc}", hint="see the platform's log") from None
-    archive = scratch.archive
-    await asyncio.to_thread(lambda: archive.write_bytes(appfiles.pack(scratch.tree)))
     owner, name = space_id.split("/", 1)
-    version = await p.pipeline.accept_upload(owner, name, archive, author=author, commit=commit)
-    return version, commit
+    if not commits.enabled:
+        await asyncio.to_thread(lambda: scratch.archive.write_bytes(appfiles.pack(scratch.tree)))
+        return await p.pipeline.accept_upload(owner, name, scratch.archive, author=author), None
+    try:
+        commit = await asyncio.to_thread(commits.repos.commit_folder, space_id, scratch.tree,
+                                         commits.author(author), message or "Commit over the Hub API")
+    except GitCommandError as exc:
+        raise UploadError(f"the commit could not be written: {exc}", hint="see the platform's log") from None
+    archive = await asyncio.to_thread(commits.export, space_id, commit)  # LFS objects in place of pointers
+    try:
+        return await p.pipeline.accept_upload(owner, name, archive, author=author, commit=commit), commit
+    finally:
+        archive.unlink(missing_ok=True)
 
 
 def require_git(p: Platform) -> None:

@@ -5,6 +5,7 @@ the person each rule must stop; what the platform does not serve answers 501 at 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ import httpx
 import pytest
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, SpaceHardware
 from huggingface_hub import errors as hub_errors
+from huggingface_hub.hf_api import RepoFile
 from polling import wait_until
 
 from spaces_harness import Platform, gradio_readme, write_app
@@ -354,6 +356,25 @@ def _refusal(api: HfApi) -> Exception:
     except hub_errors.HfHubHTTPError as exc:
         return exc
     raise AssertionError("model_info did not fail")
+
+
+def test_a_file_in_lfs_reads_as_its_object(hub: Hub, hello: str) -> None:
+    """A file whose bytes were pushed to the space's LFS store (as git-lfs does) and committed as a pointer: the
+    tree shows its object, and a download gets its bytes."""
+    weights = bytes(range(256)) * 64
+    oid = hashlib.sha256(weights).hexdigest()
+    stored = httpx.put(f"{hub.platform.url}/spaces/{hello}.git/info/lfs/objects/{oid}", content=weights,
+                       headers={"Authorization": f"Bearer {hub.tokens['alice']}"}, timeout=30)
+    assert stored.status_code == 200, stored.text
+    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {len(weights)}\n"
+    api = hub.api("alice")
+    api.upload_file(path_or_fileobj=pointer.encode(), path_in_repo="weights.bin", repo_id=hello, repo_type="space")
+    [entry] = [e for e in api.list_repo_tree(hello, repo_type="space") if e.path == "weights.bin"]
+    assert isinstance(entry, RepoFile) and entry.lfs is not None
+    assert (entry.size, entry.lfs.sha256) == (len(weights), oid)
+    path = api.hf_hub_download(hello, "weights.bin", repo_type="space", cache_dir=hub.tmp / "cache")
+    assert Path(path).read_bytes() == weights
+    hub.wait_stage(hello, {"RUNNING"})
 
 
 def test_hf_upload_from_the_command_line(hub: Hub, hello: str) -> None:

@@ -22,7 +22,9 @@ from builder import spec as build_spec
 from spaces_runtime.errors import ForbiddenError, NoAppFileError, NotFoundError, UploadError
 from spaces_runtime.hub import shapes
 from spaces_runtime.hub.apierrors import EntryNotFoundError, NotSupportedError, RevisionNotFoundError, error_headers
+from spaces_runtime.hub.lfs import Pointer
 from spaces_runtime.hub.ndjson import AddFile, DeleteFile, DeleteFolder, Header, clean_path, parse_line
+from spaces_runtime.hub.tree import Blob, Tree
 from spaces_runtime.stages import Stage
 from spaces_runtime.store import SpaceRecord
 from spaces_runtime.supervisor.docker import TIERS
@@ -227,3 +229,22 @@ def test_file_downloads_on_the_path_form_are_the_platform_s() -> None:
     assert not shapes.is_file_download({"type": "websocket", "path": "/spaces/alice/demo/resolve/x"})
     assert shapes.is_hub_client("unknown/None; hf_hub/2.4.0; python/3.11.7")
     assert not shapes.is_hub_client("python-httpx/0.28.1")
+
+
+def test_a_tree_lists_one_level_or_everything_below_a_folder() -> None:
+    pointer = Pointer("f" * 64, 10_000)
+    blobs = {path: Blob(path, "a" * 40, 3, pointer if path.endswith(".bin") else None)
+             for path in ("app.py", "src/z.py", "src/x/y.py", "src/x/w.bin")}
+    tree = Tree("c" * 40, blobs, {"src": "1" * 40, "src/x": "2" * 40})
+    assert [e["path"] for e in tree.entries()] == ["app.py", "src"]
+    assert [e["path"] for e in tree.entries("src/")] == ["src/x", "src/z.py"]
+    assert [e["path"] for e in tree.entries(recursive=True)] == \
+        ["app.py", "src", "src/x", "src/x/w.bin", "src/x/y.py", "src/z.py"]
+    with pytest.raises(EntryNotFoundError):
+        tree.entries("nope")
+    with pytest.raises(EntryNotFoundError):
+        tree.blob("src")  # a folder is not a file to download
+    lfs = RepoFile(**tree.blob("src/x/w.bin").entry())
+    assert lfs.size == 10_000 and lfs.lfs is not None and lfs.lfs.sha256 == "f" * 64 and lfs.lfs.pointer_size == 3
+    info = SpaceInfo(id="a/b", siblings=[b.sibling() for b in blobs.values()])
+    assert info.siblings is not None and {s.rfilename: s.size for s in info.siblings}["src/x/w.bin"] == 10_000
