@@ -1,5 +1,5 @@
 """What the Hub API keeps per space beyond its record: the SDK create_repo named, the sleep time and the hardware
-tier asked for. A table of its own in the platform's SQLite file (its own connection, like auth/secrets.py).
+tier asked for. A table of its own in the platform's SQLite file (opened as every part opens it: store.open_db).
 
 A row remembers the ``created_at`` of the space it was written for: a space deleted by other means (``spaces
 delete``) and made again under the same name does not inherit it.
@@ -11,28 +11,23 @@ when an app sleeps or what it runs on.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
 from spaces_runtime.hub.shapes import HubState
-from spaces_runtime.store import SpaceRecord
+from spaces_runtime.store import SpaceRecord, open_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hub_spaces (
     space_id TEXT PRIMARY KEY, space_created_at REAL NOT NULL,
     sdk TEXT, sleep_time INTEGER, hardware TEXT
-)"""
+);"""
 
 
 class HubStates:
     def __init__(self, db_path: Path) -> None:
-        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = open_db(db_path, SCHEMA)
         self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute(SCHEMA)
 
     def get(self, record: SpaceRecord) -> HubState:
         with self._lock:
