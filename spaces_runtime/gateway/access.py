@@ -9,6 +9,7 @@ from starlette.requests import cookie_parser
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import Scope
 
+from spaces_runtime.auth.accounts import TOKEN_PREFIX
 from spaces_runtime.auth.authenticate import SESSION_COOKIE, Credentials
 from spaces_runtime.auth.shares import SHARE_PARAM, cookie_name
 from spaces_runtime.gateway import pages
@@ -27,21 +28,28 @@ def credentials_of(scope: Scope) -> Credentials:
 
 
 def for_the_app(scope: Scope) -> Scope:
-    """The request as the app gets it: without the platform's session and share cookies. A session cookie is a
-    credential for the whole platform (its payload holds the CSRF token): an app that saw it could act as every
-    signed-in visitor. Share cookies were checked here; the app has no use for them."""
+    """The request as the app gets it: without the platform's session and share cookies, nor a platform token in
+    Authorization or X-HF-Authorization (gradio_client's header). Each is a credential for the whole platform: an
+    app that saw one could act as its visitor everywhere. An app's own Authorization scheme passes untouched."""
     def platform_cookie(part: bytes) -> bool:
         name = part.split(b"=", 1)[0].strip()
         return name == SESSION_COOKIE.encode() or name.startswith(b"spaces_share_")
 
     headers = []
     for key, value in scope["headers"]:
+        if key in (b"authorization", b"x-hf-authorization") and _is_platform_token(value):
+            continue
         if key == b"cookie":
             value = b";".join(p for p in value.split(b";") if p.strip() and not platform_cookie(p)).strip()
             if not value:
                 continue
         headers.append((key, value))
     return {**scope, "headers": headers}
+
+
+def _is_platform_token(value: bytes) -> bool:
+    scheme, _, secret = value.decode("latin-1").partition(" ")
+    return scheme.lower() == "bearer" and secret.strip().startswith(TOKEN_PREFIX)
 
 
 def share_token(scope: Scope) -> str | None:
