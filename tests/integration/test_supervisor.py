@@ -164,7 +164,8 @@ async def test_app_raising_at_import_is_a_runtime_error_showing_the_exception(
 
 async def test_crashing_app_restarts_with_growing_delays_then_gives_up(
         supervisor: Supervisor, stages: Stages, tmp_path: Path) -> None:
-    assert await supervisor.run_app(tiny_spec(tmp_path, APP_CRASH_AFTER="0.3")) is Stage.RUNNING
+    # up 1 s before each crash: long enough for a readiness probe on a loaded 2-core machine (0.3 s was not, once)
+    assert await supervisor.run_app(tiny_spec(tmp_path, APP_CRASH_AFTER="1.0")) is Stage.RUNNING
     await wait_until_async(lambda: supervisor.stage("alice/demo") is Stage.RUNTIME_ERROR, 30,
                            "the crash loop to give up")
     restarts = [reason for stage, reason, _ in stages.seen if stage is Stage.APP_STARTING][1:]
