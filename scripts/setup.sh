@@ -36,12 +36,17 @@ extras="runner"
 [ "$want_test" = 1 ] && extras="runner,test"
 VIRTUAL_ENV=.venv "$UV" pip install --quiet "${links[@]}" -e ".[$extras]"
 
-# the app sandbox (spaces_runtime.sandbox) runs every app under Debian's bubblewrap; `spaces doctor` checks the rest
-if ! command -v bwrap >/dev/null 2>&1; then
-  echo "setup: installing Debian's bubblewrap (the app sandbox)" >&2
+# the app sandbox (spaces_runtime.sandbox) runs every app under Debian's bubblewrap, in a network namespace wired
+# with iproute2 and firewalled with iptables; `spaces doctor` checks the rest
+sandbox_missing=()
+command -v bwrap >/dev/null 2>&1 || sandbox_missing+=(bubblewrap)
+command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || sandbox_missing+=(iptables)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || sandbox_missing+=(iproute2)
+if [ ${#sandbox_missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian's ${sandbox_missing[*]} (the app sandbox)" >&2
   sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
   $sudo_ apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq bubblewrap >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${sandbox_missing[@]}" >/dev/null
 fi
 
 if [ "$want_test" = 1 ]; then
