@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
+
+import httpx
 
 T = TypeVar("T")
 POLL_S = 0.05
@@ -56,3 +60,20 @@ async def wait_until_async(predicate: Callable[[], T | Awaitable[T]], timeout: f
 
 def _timed_out(what: str, timeout: float, last: BaseException | None) -> str:
     return f"waited {timeout:g} s for {what}" + (f" (last error: {last!r})" if last is not None else "")
+
+
+class AppNotAnswering(RuntimeError):
+    """An app started directly by a test (or a bench) exited or never answered."""
+
+
+def wait_answering(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 120) -> None:
+    """Until ``url`` answers 200; fails at once, with the app's log tail, if ``process`` ends first."""
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise AppNotAnswering(f"the app exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        return httpx.get(url, timeout=2).status_code == 200
+
+    try:
+        wait_until(answers, timeout, f"{url} to answer", interval=0.3, ignoring=(httpx.TransportError,))
+    except AssertionError as exc:
+        raise AppNotAnswering(f"{exc}:\n{log.read_text()[-3000:]}") from None

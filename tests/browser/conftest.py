@@ -5,20 +5,14 @@ Without Chromium or Playwright these tests skip locally and FAIL when the env va
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from browsing import CHROMIUM, CHROMIUM_ARGS, GALLERY_EXAMPLES, new_context
+from prerequisites import missing
 
 from spaces_harness import Platform, serving_examples
-
-
-def missing(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}: browser tests must run on CI")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pytest
+from prerequisites import missing
 
 GRADIO = "gradio==6.31.0"
 STREAMLIT = "streamlit==1.67.0"
@@ -30,7 +30,7 @@ def app_venv() -> Path:
     """The virtualenv's directory, built on first use."""
     uv = _uv()
     if uv is None:
-        _missing("uv is not installed")
+        missing("uv is not installed")
     with open(f"{VENV}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (VENV / ".complete").exists():
@@ -45,11 +45,7 @@ def _build(uv: str) -> None:
     for step in steps:
         done = subprocess.run(step, env=env, capture_output=True, text=True, timeout=600, check=False)
         if done.returncode != 0:
-            _missing(f"building the app virtualenv failed: {done.stderr[-2000:]}")
+            missing(f"building the app virtualenv failed: {done.stderr[-2000:]}")
     (VENV / ".complete").touch()
 
 
-def _missing(why: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(why)
-    pytest.skip(why)

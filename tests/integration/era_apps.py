@@ -14,14 +14,13 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+from polling import wait_answering
 
 PROBE = Path(__file__).with_name("era_probe.py")
 
@@ -205,26 +204,12 @@ def running_directly(app: EraApp, folder: Path, venv: Path, port: int, timeout: 
         process = subprocess.Popen(argv, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     try:
-        wait_answering(ready, process, log, timeout)
+        wait_answering(process, ready, log, timeout)
         yield f"http://127.0.0.1:{port}/"
     finally:
         with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
-
-
-def wait_answering(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the app exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"the app did not answer {url} in {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 def probe(app: EraApp, python: Path, url: str) -> dict[str, Any]:

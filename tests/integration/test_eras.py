@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import tarfile
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 from era_apps import APPS, GRADIO_4, PYTHON_3_12, STREAMLIT_1_17, EraApp, direct_venv, probe, running_directly
+from prerequisites import missing
 
 from builder import plan as build_plan
 from builder import spec as build_spec
@@ -41,10 +41,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 OWNER = "eras"
 
 
-def _fail(why: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(why)
-    pytest.skip(why)
 
 
 def _deploy(server: Platform, app: EraApp, root: Path) -> None:
@@ -76,9 +72,9 @@ def direct(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Pa
     """Each app's folder and its own era virtualenv, as its author had them."""
     root = tmp_path_factory.mktemp("direct")
     pythons = {i.minor_version: i.path for i in discover(Settings())}
-    missing = sorted({app.python_version or "3.11" for app in APPS} - set(pythons))
-    if missing:
-        _fail(f"this host has no Python {', '.join(missing)} to run the era apps directly")
+    absent = sorted({app.python_version or "3.11" for app in APPS} - set(pythons))
+    if absent:
+        missing(f"this host has no Python {', '.join(absent)} to run the era apps directly")
 
     def build(app: EraApp) -> tuple[Path, Path]:
         as_of = release_time(app.sdk, app.sdk_version) + timedelta(days=1)

@@ -13,12 +13,10 @@ import shutil
 import signal
 import subprocess
 import textwrap
-import time
 import wave
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import NoReturn
 
 import httpx
 import numpy as np
@@ -26,6 +24,8 @@ import pytest
 import yaml
 from gradio_client import Client, handle_file
 from PIL import Image
+from polling import wait_answering
+from prerequisites import missing
 
 from spaces_harness import EXAMPLES, free_port
 
@@ -36,21 +36,17 @@ STREAMLIT_EXAMPLES = ("data-explorer",)
 HF_COLORS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
 
 
-def _missing(why: str) -> NoReturn:
-    if os.environ.get("CI"):
-        pytest.fail(why)
-    pytest.skip(why)
 
 
 def _build_venv(folder: Path, packages: list[str]) -> Path:
     uv = shutil.which("uv")
     if uv is None:
-        _missing("uv is not on PATH; install it with `pip install uv`")
+        missing("uv is not on PATH; install it with `pip install uv`")
     env = {**os.environ, "VIRTUAL_ENV": str(folder)}
     for step in ([uv, "venv", "-q", "-p", "3.11", str(folder)], [uv, "pip", "install", "-q", *packages]):
         done = subprocess.run(step, env=env, capture_output=True, text=True, timeout=600, check=False)
         if done.returncode != 0:
-            _missing(f"{' '.join(step[:3])} failed: {done.stderr[-2000:]}")
+            missing(f"{' '.join(step[:3])} failed: {done.stderr[-2000:]}")
     return folder
 
 
@@ -67,20 +63,6 @@ def streamlit_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _build_venv(tmp_path_factory.mktemp("venv") / "streamlit", [STREAMLIT, *requirements])
 
 
-def _wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the app exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer in {timeout}s:\n{log.read_text()[-3000:]}")
-
-
 @contextmanager
 def _serve(argv: list[str], cwd: Path, env: dict[str, str], ready_url: str) -> Iterator[None]:
     """Run an app process while the block runs; stop only the process group started here."""
@@ -89,7 +71,7 @@ def _serve(argv: list[str], cwd: Path, env: dict[str, str], ready_url: str) -> I
         process = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **env}, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_ready(process, ready_url, log)
+        wait_answering(process, ready_url, log)
         yield
     finally:
         if process.poll() is None:

@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from gradio_client import Client
+from polling import wait_answering
 
 from spaces_harness import Platform, free_port, gradio_readme, write_app
 
@@ -63,25 +63,11 @@ def direct(app_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                                    stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     try:
-        _wait_answering(process, url + "config", log)
+        wait_answering(process, url + "config", log)
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
-
-
-def _wait_answering(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the app exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer in {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")

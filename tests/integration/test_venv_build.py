@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from prerequisites import missing
 
 from builder import plan as build_plan
 from builder import spec as app_spec
@@ -27,9 +28,7 @@ def need_uv() -> None:
     try:
         find_uv()
     except SpacesError:
-        if os.environ.get("CI"):
-            pytest.fail("uv is needed to build environments and is not installed")
-        pytest.skip("uv is not installed")
+        missing("uv is needed to build environments and is not installed")
 
 
 def gradio_app(root: Path, requirements: str = "", front: str = "sdk: gradio\n") -> Path:
