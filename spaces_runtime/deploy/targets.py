@@ -91,6 +91,9 @@ class SpaceTargets:
     def touch(self, owner: str, name: str) -> None:
         self.supervisor.touch(f"{owner}/{name}")
 
+    def heard_from(self, owner: str, name: str) -> None:
+        self.supervisor.heard_from(f"{owner}/{name}")
+
     async def wake(self, owner: str, name: str) -> None:
         await self.lifecycle.wake(f"{owner}/{name}")
 

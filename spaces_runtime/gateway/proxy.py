@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -171,11 +171,12 @@ class Gateway:
         query = scope.get("query_string", b"")
         path = route.upstream_path(upstream.forward_prefix)
         forwarded = _forwarded_headers(scope, route)
+        heard = lambda: self.targets.heard_from(route.owner, route.name)  # noqa: E731
         if scope["type"] == "websocket":
             ws_url = "ws" + upstream.url.rstrip("/").removeprefix("http") + path + (
                 f"?{query.decode('latin-1')}" if query else "")
             touch = lambda: self.targets.touch(route.owner, route.name)  # noqa: E731
-            await proxy_websocket(scope, receive, send, ws_url, forwarded, touch)
+            await proxy_websocket(scope, receive, send, ws_url, forwarded, touch, heard)
             return True
         headers, body_framing = _request_headers(scope, forwarded)
         target = path.encode("latin-1") + (b"?" + query if query else b"")
@@ -193,13 +194,14 @@ class Gateway:
             page = pages.upstream_error_page(f"{route.owner}/{route.name}", str(exc))
             await HTMLResponse(page, 502)(scope, receive, send)
             return True
+        heard()
         try:
             headers = upstream.headers.apply(_response_headers(response.headers, upstream.url))
             await send({"type": "http.response.start", "status": response.status, "headers": headers})
             if response.has_length or scope["method"] == "HEAD":
                 await _relay_body(response, send)
             else:  # a stream (SSE, chunked): stop reading the app when the browser goes away
-                await _relay_until_disconnect(response, send, receive)
+                await _relay_until_disconnect(response, send, receive, heard)
         finally:
             response.close()
         return True
@@ -313,19 +315,22 @@ async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
             return
 
 
-async def _relay_body(response: UpstreamResponse, send: Send) -> None:
+async def _relay_body(response: UpstreamResponse, send: Send, heard: Callable[[], None] | None = None) -> None:
     async for chunk in response.body():
+        if heard is not None:  # a stream's every chunk shows the app at work (see LivenessPolicy)
+            heard()
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _relay_until_disconnect(response: UpstreamResponse, send: Send, receive: Receive) -> None:
+async def _relay_until_disconnect(response: UpstreamResponse, send: Send, receive: Receive,
+                                  heard: Callable[[], None]) -> None:
     async def disconnected() -> None:
         message: Message = {}
         while message.get("type") != "http.disconnect":
             message = await receive()
 
-    relay = asyncio.create_task(_relay_body(response, send))
+    relay = asyncio.create_task(_relay_body(response, send, heard))
     watch = asyncio.create_task(disconnected())
     done, pending = await asyncio.wait({relay, watch}, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:

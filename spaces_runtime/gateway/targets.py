@@ -103,6 +103,10 @@ class TargetSource(Protocol):
         """A visit reached the app (keeps it awake); called for every proxied request and WebSocket message."""
         ...
 
+    def heard_from(self, owner: str, name: str) -> None:
+        """The app answered: a response, a chunk of a stream, a WebSocket message (proof it is not hung)."""
+        ...
+
     async def wake(self, owner: str, name: str) -> None:
         """Start a sleeping app; return once it serves (raise if it cannot)."""
         ...

@@ -25,8 +25,10 @@ _SKIPPED_HEADERS = frozenset({"host", "origin", "upgrade", "connection", "sec-we
 
 
 async def proxy_websocket(scope: Scope, receive: Receive, send: Send, upstream_url: str,
-                          extra_headers: list[tuple[str, str]], touch: Callable[[], None]) -> None:
-    """Relay one WebSocket between the ASGI client and ``upstream_url`` (ws://…) until either side closes."""
+                          extra_headers: list[tuple[str, str]], touch: Callable[[], None],
+                          heard: Callable[[], None]) -> None:
+    """Relay one WebSocket between the ASGI client and ``upstream_url`` (ws://…) until either side closes;
+    ``touch`` on every message from the visitor (a visit), ``heard`` on every message from the app (progress)."""
     if (await receive())["type"] != "websocket.connect":
         return
     try:
@@ -38,7 +40,7 @@ async def proxy_websocket(scope: Scope, receive: Receive, send: Send, upstream_u
         await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
         touch()
         inbound = asyncio.create_task(_client_to_upstream(receive, upstream, touch))
-        outbound = asyncio.create_task(_upstream_to_client(upstream, send))
+        outbound = asyncio.create_task(_upstream_to_client(upstream, send, heard))
         done, pending = await asyncio.wait({inbound, outbound}, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
@@ -78,9 +80,10 @@ async def _client_to_upstream(receive: Receive, upstream: ClientConnection, touc
                 await upstream.send(text if text is not None else message.get("bytes") or b"")
 
 
-async def _upstream_to_client(upstream: ClientConnection, send: Send) -> None:
+async def _upstream_to_client(upstream: ClientConnection, send: Send, heard: Callable[[], None]) -> None:
     with contextlib.suppress(websockets.ConnectionClosed):
         async for data in upstream:
+            heard()
             key = "text" if isinstance(data, str) else "bytes"
             await send({"type": "websocket.send", key: data})
     close: dict[str, Any] = {"type": "websocket.close", "code": _sendable(upstream.close_code),

@@ -57,6 +57,7 @@ class _App:
     candidate: Instance | None = None
     live_checked: float = 0.0  # monotonic time of the last liveness check started (or of becoming ready)
     live_failures: int = 0  # unanswered liveness checks in a row
+    last_heard: float = 0.0  # monotonic time the app last answered a visitor through the gateway
     live_probe: asyncio.Task[None] | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -180,6 +181,13 @@ class Supervisor:
         app = self._apps.get(space_id)
         if app is not None:
             app.last_touch = time.monotonic()
+
+    def heard_from(self, space_id: str) -> None:
+        """The app answered a visitor (a response, a stream chunk, a WebSocket message): whatever its health check
+        says, it is making progress."""
+        app = self._apps.get(space_id)
+        if app is not None:
+            app.last_heard = time.monotonic()
 
     def stage(self, space_id: str) -> Stage | None:
         app = self._apps.get(space_id)
@@ -389,25 +397,30 @@ class Supervisor:
         if app.replacing or app.live_probe is not None or not self.liveness.due(app.live_checked, now):
             return
         assert app.instance is not None
-        app.live_checked = now
-        task = asyncio.create_task(self._probe_liveness(app, app.instance), name=f"liveness {app.spec.space_id}")
+        since, app.live_checked = app.live_checked, now  # visitors answered since the previous check count
+        task = asyncio.create_task(self._probe_liveness(app, app.instance, since),
+                                   name=f"liveness {app.spec.space_id}")
         app.live_probe = task
         task.add_done_callback(lambda _: _forget_probe(app, task))
 
-    async def _probe_liveness(self, app: _App, instance: Instance) -> None:
+    async def _probe_liveness(self, app: _App, instance: Instance, since: float) -> None:
         try:
             answered = await probe(self._http(), app.spec, instance.upstream, self.liveness.timeout())
             async with app.lock:
                 if app.instance is not instance or not app.ready or app.replacing:
                     return  # stopped, restarted or replaced meanwhile: this answer is about nothing
-                await self._count_liveness(app, answered)
+                await self._count_liveness(app, answered, served=app.last_heard >= since)
         except Exception:  # one app's trouble must not stop the supervision of the others
             log.exception("liveness check of %s failed", app.spec.space_id)
 
-    async def _count_liveness(self, app: _App, answered: bool) -> None:
+    async def _count_liveness(self, app: _App, answered: bool, served: bool) -> None:
         space_id, policy = app.spec.space_id, self.liveness
-        app.live_failures = policy.count(app.live_failures, answered)
+        app.live_failures = policy.count(app.live_failures, answered, served)
         if answered:
+            return
+        if served:
+            self.logs.write(space_id, "run", f"health check: no answer within {policy.timeout_s:g} s, but the app "
+                                             "answered visitors meanwhile: busy (or starved of CPU), not hung")
             return
         self.logs.write(space_id, "run", f"health check {app.live_failures} of {policy.failures}: no answer "
                                          f"within {policy.timeout_s:g} s")

@@ -52,6 +52,11 @@ class LivenessPolicy:
     Every ``interval_s`` the readiness URL is asked again with ``timeout_s``; ``failures`` unanswered checks in a
     row mean the app is hung (a deadlock, a stopped process, a handler holding the GIL) and it is restarted like
     a crashed one. A single slow answer is not a hang: a busy app gets interval_s * failures to recover.
+
+    Nor is an app that answered its visitors since the previous check: on a host starved of CPU a busy app's
+    health check can miss its timeout again and again while it still streams to 50 WebSockets, and restarting it
+    would drop them all. A hung app answers nobody, so what the gateway relays from it is proof of progress that a
+    hang cannot fake (CPU time can: a handler spinning with the GIL held burns CPU and answers nothing).
     """
 
     interval_s: float = 10.0
@@ -61,9 +66,9 @@ class LivenessPolicy:
     def due(self, last_checked: float, now: float) -> bool:
         return self.interval_s > 0 and now - last_checked >= self.interval_s
 
-    def count(self, failures_so_far: int, answered: bool) -> int:
-        """Unanswered checks in a row after this one."""
-        return 0 if answered else failures_so_far + 1
+    def count(self, failures_so_far: int, answered: bool, served: bool = False) -> int:
+        """Unanswered checks in a row after this one; ``served``: the app answered visitors meanwhile."""
+        return 0 if answered or served else failures_so_far + 1
 
     def is_hung(self, failures_in_a_row: int) -> bool:
         return failures_in_a_row >= self.failures

@@ -152,6 +152,9 @@ class Targets:
     def touch(self, owner: str, name: str) -> None:
         self.supervisor.touch(f"{owner}/{name}")
 
+    def heard_from(self, owner: str, name: str) -> None:
+        self.supervisor.heard_from(f"{owner}/{name}")
+
     async def wake(self, owner: str, name: str) -> None:
         await self.supervisor.wake(f"{owner}/{name}")
 

@@ -9,15 +9,19 @@ import os
 import signal
 import sys
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
 import pytest
 from app_venv import app_venv
 from polling import wait_until_async
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
 
 from spaces_runtime.config import Settings
+from spaces_runtime.gateway.proxy import Gateway
+from spaces_runtime.gateway.targets import Pending, Target, Upstream
 from spaces_runtime.logs import LogBook
 from spaces_runtime.sandbox import cgroups
 from spaces_runtime.sandbox.processes import ns_pids_of
@@ -30,14 +34,19 @@ from spaces_runtime.supervisor.process import ProcessBackend
 DEV_VENV = Path(sys.prefix)  # a virtualenv with only the standard library needed: enough for tiny http apps
 
 # A stand-in for a gradio app: answers every GET on GRADIO_SERVER_PORT; APP_CRASH_AFTER makes it exit with code 3;
-# APP_LOG_REQUESTS makes it print each request it answers (health checks included) to its run log.
+# APP_LOG_REQUESTS makes it print each request it answers (health checks included) to its run log;
+# APP_STALL_PATH makes every request for that path after the first one wait forever (other paths still answer).
 TINY_APP = textwrap.dedent("""
-    import os, sys, threading
+    import os, sys, threading, time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     VERSION = os.environ.get("APP_VERSION", "v1").encode()
     LOG_REQUESTS = bool(os.environ.get("APP_LOG_REQUESTS"))
+    STALL_PATH, answered = os.environ.get("APP_STALL_PATH"), set()
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
+            if self.path == STALL_PATH and self.path in answered:
+                time.sleep(3600)
+            answered.add(self.path)
             self.send_response(200)
             self.send_header("Content-Length", str(len(VERSION)))
             self.end_headers()
@@ -316,6 +325,66 @@ async def test_a_short_stall_is_not_a_hang(watchful: Supervisor, stages: Stages,
                            "several health checks answered after the stall")
     assert watchful.instances() == [instance] and alive(pid)
     assert stages.names() == [Stage.APP_STARTING, Stage.RUNNING]
+
+
+class GatewayTargets:
+    """What the platform tells the gateway, in small: every app public, the supervisor's upstreams."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+
+    async def target(self, owner: str, name: str) -> Target:
+        upstream = self.supervisor.upstream(f"{owner}/{name}")
+        return Upstream(upstream, forward_prefix=True) if upstream else Pending(Stage.APP_STARTING, name, "")
+
+    def touch(self, owner: str, name: str) -> None:
+        self.supervisor.touch(f"{owner}/{name}")
+
+    def heard_from(self, owner: str, name: str) -> None:
+        self.supervisor.heard_from(f"{owner}/{name}")
+
+    async def wake(self, owner: str, name: str) -> None:
+        await self.supervisor.wake(f"{owner}/{name}")
+
+    def admits(self, owner: str, name: str, credentials: object) -> bool:
+        return True
+
+    def share_problem(self, owner: str, name: str, token: str) -> str | None:
+        return "no share links here"
+
+
+async def test_an_app_busy_serving_visitors_is_not_restarted_for_slow_health_checks(
+        watchful: Supervisor, tmp_path: Path) -> None:
+    """On a host starved of CPU a busy app's health check times out again and again while it keeps answering its
+    visitors; restarting it would drop them all. Once it answers nobody, it is hung and restarted."""
+    spec = tiny_spec(tmp_path, APP_STALL_PATH="/spaces/alice/demo/config")  # its health check stalls from now
+    assert await watchful.run_app(spec) is Stage.RUNNING
+    instance = watchful.instances()[0]
+    gateway = Gateway(_platform_app, GatewayTargets(watchful), public_host="localhost")
+
+    def run_log() -> str:
+        return watchful.logs.read("alice/demo", "run")
+
+    async def visit_until(done: Callable[[], bool]) -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://localhost") as web:
+            while not done():
+                assert (await web.get("/spaces/alice/demo/page")).text == "v1"
+                await asyncio.sleep(0.05)  # pacing of the visitor, not synchronisation
+
+    try:
+        # more unanswered checks than the policy's 3 go by while the app serves its visitors through the gateway
+        await asyncio.wait_for(visit_until(lambda: run_log().count("busy (or starved of CPU), not hung") >= 5), 30)
+        assert watchful.instances() == [instance]
+        assert "stopped answering health checks" not in run_log()
+        # the visitors leave; the health check still gets no answer: now it is a hang
+        await wait_until_async(lambda: serving_anew(watchful, instance), 30, "the app to be restarted as hung")
+        assert "health check 3 of 3: no answer" in run_log()
+    finally:
+        await gateway.aclose()
+
+
+async def _platform_app(scope: Scope, receive: Receive, send: Send) -> None:
+    await PlainTextResponse("the platform")(scope, receive, send)
 
 
 async def test_a_hung_app_does_not_hold_up_the_others(settings: Settings, stages: Stages, tmp_path: Path) -> None:

@@ -25,6 +25,18 @@ def test_only_unanswered_checks_in_a_row_make_an_app_hung() -> None:
     assert count == 3 and policy.is_hung(count)
 
 
+def test_an_unanswered_check_of_an_app_that_answered_visitors_meanwhile_is_not_a_failure() -> None:
+    """A host starved of CPU: the health check misses its timeout, yet the app streams to its visitors."""
+    policy = LivenessPolicy(failures=3)
+    count = 0
+    for _ in range(10):
+        count = policy.count(count, answered=False, served=True)
+    assert count == 0 and not policy.is_hung(count)
+    for _ in range(3):  # the app stopped answering its visitors too: that is a hang
+        count = policy.count(count, answered=False, served=False)
+    assert policy.is_hung(count)
+
+
 def test_the_probe_timeout_connects_quickly_but_waits_for_the_answer() -> None:
     timeout = LivenessPolicy(timeout_s=5).timeout()
     assert timeout.read == 5 and timeout.connect == 2
