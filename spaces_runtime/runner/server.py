@@ -187,7 +187,7 @@ class RunnerService:
             route("/v1/metrics", self._metrics_json, ["GET"]),
             route("/metrics", self._metrics_text, ["GET"]),
             route("/v1/status", self._status, ["GET"]),
-            route("/v1/apps/{app}/quota", self._quota, ["PUT"]),
+            route("/v1/apps/{app:path}/quota", self._quota, ["PUT"]),  # app ids are owner/name
             route("/v1/leases", self._lease, ["POST"]),
             route("/v1/leases/{lease}", self._release, ["DELETE"]),
         ])

@@ -209,7 +209,7 @@ def test_no_app_can_call_without_its_token_or_claim_another_apps_identity(runner
     with pytest.raises(RunnerAuthError, match="not valid"):
         Runner(runner["url"], token=stolen_name).model("minilm").predict(["x"])
     with pytest.raises(RunnerAuthError, match="admin"):
-        runner["client"]("mallory").json("PUT", "/v1/apps/mallory/quota", {"device_s": None})
+        runner["client"]("mallory/app").json("PUT", "/v1/apps/mallory/app/quota", {"device_s": None})
     with socket.socket(socket.AF_UNIX) as raw:  # an HTTP client on the socket gets a clear refusal
         raw.connect(runner["url"][len("unix://"):])
         raw.sendall(b"POST /v1/models/minilm/predict HTTP/1.1\r\nX-Spaces-App: metered\r\n\r\n")
@@ -374,8 +374,9 @@ def test_full_queue_answers_busy_with_retry_after(runner) -> None:
 
 def test_quota_exceeded_says_how_much_was_used(runner) -> None:
     admin = runner["client"](ADMIN)
-    admin.json("PUT", "/v1/apps/metered/quota", {"device_s": 0.001})
-    metered = runner["client"]("metered").model("minilm")
+    answer = admin.json("PUT", "/v1/apps/alice/metered/quota", {"device_s": 0.001})  # a real id: owner/name
+    assert answer["app"] == "alice/metered"
+    metered = runner["client"]("alice/metered").model("minilm")
     metered.predict(TEXTS[:4])
     with pytest.raises(QuotaExceededError, match="device-seconds") as caught:
         metered.predict(TEXTS[:4])
