@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     sandbox_memory_mb: int | None = None  # ceilings under every hardware tier's (small hosts, tests); None: the tier
     sandbox_cpus: float | None = None
     sandbox_pids: int | None = None
+    # SPACES_ZYGOTE=0: every app is exec'd; else apps fork from a zygote per (environment, SDK) that has imported
+    # the SDK (spaces_runtime.zygote), inside the same sandbox
+    zygote: bool = True
 
     # per-space secrets (spaces_runtime.auth.secrets): sealed with the key in this file, made 0600 in a 0700 folder
     # on first use; never under apps/ or envs/ (apps read those). None: {data_dir}/keys/secrets.key

@@ -32,6 +32,7 @@ class Prepared:
     cgroup: cgroups.Cgroup
     lease: Lease | None
     limits: Limits
+    plan: layout.SandboxPlan  # what ``argv`` builds, for a fork of a zygote to build itself (spaces_runtime.zygote)
 
 
 def host_limits(settings: Settings, hardware: str) -> Limits:
@@ -125,7 +126,21 @@ class Sandbox:
             cwd=layout.APP_DIR, env=env, argv=tuple(argv), netns=lease.path,
             cgroup_procs=tuple(str(p) for p in group.plan.procs))
         return Prepared(argv=layout.command(plan, self.tools), env=env, upstream=f"http://{lease.address}:{spec.app_port}",
-                        uid=uid, cgroup=group, lease=lease, limits=limits)
+                        uid=uid, cgroup=group, lease=lease, limits=limits, plan=plan)
+
+    def fork_request(self, prepared: Prepared) -> dict[str, object]:
+        """What a fork of a zygote needs to build ``prepared``'s sandbox itself (``spaces_runtime.zygote.enter``):
+        the same plan bwrap is given, as JSON. The new root's tmpfs is mounted on an empty root-only folder, in the
+        fork's own mount namespace only."""
+        plan = prepared.plan
+        root = self.settings.data_dir / "run" / "zygote-root"
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        box = {"mounts": [[m.source, m.dest, m.writable] for m in plan.mounts],
+               "symlinks": [list(link) for link in plan.symlinks], "masks": list(plan.masks),
+               "uid": plan.uid, "gid": plan.gid, "cwd": plan.cwd, "netns": plan.netns,
+               "cgroup_procs": list(plan.cgroup_procs), "root": str(root), "hostname": "app"}
+        env = {**plan.env, "PWD": plan.cwd}  # bwrap's --chdir sets it
+        return {"argv": list(plan.argv), "env": env, "cwd": plan.cwd, "sandbox": box}
 
     def _system(self) -> tuple[list[layout.Mount], list[tuple[str, str]]]:
         return layout.system_view(root_entries())

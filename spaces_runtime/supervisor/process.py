@@ -43,6 +43,7 @@ from spaces_runtime.logs import LogSink
 from spaces_runtime.sandbox.processes import find_app, signal_of_exit
 from spaces_runtime.supervisor.backend import ExitInfo, Instance, LaunchSpec
 from spaces_runtime.supervisor.launch import process_command
+from spaces_runtime.zygote.pool import Forked, Zygotes, ZygoteUnavailable, plan_fork
 
 if TYPE_CHECKING:
     from spaces_runtime.sandbox.launcher import Prepared, Sandbox
@@ -57,7 +58,7 @@ log = logging.getLogger("spaces_runtime")
 
 @dataclass
 class _Running:
-    process: asyncio.subprocess.Process
+    process: asyncio.subprocess.Process | Forked
     pump: asyncio.Task[None]
     sandboxed: Prepared | None = None
 
@@ -97,6 +98,7 @@ class ProcessBackend:
         self._sandbox: Sandbox | None = None
         self._refusal: BackendError | None = None
         self._checked = False
+        self.zygotes = Zygotes() if settings.zygote else None
 
     def sandbox(self) -> Sandbox | None:
         """The sandbox, checked against the host once; None when the operator opted out. Raises the host's
@@ -128,7 +130,7 @@ class ProcessBackend:
         )
         ref = str(process.pid)
         self._record_group(process.pid, spec)
-        self._running[ref] = _Running(process, asyncio.create_task(_pump(process, log)))
+        self._running[ref] = _Running(process, asyncio.create_task(_pump(process.stdout, log)))
         return Instance(space_id=spec.space_id, upstream=f"http://127.0.0.1:{port}", backend_ref=ref,
                         started_at=time.time())
 
@@ -138,15 +140,19 @@ class ProcessBackend:
         log(f"$ {spec.app_file} in the sandbox as uid {prepared.uid} at {prepared.upstream.removeprefix('http://')} "
             f"(hardware {spec.hardware}: {limits.nano_cpus / 1e9:g} CPU, {limits.memory_label} memory, "
             f"{limits.pids} pids)")
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *prepared.argv, cwd="/", env=prepared.env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True, limit=_LINE_LIMIT)
-        except OSError as exc:
-            sandbox.release(prepared)
-            raise BackendError(f"{spec.space_id}: the sandbox did not start: {exc}") from None
-        pump = asyncio.create_task(_pump(process, log))
+        process: asyncio.subprocess.Process | Forked | None = None
+        if self.zygotes is not None:
+            process = await self._fork(sandbox, spec, prepared, log)
+        if process is None:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *prepared.argv, cwd="/", env=prepared.env,
+                    stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True, limit=_LINE_LIMIT)
+            except OSError as exc:
+                sandbox.release(prepared)
+                raise BackendError(f"{spec.space_id}: the sandbox did not start: {exc}") from None
+        pump = asyncio.create_task(_pump(process.stdout, log))
         app_pid = await _app_pid(prepared, process)
         if app_pid is None and process.returncode is None:
             log(f"the sandbox did not start {spec.app_file} within {_APP_PID_WAIT_S:g} s; pid {process.pid} is "
@@ -154,6 +160,23 @@ class ProcessBackend:
         ref = str(app_pid or process.pid)
         self._running[ref] = _Running(process, pump, prepared)
         return Instance(space_id=spec.space_id, upstream=prepared.upstream, backend_ref=ref, started_at=time.time())
+
+    async def _fork(self, sandbox: Sandbox, spec: LaunchSpec, prepared: Prepared, log: LogSink) -> Forked | None:
+        """The app forked from its environment's zygote, in the same sandbox; None (and why, in the run log)
+        where it must be exec'd instead."""
+        assert self.zygotes is not None
+        key = plan_fork(spec.env, spec.sdk, list(prepared.plan.argv), prepared.env)
+        if isinstance(key, str):
+            log(f"zygote: {key}; starting it with exec")
+            return None
+        try:
+            request = await asyncio.to_thread(sandbox.fork_request, prepared)
+            forked, zygote = await self.zygotes.spawn(spec.space_id, key, request)
+        except ZygoteUnavailable as exc:
+            log(f"zygote: {exc}; starting it with exec")
+            return None
+        log(f"forked from the {spec.sdk} zygote (pid {zygote.process.pid}) of {key.python}")
+        return forked
 
     async def exited(self, instance: Instance) -> ExitInfo | None:
         running = self._running.get(instance.backend_ref)
@@ -167,6 +190,8 @@ class ProcessBackend:
         box = running.sandboxed
         if box is None:
             return describe_exit(running.process.returncode)
+        if isinstance(running.process, Forked) and running.process.zygote_died:
+            return ExitInfo(code=running.process.returncode, reason="killed with its zygote, which died")
         if box.cgroup.oom_killed():
             return ExitInfo(code=running.process.returncode, reason=f"out of memory (limit {box.limits.memory_label})",
                             oom=True)
@@ -236,6 +261,8 @@ class ProcessBackend:
         """A deleted space's /data (kept across redeploys and restarts) goes with it."""
         from spaces_runtime.sandbox.launcher import Sandbox
 
+        if self.zygotes is not None:
+            self.zygotes.forget(space_id)
         folder = Sandbox.data_dir_of(self.settings, space_id)
         await asyncio.to_thread(shutil.rmtree, folder, True)
 
@@ -266,7 +293,7 @@ def _check_sandbox(settings: Settings) -> tuple[Sandbox | None, BackendError | N
     return None, unavailable([f"{c.feature}: {c.detail}" for c in lacking])
 
 
-async def _app_pid(box: Prepared, leader: asyncio.subprocess.Process) -> int | None:
+async def _app_pid(box: Prepared, leader: asyncio.subprocess.Process | Forked) -> int | None:
     """The app's host pid once bwrap has forked it; None if bwrap ended first or took past the wait."""
     deadline = time.monotonic() + _APP_PID_WAIT_S
     while leader.returncode is None and time.monotonic() < deadline:
@@ -310,13 +337,13 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-async def _wait_group(pgid: int, leader: asyncio.subprocess.Process, timeout_s: float) -> None:
+async def _wait_group(pgid: int, leader: asyncio.subprocess.Process | Forked, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and _group_alive(pgid, leader):
         await asyncio.sleep(0.05)
 
 
-def _group_alive(pgid: int, leader: asyncio.subprocess.Process) -> bool:
+def _group_alive(pgid: int, leader: asyncio.subprocess.Process | Forked) -> bool:
     """Whether any process of the group still runs. A reaped leader no longer counts; a zombie child of an
     exited leader is reaped by init, so a group that only has zombies left is dead enough."""
     try:
@@ -337,11 +364,11 @@ def _has_live_member(pgid: int) -> bool:
     return False
 
 
-async def _pump(process: asyncio.subprocess.Process, log: LogSink) -> None:
-    assert process.stdout is not None
+async def _pump(stdout: asyncio.StreamReader | None, log: LogSink) -> None:
+    assert stdout is not None
     while True:
         try:
-            line = await process.stdout.readline()
+            line = await stdout.readline()
         except ValueError:  # a line past the limit: asyncio dropped it; say so and go on
             log(f"[... a line longer than {_LINE_LIMIT} bytes was dropped ...]")
             continue

@@ -1,0 +1,315 @@
+"""The zygote process: imports an SDK once in an app's virtualenv, then forks apps that run as if exec'd.
+
+    python .../spaces_runtime/zygote/entry.py --control-fd N --preload gradio [--preload MODULE ...]
+
+Run by the environment's own interpreter, with the environment an app's SDK sees at import (the platform's part
+of the app's environment: PATH, HOME, TMPDIR, GRADIO_*... without the space's own variables and secrets), cwd /.
+It imports only the standard library, its two siblings (loaded by file, so nothing of this folder shadows the
+app's packages) and the SDK. Protocol: ``wire``; the sandbox a fork enters: ``enter``.
+
+What a forked app finds, as after ``exec``: its own environment (``os.environ`` replaced), ``sys.argv``,
+``sys.orig_argv``, ``sys.path`` (the script's folder or, for ``-m``, the working directory, then what the
+interpreter set), ``__main__`` as its own module with ``__file__`` absolute (``python app.py``) or the module run
+by ``runpy.run_module`` (``python -m streamlit``), the signal dispositions and mask the interpreter starts with,
+freshly seeded ``random`` (and numpy's global generator when the SDK imported numpy), only stdin/stdout/stderr
+open, one thread, and its exit code as the interpreter's (an uncaught exception: its traceback and 1).
+Not the same: ``hash()``'s seed is the zygote's (shared by its forks), and /proc/self/cmdline names the zygote.
+"""
+
+from __future__ import annotations
+
+import sys
+
+_START_PATH = list(sys.path)  # as the interpreter set it for this script: [this folder, PYTHONPATH..., site]
+del sys.path[0]  # nothing in this folder may shadow a package of the app's environment
+
+import argparse  # noqa: E402  (after the sys.path fix above, on purpose)
+import importlib  # noqa: E402
+import importlib.machinery  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import runpy  # noqa: E402
+import selectors  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+import types  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
+_PRIVATE = "_spaces_zygote_"  # prefix of the siblings' module names; the forks drop them from sys.modules
+
+
+def _sibling(name: str) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(_PRIVATE + name, Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+if TYPE_CHECKING:
+    from spaces_runtime.zygote import enter, wire
+else:
+    enter, wire = _sibling("enter"), _sibling("wire")
+
+_DISPOSITIONS = {
+    sig: signal.getsignal(sig) for sig in signal.valid_signals() if sig not in (signal.SIGKILL, signal.SIGSTOP)
+}
+
+
+@dataclass
+class App:
+    """What the fork that became the app runs, at the top of the stack (so its exit is the interpreter's)."""
+
+    module: bool  # python -m TARGET
+    target: str
+    args: list[str]
+
+
+@dataclass
+class _Zygote:
+    control: socket.socket
+    selector: selectors.BaseSelector
+    wakeup: tuple[int, int]
+    children: dict[int, socket.socket]
+
+
+def main(argv: list[str]) -> App:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--preload", action="append", default=[])
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    unsafe = _preload(args.preload)
+    tasks = len(os.listdir("/proc/self/task"))
+    hello = {
+        "pid": os.getpid(),
+        "threads": threading.active_count(),
+        "tasks": tasks,
+        "seconds": round(time.monotonic() - started, 3),
+        "unsafe": unsafe,
+    }
+    print(json.dumps(hello), flush=True)
+    if unsafe:
+        sys.exit(0)
+    return _serve(socket.socket(fileno=args.control_fd))
+
+
+def _preload(modules: list[str]) -> str | None:
+    """None when the SDK is imported and forking stays safe; else why not (a one-line reason)."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # an SDK that cannot be imported here: the exec'd app will say why
+            return f"importing {name} failed: {type(exc).__name__}: {exc}"
+    if threading.active_count() > 1:
+        names = ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
+        return f"the SDK started {threading.active_count() - 1} Python thread(s) at import ({names})"
+    return None
+
+
+def _serve(control: socket.socket) -> App:
+    """Forks an app for each spawn message; returns only in a fork that became an app."""
+    wakeup = os.pipe()
+    for fd in wakeup:
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wakeup[1])
+    signal.signal(signal.SIGCHLD, lambda _sig, _frame: None)  # a handler (not SIG_IGN): children stay reapable
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ)
+    selector.register(wakeup[0], selectors.EVENT_READ)
+    zygote = _Zygote(control, selector, wakeup, {})
+    while True:
+        for key, _events in selector.select():
+            if key.fileobj is control:
+                spawn = wire.receive_spawn(control)
+                if spawn is None:  # the platform is gone or let this zygote go; its apps follow (parent death)
+                    sys.exit(0)
+                app = _fork(zygote, *spawn)
+                if app is not None:
+                    return app
+            else:
+                while _drain(wakeup[0]):
+                    pass
+                _reap(zygote.children)
+
+
+def _drain(fd: int) -> bool:
+    try:
+        return bool(os.read(fd, 512))
+    except BlockingIOError:
+        return False
+
+
+def _reap(children: dict[int, socket.socket]) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        channel = children.pop(pid, None)
+        if channel is None:
+            continue
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        with _quiet():  # the platform may have stopped listening for this app
+            channel.sendall(f"exit {code}\n".encode())
+        channel.close()
+
+
+def _fork(zygote: _Zygote, channel_fd: int, log_fd: int) -> App | None:
+    channel = socket.socket(fileno=channel_fd)
+    parent = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        os.close(log_fd)
+        with _quiet():
+            channel.sendall(f"error {exc}\n".encode())
+        channel.close()
+        return None
+    if pid == 0:
+        return _outer(zygote, channel, log_fd, parent)
+    os.close(log_fd)  # the zygote never holds an app's log open: the log ends when the app's processes end
+    with _quiet():
+        channel.sendall(f"forked {pid}\n".encode())
+    zygote.children[pid] = channel
+    return None
+
+
+class _quiet:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
+        return kind is not None and issubclass(kind, (OSError, ValueError))
+
+
+def _outer(zygote: _Zygote, channel: socket.socket, log_fd: int, parent: int) -> App:
+    """The fork: sheds the zygote's descriptors and handlers, reads its request, enters the sandbox."""
+    try:
+        enter.die_with_parent(parent)
+        _shed(zygote)
+        request = wire.read_request(channel)
+        channel.close()
+        for target in (1, 2):
+            os.dup2(log_fd, target)
+        os.close(log_fd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        os.closerange(3, 1 << 16)  # no descriptor of the zygote's reaches the app
+        sandbox = request.get("sandbox")
+        if not isinstance(sandbox, dict):
+            os.setsid()
+            os.chdir(str(request["cwd"]))
+            return _become_app(request)
+        box = enter.Box.of(sandbox)
+        enter.outer(box)
+        init = os.fork()
+        if init:
+            os._exit(enter.exit_code(os.waitpid(init, 0)[1]))  # bwrap's outer process waits for its init
+        return _init(box, request)
+    except BaseException:  # a fork must never return into the zygote's loop
+        _fatal()
+        raise
+
+
+def _init(box: enter.Box, request: dict[str, object]) -> App:
+    try:
+        enter.die_with_parent(None)
+        enter.build_root(box)
+        app = os.fork()
+        if app:
+            os._exit(enter.reap_until(app))
+        enter.drop_to(box)
+        return _become_app(request)
+    except BaseException:
+        _fatal()
+        raise
+
+
+def _fatal() -> None:
+    print("the zygote could not start this app:", file=sys.stderr)
+    traceback.print_exc()
+    sys.stderr.flush()
+    os._exit(1)
+
+
+def _shed(zygote: _Zygote) -> None:
+    """The zygote's own descriptors, closed through their objects (so none closes a reused number later)."""
+    signal.set_wakeup_fd(-1)
+    zygote.selector.close()
+    zygote.control.close()
+    for fd in zygote.wakeup:
+        os.close(fd)
+    for other in zygote.children.values():
+        other.close()
+    zygote.children.clear()
+    for sig, handler in _DISPOSITIONS.items():
+        if handler is not None:
+            with _quiet():
+                signal.signal(sig, handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _become_app(request: dict[str, object]) -> App:
+    """The interpreter's state as ``python ARGV`` would have made it, in the app's own process."""
+    argv = [str(a) for a in request["argv"]]  # type: ignore[attr-defined]
+    env = request["env"]
+    assert isinstance(env, dict)
+    os.environ.clear()
+    os.environ.update({str(k): str(v) for k, v in env.items()})
+    random.seed()  # os.urandom is the kernel's, fresh in every process; random's state was the zygote's
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()
+    module = len(argv) > 2 and argv[1] == "-m"
+    first = os.getcwd() if module else os.path.dirname(os.path.abspath(argv[1]))
+    sys.path[:] = [first, *_START_PATH[1:]]
+    sys.path_importer_cache.clear()
+    importlib.invalidate_caches()
+    for name in [n for n in sys.modules if n.startswith(_PRIVATE)]:
+        del sys.modules[name]
+    sys.orig_argv = argv
+    return App(module=module, target=argv[2] if module else argv[1], args=argv[3:] if module else argv[2:])
+
+
+def run(app: App) -> None:
+    """``python -m TARGET ARGS`` or ``python TARGET ARGS``, in this process."""
+    if app.module:
+        sys.argv = ["-m", *app.args]
+        runpy.run_module(app.target, run_name="__main__", alter_sys=True)
+        return
+    path = os.path.abspath(app.target)
+    sys.argv = [app.target, *app.args]
+    with open(path, "rb") as handle:
+        code = compile(handle.read(), path, "exec", dont_inherit=True)
+    main_module = types.ModuleType("__main__")
+    main_module.__dict__.update(
+        __file__=path,
+        __cached__=None,
+        __builtins__=__builtins__,
+        __loader__=importlib.machinery.SourceFileLoader("__main__", path),
+    )
+    sys.modules["__main__"] = main_module
+    try:
+        exec(code, main_module.__dict__)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:  # printed as the interpreter would, from the app's frame
+        tb = exc.__traceback__
+        sys.excepthook(type(exc), exc, tb.tb_next if tb is not None else None)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    run(main(sys.argv[1:]))

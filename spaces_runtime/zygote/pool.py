@@ -1,0 +1,265 @@
+"""The platform's side of the zygotes: one per (interpreter, SDK, the environment the SDK sees at import), started
+on demand, kept while a space launches from it (running or asleep), stopped once no space does and none of its
+apps runs: a space redeployed onto a new environment moves to that environment's zygote and the old one goes.
+
+A launch falls back to a plain exec, with a one-line reason, where a fork would not be what an exec is: the
+space sets variables the SDK reads at import (HF_*, GRADIO_*...), the SDK started Python threads at import or
+failed to import, or the zygote died (the next launch starts a fresh one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spaces_runtime.errors import BackendError
+from spaces_runtime.zygote import wire
+
+ENTRY = Path(__file__).resolve().with_name("entry.py")
+# what each SDK's zygote imports; Streamlit's server modules are what `streamlit run` spends its start on
+PRELOAD = {
+    "gradio": ("gradio",),
+    "streamlit": (
+        "streamlit",
+        "streamlit.web.cli",
+        "streamlit.web.bootstrap",
+        "streamlit.web.server",
+        "streamlit.runtime.scriptrunner",
+    ),
+}
+# variable prefixes an SDK (or huggingface_hub under it) may read at import: a space setting one gets an exec
+IMPORT_PREFIXES = ("HF_", "HUGGINGFACE_", "GRADIO_", "STREAMLIT_", "PYTHON")
+PER_LAUNCH = ("GRADIO_ROOT_PATH",)  # read by launch(), not at import, and different for every space
+_LINE_LIMIT = 1024 * 1024
+_SETPRIV = shutil.which("setpriv")
+log = logging.getLogger("spaces_runtime")
+
+
+class ZygoteUnavailable(BackendError):
+    """No fork for this launch; the message is the one-line reason the run log shows."""
+
+
+@dataclass(frozen=True)
+class ZygoteKey:
+    python: str
+    sdk: str
+    env: tuple[tuple[str, str], ...]  # the environment the SDK is imported with
+
+
+def plan_fork(space_env: dict[str, str], sdk: str, argv: list[str], env: dict[str, str]) -> ZygoteKey | str:
+    """The zygote an app launched as ``argv`` with ``env`` forks from, or why it is exec'd instead (pure).
+    ``space_env``: what the space itself adds (variables, secrets, runner address); only PYTHONPATH of it (the
+    appkit, the same for every space) reaches the zygote."""
+    sensitive = sorted(k for k in space_env if k.startswith(IMPORT_PREFIXES) and k != "PYTHONPATH")
+    if sensitive:
+        return f"the space sets {', '.join(sensitive)}, which the SDK may read at import"
+    if sdk not in PRELOAD:
+        return f"there is no zygote for sdk '{sdk}'"
+    shared = {k: v for k, v in env.items() if (k not in space_env or k == "PYTHONPATH") and k not in PER_LAUNCH}
+    return ZygoteKey(python=argv[0], sdk=sdk, env=tuple(sorted(shared.items())))
+
+
+class Forked:
+    """A forked app's outer process, as the backend waits on it (the shape of asyncio's Process it uses)."""
+
+    def __init__(
+        self, pid: int, events: asyncio.StreamReader, writer: asyncio.StreamWriter, stdout: asyncio.StreamReader
+    ) -> None:
+        self.pid = pid
+        self.stdout = stdout
+        self.returncode: int | None = None
+        self.zygote_died = False
+        self._writer = writer
+        self._done = asyncio.ensure_future(self._watch(events))
+
+    async def _watch(self, events: asyncio.StreamReader) -> None:
+        code = None
+        with contextlib.suppress(ConnectionError):
+            while line := await events.readline():
+                event = wire.parse_event(line)
+                if event is not None and event[0] == "exit":
+                    code = event[1]
+                    break
+        self._writer.close()
+        self.zygote_died = code is None
+        self.returncode = code if code is not None else -signal.SIGKILL  # its outer process died with it
+
+    async def wait(self) -> int:
+        await asyncio.shield(self._done)
+        assert self.returncode is not None
+        return self.returncode
+
+
+@dataclass
+class Zygote:
+    key: ZygoteKey
+    process: asyncio.subprocess.Process
+    control: socket.socket
+    hello: dict[str, object]
+    spaces: set[str] = field(default_factory=set)
+    apps: list[Forked] = field(default_factory=list)
+    pump: asyncio.Task[None] | None = None
+
+    def running_apps(self) -> int:
+        self.apps = [a for a in self.apps if a.returncode is None]
+        return len(self.apps)
+
+    async def spawn(self, request: dict[str, object]) -> Forked:
+        ours, theirs = socket.socketpair()
+        read_fd, write_fd = os.pipe()
+        try:
+            wire.send_spawn(self.control, theirs.fileno(), write_fd)
+        except OSError as exc:
+            ours.close()
+            os.close(read_fd)
+            raise ZygoteUnavailable(f"the zygote (pid {self.process.pid}) took no request: {exc}") from None
+        finally:
+            theirs.close()
+            os.close(write_fd)
+        ours.setblocking(False)
+        loop = asyncio.get_running_loop()
+        stdout = asyncio.StreamReader(limit=_LINE_LIMIT)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), os.fdopen(read_fd, "rb", 0))
+        events, writer = await asyncio.open_unix_connection(sock=ours)
+        writer.write(wire.encode_request(request))
+        await writer.drain()
+        event = wire.parse_event(await events.readline())
+        if event is None or event[0] != "forked":
+            writer.close()
+            raise ZygoteUnavailable(f"the zygote (pid {self.process.pid}) died or could not fork")
+        forked = Forked(event[1], events, writer, stdout)
+        self.apps.append(forked)
+        return forked
+
+
+class Zygotes:
+    def __init__(self, start_timeout_s: float = 120.0) -> None:
+        self.start_timeout_s = start_timeout_s
+        self._zygotes: dict[ZygoteKey, Zygote] = {}
+        self._refused: dict[ZygoteKey, str] = {}
+        self._lock = asyncio.Lock()
+
+    async def spawn(self, space_id: str, key: ZygoteKey, request: dict[str, object]) -> tuple[Forked, Zygote]:
+        async with self._lock:
+            zygote = await self._get(key)
+            self._move(space_id, zygote)
+        return await zygote.spawn(request), zygote
+
+    async def _get(self, key: ZygoteKey) -> Zygote:
+        if key in self._refused:
+            raise ZygoteUnavailable(self._refused[key])
+        zygote = self._zygotes.get(key)
+        if zygote is not None and zygote.process.returncode is not None:
+            del self._zygotes[key]
+            raise ZygoteUnavailable(
+                f"the zygote (pid {zygote.process.pid}) died (exit {zygote.process.returncode}); "
+                f"the next start gets a fresh one"
+            )
+        if zygote is None:
+            zygote = await self._start(key)
+            self._zygotes[key] = zygote
+        return zygote
+
+    def _move(self, space_id: str, target: Zygote) -> None:
+        """The space launches from ``target`` now; a zygote no space launches from and no app runs from goes."""
+        target.spaces.add(space_id)
+        for key, other in list(self._zygotes.items()):
+            if other is target:
+                continue
+            other.spaces.discard(space_id)
+            if not other.spaces and not other.running_apps():
+                self._stop(key)
+
+    def forget(self, space_id: str) -> None:
+        """A deleted space no longer keeps its zygote."""
+        for key, zygote in list(self._zygotes.items()):
+            zygote.spaces.discard(space_id)
+            if not zygote.spaces and not zygote.running_apps():
+                self._stop(key)
+
+    def _stop(self, key: ZygoteKey) -> None:
+        zygote = self._zygotes.pop(key)
+        zygote.control.close()  # the zygote exits when its control channel closes
+        log.info("zygote %s (%s) stopped: no space launches from it", zygote.process.pid, key.sdk)
+
+    async def _start(self, key: ZygoteKey) -> Zygote:
+        ours, theirs = socket.socketpair()
+        argv = [key.python, str(ENTRY), "--control-fd", str(theirs.fileno())]
+        for module in PRELOAD[key.sdk]:
+            argv += ["--preload", module]
+        guard = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []  # from the loop's thread: see below
+        # PR_SET_PDEATHSIG follows the thread that forked: started from the event loop's own thread, never from
+        # a worker thread that could end first
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *guard,
+                *argv,
+                cwd="/",
+                env=dict(key.env),
+                pass_fds=(theirs.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                limit=_LINE_LIMIT,
+            )
+        except OSError as exc:
+            ours.close()
+            raise ZygoteUnavailable(f"the zygote did not start: {exc}") from None
+        finally:
+            theirs.close()
+        hello = await self._hello(key, process)
+        if hello.get("unsafe"):
+            ours.close()
+            self._refused[key] = f"no zygote for this environment: {hello['unsafe']}"
+            raise ZygoteUnavailable(self._refused[key])
+        log.info("zygote %s (%s, %s) ready in %s s", process.pid, key.sdk, key.python, hello.get("seconds"))
+        zygote = Zygote(key, process, ours, hello)
+        zygote.pump = asyncio.create_task(_pump(process))
+        return zygote
+
+    async def _hello(self, key: ZygoteKey, process: asyncio.subprocess.Process) -> dict[str, object]:
+        assert process.stdout is not None
+        deadline = time.monotonic() + self.start_timeout_s
+        lines: list[str] = []
+        while time.monotonic() < deadline:
+            try:
+                line = await asyncio.wait_for(process.stdout.readline(), deadline - time.monotonic())
+            except TimeoutError:
+                break
+            if not line:
+                break
+            text = line.decode(errors="replace").strip()
+            with contextlib.suppress(ValueError):
+                hello = json.loads(text)
+                if isinstance(hello, dict) and "pid" in hello:
+                    return hello
+            lines.append(text)
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        said = f": {lines[-1]}" if lines else ""
+        reason = f"the zygote for {key.python} did not come up{said}"
+        raise ZygoteUnavailable(reason)
+
+    async def close(self) -> None:
+        for key in list(self._zygotes):
+            self._stop(key)
+
+    def live(self) -> list[Zygote]:
+        return [z for z in self._zygotes.values() if z.process.returncode is None]
+
+
+async def _pump(process: asyncio.subprocess.Process) -> None:
+    """The zygote's own output after its hello (warnings, mostly) goes to the platform's log."""
+    assert process.stdout is not None
+    while line := await process.stdout.readline():
+        log.info("zygote %s: %s", process.pid, line.decode(errors="replace").rstrip())
