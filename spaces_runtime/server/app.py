@@ -14,7 +14,7 @@ from spaces_runtime.errors import SpacesError
 from spaces_runtime.gateway.proxy import Gateway
 from spaces_runtime.hub import api as hub_api
 from spaces_runtime.hub.githttp import GitHttp
-from spaces_runtime.server import accounts, admin, api, gallery, history, secrets, web
+from spaces_runtime.server import accounts, admin, api, export, gallery, history, secrets, web
 from spaces_runtime.wiring.platform import Platform
 
 
@@ -53,6 +53,7 @@ def create_app(p: Platform) -> Gateway:
     app.include_router(web.router)  # sign-in, sign-out and settings pages
     app.include_router(gallery.router)
     app.include_router(history.router)
+    app.include_router(export.router)
     app.mount("/spaces/{owner}/{name}", GitHttp(p))  # git on the app's link: the gateway hands git's requests here
     gateway = Gateway(app, p.targets, public_host=p.settings.public_link_host)
     return gateway
