@@ -16,7 +16,7 @@ from spaces_runtime.sandbox import cgroups, layout
 from spaces_runtime.sandbox.identity import Identities
 from spaces_runtime.sandbox.network import Lease, Network
 from spaces_runtime.supervisor.backend import LaunchSpec
-from spaces_runtime.supervisor.docker import TIERS, Limits, limits_for, platform_id
+from spaces_runtime.supervisor.docker import TIERS, Limits, limits_for, platform_id, under_ceilings
 from spaces_runtime.supervisor.launch import process_command
 
 # the platform's own code: masked if a system folder the sandbox shows holds it (an install into /usr/local)
@@ -38,14 +38,7 @@ class Prepared:
 def host_limits(settings: Settings, hardware: str) -> Limits:
     """The hardware tier scaled to this host (as the docker backend does), under the operator's ceilings."""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    limits = limits_for(hardware, TIERS, os.cpu_count() or 1, memory, 0)
-    if settings.sandbox_memory_mb is not None:
-        limits = replace(limits, memory_bytes=min(limits.memory_bytes, settings.sandbox_memory_mb * 1024 * 1024))
-    if settings.sandbox_cpus is not None:
-        limits = replace(limits, nano_cpus=min(limits.nano_cpus, int(settings.sandbox_cpus * 1e9)))
-    if settings.sandbox_pids is not None:
-        limits = replace(limits, pids=min(limits.pids, settings.sandbox_pids))
-    return limits
+    return under_ceilings(limits_for(hardware, TIERS, os.cpu_count() or 1, memory, 0), settings)
 
 
 def slug(space_id: str) -> str:

@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from typing import Any
 import docker
 import docker.errors
 from docker.models.containers import Container
-from docker.types import DeviceRequest
+from docker.types import DeviceRequest, Mount
 
 from spaces_runtime.config import Settings
 from spaces_runtime.errors import BackendError
@@ -109,6 +109,18 @@ def limits_for(tier_name: str, tiers: dict[str, Tier], host_cpus: int, host_memo
                   gpus=min(tier.gpus, host_gpus))
 
 
+def under_ceilings(limits: Limits, settings: Settings) -> Limits:
+    """``limits`` under the operator's ceilings (SPACES_SANDBOX_MEMORY_MB, _CPUS, _PIDS: small hosts, tests), the
+    same on every backend so an app meets the same limits wherever it runs (pure)."""
+    if settings.sandbox_memory_mb is not None:
+        limits = replace(limits, memory_bytes=min(limits.memory_bytes, settings.sandbox_memory_mb * MIB))
+    if settings.sandbox_cpus is not None:
+        limits = replace(limits, nano_cpus=min(limits.nano_cpus, int(settings.sandbox_cpus * 1e9)))
+    if settings.sandbox_pids is not None:
+        limits = replace(limits, pids=min(limits.pids, settings.sandbox_pids))
+    return limits
+
+
 def platform_id(data_dir: Path) -> str:
     return hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:12]
 
@@ -156,10 +168,16 @@ def runner_mounts(env: dict[str, str], kit: Path | None, image_pythonpath: str =
 
 def container_config(spec: LaunchSpec, limits: Limits, *, network: str, volume: str, platform: str,
                      generation: int, runner_kit: Path | None = None,
-                     image_pythonpath: str = "") -> dict[str, Any]:
+                     image_pythonpath: str = "", workdir: str = "") -> dict[str, Any]:
     """keyword arguments for ``containers.run`` (pure). ``generation``: this launch's place in launch order (see
     GENERATION_LABEL). ``runner_kit``: the host's appkit directory when the model runner is enabled (see
-    :func:`runner_mounts`)."""
+    :func:`runner_mounts`). ``workdir``: the image's working directory, the app's folder.
+
+    The root filesystem is read-only, but on Hugging Face an app may write into its own folder (Gradio's
+    ``.gradio/`` for flagging and cached examples, downloads next to app.py). So the folder gets an anonymous
+    volume of its own: the engine fills an empty volume with what the image holds at that path, owner included
+    (uid 1000), so the app sees its code, writable, and what it writes lives and dies with this container, as
+    on HF. The image itself stays read-only (site-packages included: no .pth planted for the next start)."""
     tmpfs_mb = max(64, limits.memory_bytes // MIB // 4)
     env, runner_volumes = runner_mounts(runtime_env(spec), runner_kit, image_pythonpath)
     config: dict[str, Any] = {
@@ -183,6 +201,8 @@ def container_config(spec: LaunchSpec, limits: Limits, *, network: str, volume: 
         "init": True,  # tini reaps zombies and passes SIGTERM on
         "log_config": {"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}},
     }
+    if workdir.strip("/"):  # never over / (an image without WORKDIR): that would hide the whole image
+        config["mounts"] = [Mount(target=workdir, source=None, type="volume")]
     if limits.gpus:
         config["device_requests"] = [DeviceRequest(count=limits.gpus, capabilities=[["gpu"]])]
     return config
@@ -258,7 +278,8 @@ class DockerBackend:
         info = self.client.info()
         if self._host_gpus is None:
             self._host_gpus = detect_gpus(self.client)
-        return limits_for(hardware, self.tiers, int(info["NCPU"]), int(info["MemTotal"]), self._host_gpus)
+        limits = limits_for(hardware, self.tiers, int(info["NCPU"]), int(info["MemTotal"]), self._host_gpus)
+        return under_ceilings(limits, self.settings)
 
     def volume_name(self, space_id: str) -> str:
         return f"spaces-{self.platform}-{_slug(space_id)}-data"
@@ -280,9 +301,10 @@ class DockerBackend:
                 f"{limits.gpus} usable through Docker, so the app runs without")
         self._ensure_network()
         volume = self._ensure_volume(spec.space_id)
+        image = self._image_config(spec.image or "")
         config = container_config(spec, limits, network=self.settings.docker_network, volume=volume,
                                   platform=self.platform, generation=self._next_generation(),
-                                  **self._runner_args(spec))
+                                  workdir=str(image.get("WorkingDir") or ""), **self._runner_args(spec, image))
         config["volumes"] = host_volumes(config["volumes"], self._own_mounts)
         log(f"$ docker run {spec.image} as {config['name']} (hardware {spec.hardware}: "
             f"{limits.nano_cpus / 1e9:g} CPU, {limits.memory_label} memory, {limits.pids} pids)")
@@ -303,16 +325,20 @@ class DockerBackend:
             self._generation = max(time.time_ns(), self._generation + 1)
             return self._generation
 
-    def _runner_args(self, spec: LaunchSpec) -> dict[str, Any]:
+    def _image_config(self, image: str) -> dict[str, Any]:
+        """The image's Config (Env, WorkingDir, …); {} when the engine cannot say (the run then reports why)."""
+        try:
+            return dict(self.client.images.get(image).attrs.get("Config") or {})
+        except docker.errors.DockerException:
+            return {}
+
+    def _runner_args(self, spec: LaunchSpec, image: dict[str, Any]) -> dict[str, Any]:
         """What :func:`runner_mounts` needs: the appkit's host directory and the image's own PYTHONPATH."""
         if not self.settings.runner_enabled or "SPACES_RUNNER_URL" not in spec.env:
             return {}
         from spaces_runtime.appkit.install import kit_dir
 
-        try:
-            image_env = self.client.images.get(spec.image).attrs.get("Config", {}).get("Env") or []
-        except docker.errors.DockerException:
-            image_env = []
+        image_env = image.get("Env") or []
         pythonpath = next((e.split("=", 1)[1] for e in image_env if e.startswith("PYTHONPATH=")), "")
         return {"runner_kit": kit_dir(self.settings), "image_pythonpath": pythonpath}
 
@@ -369,7 +395,7 @@ class DockerBackend:
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
             container.stop(timeout=max(0, round(grace_s)))
         with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
+            container.remove(force=True, v=True)  # v: its app-folder volume too
         pump = self._pumps.pop(container.id, None)
         if pump is not None:
             pump.join(_DRAIN_S)
@@ -388,7 +414,7 @@ class DockerBackend:
             for container in containers:
                 if container is not keep:
                     with contextlib.suppress(docker.errors.NotFound):
-                        container.remove(force=True)
+                        container.remove(force=True, v=True)  # v: its app-folder volume too
             if keep is not None:
                 port = int(keep.labels.get(PORT_LABEL, "7860"))
                 adopted.append(Instance(space_id=space_id, upstream=self._upstream(keep, port),

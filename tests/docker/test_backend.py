@@ -68,7 +68,17 @@ async def test_container_runs_hardened_with_tier_limits(engine: docker.DockerCli
     assert container.exec_run("touch /etc/x").exit_code != 0, "the root filesystem is writable"
     assert container.exec_run("touch /data/x /tmp/x").exit_code == 0
     assert container.exec_run("cat /proc/self/status").output.count(b"CapEff:\t0000000000000000") == 1
+    # its own folder is writable, as on HF (Gradio writes .gradio/ there), with its code in it; the image's
+    # Python stays read-only, so nothing planted there runs at the next start
+    assert container.exec_run("mkdir /home/user/app/.gradio").exit_code == 0
+    assert b"greet" in container.exec_run("cat /home/user/app/app.py").output
+    planted = container.exec_run(["sh", "-c", 'touch "$(python -c "import site; print(site.getsitepackages()[0])")'
+                                              '/evil.pth"'])
+    assert planted.exit_code != 0, planted.output
+    folder = mounts["/home/user/app"]
+    assert folder["Type"] == "volume" and folder["RW"] is True
     await backend.stop(instance, grace_s=5)
+    assert not engine.volumes.list(filters={"name": folder["Name"]}), "the app folder's volume outlived its app"
 
 
 async def test_memory_hog_ends_with_out_of_memory(engine: docker.DockerClient, settings: Settings,

@@ -57,6 +57,15 @@ def test_container_is_hardened() -> None:
     assert config["labels"]["spaces-runtime.space"] == "alice/demo"
     assert config["labels"]["spaces-runtime.platform"] == "p1"
     assert config["labels"]["spaces-runtime.generation"] == "1764000000123456789"
+    assert "mounts" not in config  # no working directory known: nothing is mounted over the image's root
+
+
+def test_the_apps_own_folder_is_a_writable_volume_filled_from_the_image() -> None:
+    limits = Limits(nano_cpus=10**9, memory_bytes=512 * MIB, pids=256, gpus=0)
+    config = container_config(SPEC, limits, network="n", volume="v", platform="p", generation=1,
+                              workdir="/home/user/app")
+    assert config["read_only"] and [dict(m) for m in config["mounts"]] == [
+        {"Target": "/home/user/app", "Source": None, "Type": "volume", "ReadOnly": False}]
 
 
 def test_runtime_env_tells_the_app_its_path_prefix() -> None:

@@ -1,10 +1,15 @@
-"""Attacks from inside an app on the process backend's sandbox: a real `spaces serve`, apps written here.
+"""Attacks from inside an app, on the process backend's sandbox and on the docker backend's containers (the same
+suite for both): a real `spaces serve`, apps written here.
 
 An attacker app deployed beside a victim tries, from its own code, everything a hostile Space author would:
 the platform's store and secrets, the victim's code, processes and files, its own shared environment, the
 platform's control API, memory and pids past its limits. Each attempt must fail, and the victim must keep
 serving with its code and /data intact. The victim is the most common shape of real Space code:
 ``demo.launch(server_name="0.0.0.0", server_port=7860)``.
+
+What differs between the backends is only where things are: on docker every app runs as uid 1000 (as on HF, the
+isolation is the container's), the attacker's bridge gateway is the platform network's, and a restarted platform
+adopts the running containers instead of starting them again.
 """
 
 from __future__ import annotations
@@ -15,10 +20,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
+import docker.errors
 import httpx
 import pytest
+from docker.models.containers import Container
 from gradio_client import Client
 from polling import wait_until
+from prerequisites import missing
 
 from spaces_harness import Platform, gradio_readme, write_app
 
@@ -26,6 +35,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 MEMORY_MB = 400
 PIDS = 64
 SECRET = "runner-secret-the-apps-must-never-see"
+PLATFORM_ONLY = "in-the-platforms-environment-only"  # an env var of `spaces serve` that no app may see
 
 VICTIM = '''
 import os, pathlib
@@ -116,13 +126,17 @@ def _deploy(platform: Platform, folder: Path, space_id: str) -> None:
     platform.cli("deploy", str(folder), "--name", space_id, check=True)
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    data = tmp_path_factory.mktemp("sandbox") / "data"
+@pytest.fixture(scope="module", params=["process", "docker"])
+def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    backend = request.param
+    if backend == "docker":
+        _engine()
+    data = tmp_path_factory.mktemp(f"sandbox-{backend}") / "data"
     data.mkdir()
     (data / "runner.secret").write_text(SECRET)
-    server = Platform(data, env={"SPACES_RUNNER_ENABLED": "false", "SPACES_SANDBOX_MEMORY_MB": str(MEMORY_MB),
-                                 "SPACES_SANDBOX_PIDS": str(PIDS)})
+    server = Platform(data, extra_args=["--backend", backend],
+                      env={"SPACES_RUNNER_ENABLED": "false", "TEST_PLATFORM_ONLY": PLATFORM_ONLY, "SPACES_SANDBOX_MEMORY_MB": str(MEMORY_MB),
+                           "SPACES_SANDBOX_PIDS": str(PIDS)})
     server.start()
     try:
         root = data.parent
@@ -133,6 +147,25 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         yield server
     finally:
         server.stop()
+
+
+def _engine() -> docker.DockerClient:
+    try:
+        client = docker.from_env()
+        client.ping()
+        return client
+    except docker.errors.DockerException as exc:
+        missing(f"Docker Engine unreachable: {exc}; run scripts/install-docker.sh")
+
+
+def _on_docker(platform: Platform) -> bool:
+    return "docker" in platform.extra_args
+
+
+def _container(platform: Platform, space_id: str) -> Container:
+    found = _engine().containers.list(filters={"label": f"spaces-runtime.space={space_id}"})
+    assert len(found) == 1, f"{space_id}: {len(found)} running containers"
+    return found[0]
 
 
 def _victim_state(platform: Platform) -> str:
@@ -150,23 +183,43 @@ def _victim_pid(uid: int) -> int:
     raise AssertionError(f"no process of uid {uid}")
 
 
+def _where(platform: Platform, victim_uid: int) -> dict[str, str | int]:
+    """The victim's host pid and address, and the attacker's way out to the host (its bridge's gateway)."""
+    if not _on_docker(platform):
+        return {"victim_pid": _victim_pid(victim_uid), "victim_address": _upstream(platform, "alice/victim"),
+                "gateway": "10.213.0.1"}
+    victim = _container(platform, "alice/victim")
+    network = next(iter(victim.attrs["NetworkSettings"]["Networks"].values()))
+    return {"victim_pid": victim.attrs["State"]["Pid"], "victim_address": network["IPAddress"],
+            "gateway": network["Gateway"]}
+
+
 def test_an_attacker_app_reaches_nothing_of_the_platform_or_its_neighbour(platform: Platform) -> None:
     victim = platform.space("alice/victim")
     victim_code = Path(victim["code_dir"] if "code_dir" in victim else _code_dir(platform, "alice/victim"))
     before = hashlib.sha256((victim_code / "app.py").read_bytes()).hexdigest()
     victim_uid = int(_victim_state(platform).split()[0])
-    upstream = _upstream(platform, "alice/victim")
     targets = {"db": str(platform.data_dir / "spaces.db"), "secret": str(platform.data_dir / "runner.secret"),
-               "victim_code": str(victim_code / "app.py"), "victim_pid": _victim_pid(victim_uid),
-               "port": platform.port, "gateway": "10.213.0.1", "victim_address": upstream, "forks": PIDS * 4}
+               "victim_code": str(victim_code / "app.py"), "port": platform.port, "forks": PIDS * 4,
+               **_where(platform, victim_uid)}
     client = Client(f"{platform.url}/spaces/mallory/attacker/", verbose=False)
     found = json.loads(client.predict(json.dumps(targets), api_name="/attack"))
 
-    for attack in ("store", "runner_secret", "victim_code", "victim_environ", "pid1_environ", "kill_victim",
+    for attack in ("store", "runner_secret", "victim_code", "victim_environ", "kill_victim",
                    "write_victim_code", "pth_in_own_env", "control_api_loopback", "control_api_bridge",
                    "victim_directly"):
         assert found[attack].startswith("blocked"), f"{attack}: {found[attack]}"
-    assert found["uid"] not in (0, os.getuid(), victim_uid)
+    if _on_docker(platform):  # PID 1 is the container's own init (tini), whose environment is the app's own
+        assert "GRADIO_ROOT_PATH=/spaces/mallory/attacker" in found["pid1_environ"], found["pid1_environ"]
+    else:
+        assert found["pid1_environ"].startswith("blocked"), found["pid1_environ"]
+    assert PLATFORM_ONLY not in json.dumps(found)
+    if _on_docker(platform):  # every app is uid 1000 as on HF; the container is the isolation
+        assert found["uid"] == victim_uid == 1000
+        assert b"the victim's own data" in _container(platform, "alice/victim").exec_run(
+            "cat /data/victim.txt").output
+    else:
+        assert found["uid"] not in (0, os.getuid(), victim_uid)
     assert targets["victim_pid"] not in found["processes_seen"]
     assert len(found["processes_seen"]) <= 4 + found["forks"]  # bwrap's init, the app and its own children
     assert found["own_code_writable"].startswith("SUCCEEDED")  # its own folder is its own, as on HF
@@ -194,7 +247,9 @@ def test_data_survives_a_redeploy_and_a_platform_restart(platform: Platform) -> 
     platform.stop()
     platform.start()
     platform.wait_for("alice/victim", timeout=300)
-    assert _victim_state(platform).endswith(f"boots={boots + 2}")
+    # a process dies with the platform and boots again; a container outlives it and is adopted
+    again = boots + 1 if _on_docker(platform) else boots + 2
+    assert _victim_state(platform).endswith(f"boots={again}")
 
 
 def _code_dir(platform: Platform, space_id: str) -> str:
