@@ -54,7 +54,8 @@ def test_an_app_container_calls_the_runner_as_itself(engine: docker.DockerClient
     torch.jit.save(torch.jit.script(model), str(tmp_path / "lin.pt"))
     runner.register("lin", tmp_path / "lin.pt", input_shape=[4])
     spec = launch_spec("alice/demo", gradio_image, "gradio", env=appkit_env(settings, "alice/demo"))
-    args = DockerBackend(settings, engine)._runner_args(spec)  # the image's PYTHONPATH, read from the engine
+    backend = DockerBackend(settings, engine)
+    args = backend._runner_args(spec, backend._image_config(gradio_image.tag))  # the image's PYTHONPATH
     volume = f"spaces-test-runner-{uuid.uuid4().hex[:8]}"
     config = container_config(spec, Limits(int(1e9), 512 * MIB, 256, 0), network="none", volume=volume,
                               platform="test-runner", generation=1, **args)
