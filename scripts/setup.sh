@@ -62,6 +62,12 @@ if [ "$want_test" = 1 ]; then
     $sudo_ apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq git-lfs >/dev/null
   fi
+  if [ ! -x /usr/bin/docker-registry ]; then
+    echo "setup: installing Debian's docker-registry (the swarm backend's image registry; tests/swarm)" >&2
+    sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
+    $sudo_ apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq docker-registry >/dev/null
+  fi
   bash scripts/install-docker.sh
   lowest_python
 fi

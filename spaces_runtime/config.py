@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 7000
     data_dir: Path = Path.home() / ".local" / "share" / "spaces-runtime"
-    backend: Literal["process", "docker"] = "process"
+    backend: Literal["process", "docker", "swarm"] = "process"
     # the host name apps are reached under as {owner}-{name}.{public_host}; defaults to "localhost:{port}"
     public_host: str | None = None
     # the CLI's token (SPACES_TOKEN wins over `spaces login`'s file and the local admin token); on the server, a
@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     base_image: str = "python:3.11-slim"
     hardware: str = "cpu-basic"
     docker_network: str = "spaces-runtime"
+
+    # swarm backend (spaces_runtime.supervisor.swarm): the platform's registry, where every node pulls from;
+    # None: the manager's swarm address at swarm_registry_port
+    swarm_registry: str | None = None
+    swarm_registry_port: int = 5000
+    swarm_registry_binary: Path = Path("/usr/bin/docker-registry")
 
     # model runner
     runner_enabled: bool = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,10 @@ class Runtime:
 
 
 class SpaceTargets:
-    def __init__(self, store: Store, supervisor: Supervisor, lifecycle: Lifecycle, auth: Authenticator) -> None:
+    def __init__(self, store: Store, supervisor: Supervisor, lifecycle: Lifecycle, auth: Authenticator,
+                 replicas: Callable[[str], tuple[str, ...]] | None = None) -> None:
         self.store = store
+        self.replicas = replicas  # the swarm backend's: where each healthy task of a space answers
         self.supervisor = supervisor
         self.lifecycle = lifecycle
         self.auth = auth
@@ -85,7 +88,8 @@ class SpaceTargets:
         upstream = self.supervisor.upstream(record.id)
         if upstream is not None:
             # gradio (GRADIO_ROOT_PATH) and streamlit (baseUrlPath) know their prefix; a docker app does not
-            return Upstream(url=upstream, forward_prefix=record.card.get("sdk") != "docker", headers=headers)
+            return Upstream(url=upstream, forward_prefix=record.card.get("sdk") != "docker", headers=headers,
+                            replicas=self.replicas(record.id) if self.replicas is not None else ())
         return not_serving(record)
 
     def touch(self, owner: str, name: str) -> None:

@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from spaces_runtime.gateway import pages
+from spaces_runtime.gateway import affinity, pages
 from spaces_runtime.gateway.access import credentials_of, for_the_app, share_answer, share_token
 from spaces_runtime.gateway.routes import Route, resolve
 from spaces_runtime.gateway.targets import (
@@ -171,6 +171,7 @@ class Gateway:
         query = scope.get("query_string", b"")
         path = route.upstream_path(upstream.forward_prefix)
         forwarded = _forwarded_headers(scope, route)
+        upstream, pin = affinity.pick(upstream, scope, route)  # several tasks (swarm): this visitor's
         heard = lambda: self.targets.heard_from(route.owner, route.name)  # noqa: E731
         if scope["type"] == "websocket":
             ws_url = "ws" + upstream.url.rstrip("/").removeprefix("http") + path + (
@@ -188,6 +189,8 @@ class Gateway:
         except ClientDisconnected:
             return True  # the pool closed the app's connection, which ends its request; nobody is left to answer
         except UpstreamError as exc:
+            if exc.before_sending and (rest := affinity.without_first(upstream)) is not None:
+                return await self._proxy(scope, receive, send, route, rest, retry)  # another task may answer
             if retry and exc.before_sending:
                 self._upstreams.pop((route.owner, route.name), None)
                 return False
@@ -197,6 +200,8 @@ class Gateway:
         heard()
         try:
             headers = upstream.headers.apply(_response_headers(response.headers, upstream.url))
+            if pin is not None:
+                headers.append(pin)
             await send({"type": "http.response.start", "status": response.status, "headers": headers})
             if response.has_length or scope["method"] == "HEAD":
                 await _relay_body(response, send)

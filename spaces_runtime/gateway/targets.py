@@ -50,6 +50,9 @@ class Upstream:
     url: str
     forward_prefix: bool = True
     headers: ResponseHeaders = field(default_factory=ResponseHeaders)
+    # several tasks of one app (the swarm backend): the gateway picks one per visitor (gateway.affinity); empty:
+    # ``url`` is the only one
+    replicas: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,10 @@ log = logging.getLogger("spaces_runtime")
 
 
 def make_backend(settings: Settings) -> tuple[Backend, EnvironmentBuilder]:
+    if settings.backend == "swarm":
+        from spaces_runtime.wiring.swarm import swarm_parts
+
+        return swarm_parts(settings)
     if settings.backend == "docker":
         from spaces_runtime.wiring.docker import docker_parts
 
@@ -115,7 +119,8 @@ def build_platform(settings: Settings) -> Platform:
                         prepare_models=model_preparer(runner) if runner is not None else None)
     lifecycle = Lifecycle(settings, store, logs, supervisor, stages, hub, pipeline)
     lifecycle.on_delete.append(secrets.drop_space)  # a new space of the same name starts without them
-    targets = SpaceTargets(store, supervisor, lifecycle, auth)
+    targets = SpaceTargets(store, supervisor, lifecycle, auth,
+                           replicas=getattr(backend, "task_upstreams", None))  # swarm: every healthy task
     return Platform(settings, store, accounts, auth, secrets, logs, hub, stages, supervisor, pipeline, lifecycle,
                     targets, runner=runner,
                     housekeeper=make_housekeeper(settings, store, backend))

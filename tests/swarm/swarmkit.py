@@ -1,0 +1,81 @@
+"""A `spaces serve --backend swarm` on the test cluster's manager, and what the swarm tests ask of it.
+
+The platform runs inside the manager's network namespace, as it would on a real manager host: its registry
+listens on the manager's address, and its gateway reaches tasks at their nodes' addresses. The tests (on the
+host) reach the platform at the manager's address through the test bridge.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+from cluster import Cluster
+from polling import wait_until
+
+from builder.docker.render import BOOTSTRAP_BASE
+from spaces_harness import REPO, Platform
+
+
+@dataclass
+class ManagerPlatform(Platform):
+    netns: str = ""
+    address: str = "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{self.port}"
+
+    def start(self, timeout: float = 120) -> ManagerPlatform:
+        env = {**os.environ, "SPACES_SERVER": self.url, "PYTHONUNBUFFERED": "1", **self.env}
+        argv = ["nsenter", f"--net=/run/netns/{self.netns}", sys.executable, "-m", "spaces_runtime.cli", "serve",
+                "--host", self.address, "--port", str(self.port), "--public-host", f"{self.address}:{self.port}",
+                "--data-dir", str(self.data_dir), "--backend", "swarm", *self.extra_args]
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"spaces serve exited early:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise RuntimeError(f"spaces serve did not answer in {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+
+
+def manager_platform(cluster: Cluster, root: Path, extra_args: list[str] | None = None) -> ManagerPlatform:
+    """Not started yet. The runner stays off: its socket is on the manager only (README: Docker Swarm)."""
+    env = {"DOCKER_HOST": cluster.manager.docker_host, "SPACES_BASE_IMAGE": BOOTSTRAP_BASE,
+           "SPACES_RUNNER_ENABLED": "false"}
+    return ManagerPlatform(root / "data", extra_args=extra_args or [], env=env, netns=cluster.manager.netns,
+                           address=cluster.manager.ip)
+
+
+def tasks_of(client: docker.DockerClient, space_id: str) -> list[dict[str, Any]]:
+    """The running tasks of a space's service, with the node each is on."""
+    services = client.services.list(filters={"label": f"spaces-runtime.space={space_id}"})
+    tasks = [t for s in services for t in s.tasks(filters={"desired-state": "running"})]
+    return [t for t in tasks if t.get("Status", {}).get("State") == "running"]
+
+
+def node_names(client: docker.DockerClient) -> dict[str, str]:
+    return {n.id: n.attrs["Description"]["Hostname"] for n in client.nodes.list()}
+
+
+def wait_http(url: str, timeout_s: float = 90.0, expect: str | None = None) -> httpx.Response:
+    def answered() -> httpx.Response | None:
+        response = httpx.get(url, timeout=5)
+        return response if response.status_code == 200 and (expect is None or expect in response.text) else None
+
+    return wait_until(answered, timeout_s, f"{url} to answer 200" + (f" with {expect!r}" if expect else ""),
+                      interval=0.5, ignoring=(httpx.HTTPError,))
