@@ -169,17 +169,26 @@ def settings(
     space_id: IdArg,
     private: Annotated[str | None, typer.Option("--private", metavar="true|false",
                                                 help="true: only its members see it")] = None,
+    sleep_time: Annotated[int | None, typer.Option("--sleep-time", metavar="SECONDS",
+                                                   help="it sleeps after this long without a visit; -1: never")] = None,
     server: ServerOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change a space's settings (visibility)."""
+    """Change a space's settings (visibility, sleep time)."""
     split_id(space_id)
+    api = client(server)
+    if sleep_time is not None:  # the Hub's own route, as huggingface_hub's set_space_sleep_time calls it
+        api.call("POST", f"/api/spaces/{space_id}/sleeptime", json={"seconds": sleep_time})
     body = {} if private is None else {"private": _truth(private, "--private")}
-    result = client(server).call("PUT", f"/api/spaces/{space_id}/settings", json=body)
+    result = api.call("PUT", f"/api/spaces/{space_id}/settings", json=body)
+    if sleep_time is not None:
+        result = {**result, "sleep_time": sleep_time}
     if as_json:
         print_json(result)
         return
     out.print(f"{space_id}: {'private' if result['private'] else 'public'}")
+    if sleep_time is not None:
+        out.print(f"{space_id}: {'never sleeps' if sleep_time < 0 else f'sleeps after {sleep_time} s without a visit'}")
 
 
 @app.command(rich_help_panel="People")

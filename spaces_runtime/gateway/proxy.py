@@ -47,6 +47,7 @@ _DROPPED_REQUEST = HOP_BY_HOP_BYTES | {b"expect", b"content-length"}
 # the old version after a swap is still answered (by it), at most this long.
 UPSTREAM_TTL_S = 0.5
 WAKE_WAIT_S = 120.0  # how long an API client (not a browser) is held while its app wakes up
+BROWSER_HOLD_S = 3.0  # how long a browser is held before it gets the page that reloads until the app is up
 
 
 class ClientDisconnected(Exception):
@@ -153,7 +154,12 @@ class Gateway:
             task = self._waking[key] = asyncio.create_task(self.targets.wake(*key))
             task.add_done_callback(_swallow)
         if scope["type"] == "http" and "text/html" in Headers(scope=scope).get("accept", ""):
-            return route, Pending("SLEEPING", target.title, "Waking the app up.")
+            # a wake from a zygote takes about a second: a browser held that long gets the app, not the page
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(task), BROWSER_HOLD_S)
+            if not task.done():
+                return route, Pending("SLEEPING", target.title, "Waking the app up.")
+            return route, await self.targets.target(*key)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(task), WAKE_WAIT_S)
         return route, await self.targets.target(*key)

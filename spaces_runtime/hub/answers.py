@@ -27,7 +27,10 @@ class HubParts:
 
     @classmethod
     def of(cls, p: Platform) -> HubParts:
-        return cls(HubStates(p.settings.db_path), SpaceFiles(p.pipeline.commits))
+        """The state table, with each space's sleep time handed to the supervisor now and on every change."""
+        states = HubStates(p.settings.db_path, on_sleep_time=p.supervisor.set_sleep_time)
+        p.supervisor.sleep_times.update(states.sleep_times(p.store.spaces()))
+        return cls(states, SpaceFiles(p.pipeline.commits))
 
 
 def hub_parts(request: Request) -> HubParts:

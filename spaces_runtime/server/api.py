@@ -22,6 +22,7 @@ from spaces_runtime.deploy.versions import version_name
 from spaces_runtime.names import space_id as make_space_id
 from spaces_runtime.server.auth import PlatformDep, PrincipalDep, changeable, seen, visible, writable
 from spaces_runtime.server.views import space_view
+from spaces_runtime.supervisor.process import memory_metrics, space_pss
 from spaces_runtime.wiring.platform import Platform
 
 LIKER_COOKIE = "spaces_liker"
@@ -37,6 +38,7 @@ def space_answer(p: Platform, space_id: str) -> dict[str, Any]:
     view |= p.pipeline.commits.view(space_id)  # sha: main's head (every deploy is a commit); running_sha
     runtime = p.targets.runtime(space_id)
     view["runtime"] = asdict(runtime) if runtime is not None else None
+    view["memory"] = {"pss_bytes": space_pss(p.supervisor, space_id)}  # None while nothing of it runs
     return view
 
 
@@ -212,5 +214,6 @@ def metrics_text(p: Platform) -> str:
         by_stage[record.stage.value] = by_stage.get(record.stage.value, 0) + 1
     lines = ["# HELP spaces_runtime_spaces Spaces on this platform by stage.", "# TYPE spaces_runtime_spaces gauge"]
     lines += [f'spaces_runtime_spaces{{stage="{stage}"}} {count}' for stage, count in sorted(by_stage.items())]
+    lines += memory_metrics(p.supervisor)
     runner = p.runner.metrics_text() if p.runner is not None else ""
     return "\n".join(lines) + "\n" + runner

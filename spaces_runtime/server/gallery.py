@@ -31,6 +31,7 @@ from spaces_runtime.server.api import liker_of
 from spaces_runtime.server.auth import credentials
 from spaces_runtime.server.views import space_view
 from spaces_runtime.store import SpaceRecord
+from spaces_runtime.supervisor.process import space_pss
 
 PAGE_SIZE = 24
 STATIC_PREFIX = "/_platform/static"
@@ -322,6 +323,7 @@ def app_page(owner: str, name: str, request: Request) -> HTMLResponse:
     liker = liker_of(request, who)  # as the like API counts
     card = space["card"]
     return page(request, "space.html", who, **panel_context(request, space),
+                memory=space_pss(request.app.state.platform.supervisor, space["id"]),
                 liked=bool(liker) and store.has_liked(space["id"], liker or ""),
                 may_change=rules.may_write(who, space["owner"]),
                 embeddable=not card.get("disable_embedding"), full_width=bool(card.get("full_width")),

@@ -76,6 +76,7 @@ class Supervisor:
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
         self._retiring: dict[asyncio.Task[None], Instance] = {}
+        self.sleep_times: dict[str, int] = {}  # a space's own sleep time (s; -1 never), set by the Hub's state
 
     # --- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -346,13 +347,27 @@ class Supervisor:
             await self._check_ready(app, now)
         elif self._idle(app, now):
             await self._stop_instance(app)
-            await self._report(app, Stage.SLEEPING, f"no visits for {self.settings.sleep_after_s:g} s")
+            await self._report(app, Stage.SLEEPING, f"no visits for {self.sleep_after(app.spec.space_id):g} s")
         else:
             self._check_liveness(app, now)
 
     def _idle(self, app: _App, now: float) -> bool:
-        after = self.settings.sleep_after_s
+        after = self.sleep_after(app.spec.space_id)
         return after > 0 and not app.replacing and now - app.last_touch > after
+
+    def sleep_after(self, space_id: str) -> float:
+        """Hugging Face's ``sleep_time`` of the space (seconds; -1: never), else SPACES_SLEEP_AFTER_S; 0: never."""
+        own = self.sleep_times.get(space_id)
+        if own is None:
+            return self.settings.sleep_after_s
+        return 0.0 if own < 0 else float(own)
+
+    def set_sleep_time(self, space_id: str, seconds: int | None) -> None:
+        """None: back to the platform's default."""
+        if seconds is None:
+            self.sleep_times.pop(space_id, None)
+        else:
+            self.sleep_times[space_id] = seconds
 
     async def _check_ready(self, app: _App, now: float) -> None:
         assert app.instance is not None

@@ -47,6 +47,7 @@ from spaces_runtime.zygote.pool import Forked, Zygotes, ZygoteUnavailable, plan_
 
 if TYPE_CHECKING:
     from spaces_runtime.sandbox.launcher import Prepared, Sandbox
+    from spaces_runtime.supervisor.loop import Supervisor
 
 _LINE_LIMIT = 1024 * 1024  # a longer line is cut rather than stopping the log pump
 _DRAIN_S = 2.0  # how long to wait for the last lines of a dead app (children may hold the pipe open)
@@ -254,6 +255,21 @@ class ProcessBackend:
                 await asyncio.to_thread(_kill_leftover, record)
         return []
 
+    def pss(self, instance: Instance) -> int | None:
+        """The instance's proportional set size in bytes (``/proc/PID/smaps_rollup``), summed over its processes
+        (its cgroup's, or its process group's when unsandboxed): shared pages (a zygote's imported SDK) count
+        once in all, split among the processes that map them. None when it is not running here."""
+        running = self._running.get(instance.backend_ref)
+        if running is None:
+            return None
+        pids = running.sandboxed.cgroup.pids() if running.sandboxed is not None else _members(running.process.pid)
+        return pss_bytes(pids)
+
+    def zygote_pss(self) -> list[tuple[str, int, int]]:
+        """(sdk, pid, PSS bytes) of each live zygote."""
+        live = self.zygotes.live() if self.zygotes is not None else []
+        return [(z.key.sdk, z.process.pid, pss_bytes([z.process.pid])) for z in live]
+
     def attach_logs(self, instance: Instance, log: LogSink) -> None:
         """Never called: processes are not adopted (see ``adopt``)."""
 
@@ -329,6 +345,73 @@ def _group_cmdlines(pgid: int) -> list[str]:
         with contextlib.suppress(OSError, ValueError, IndexError):
             if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
                 found.append((stat.parent / "cmdline").read_bytes().decode(errors="replace"))
+    return found
+
+
+def space_pss(supervisor: Supervisor, space_id: str) -> int | None:
+    """The space's app memory (PSS bytes, every instance of it: two while a redeploy replaces one); None when
+    nothing of it runs or its backend is not this one (containers are measured by their engine)."""
+    backend = supervisor.backend
+    if not isinstance(backend, ProcessBackend):
+        return None
+    sizes = [backend.pss(i) for i in supervisor.instances() if i.space_id == space_id]
+    known = [size for size in sizes if size is not None]
+    return sum(known) if known else None
+
+
+def host_memory(meminfo: Path = Path("/proc/meminfo")) -> dict[str, int]:
+    """The host's total and available memory in bytes."""
+    found = {}
+    with contextlib.suppress(OSError):
+        for line in meminfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("MemTotal", "MemAvailable"):
+                found[key.removeprefix("Mem").lower()] = int(value.split()[0]) * 1024
+    return found
+
+
+def memory_metrics(supervisor: Supervisor) -> list[str]:
+    """Prometheus lines: each running app's PSS, each zygote's, and the host's memory."""
+    lines = ["# HELP spaces_runtime_app_pss_bytes Proportional set size of a running app (all its processes).",
+             "# TYPE spaces_runtime_app_pss_bytes gauge"]
+    for space_id in sorted({i.space_id for i in supervisor.instances()}):
+        size = space_pss(supervisor, space_id)
+        if size is not None:
+            lines.append(f'spaces_runtime_app_pss_bytes{{space="{space_id}"}} {size}')
+    if isinstance(supervisor.backend, ProcessBackend):
+        lines += ["# HELP spaces_runtime_zygote_pss_bytes Proportional set size of an SDK zygote.",
+                  "# TYPE spaces_runtime_zygote_pss_bytes gauge"]
+        lines += [f'spaces_runtime_zygote_pss_bytes{{sdk="{sdk}",pid="{pid}"}} {size}'
+                  for sdk, pid, size in supervisor.backend.zygote_pss()]
+    lines += ["# HELP spaces_runtime_host_memory_bytes The platform host's memory.",
+              "# TYPE spaces_runtime_host_memory_bytes gauge"]
+    lines += [f'spaces_runtime_host_memory_bytes{{kind="{kind}"}} {size}' for kind, size in host_memory().items()]
+    return lines
+
+
+def pss_of(smaps_rollup: str) -> int:
+    """Bytes of the ``Pss:`` line of a /proc/PID/smaps_rollup text (pure; the kernel writes kB)."""
+    for line in smaps_rollup.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def pss_bytes(pids: list[int]) -> int:
+    """The PSS of these processes together; one that ended meanwhile counts nothing."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError):
+            total += pss_of((Path("/proc") / str(pid) / "smaps_rollup").read_text())
+    return total
+
+
+def _members(pgid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                found.append(int(stat.parent.name))
     return found
 
 

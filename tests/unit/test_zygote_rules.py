@@ -1,0 +1,78 @@
+"""The zygotes' pure rules: which launches fork and from which zygote, the control protocol's events, how an
+app's end is reported, PSS as smaps_rollup writes it, and a space's own sleep time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+from spaces_runtime.supervisor.process import pss_of
+from spaces_runtime.zygote import wire
+from spaces_runtime.zygote.enter import exit_code
+from spaces_runtime.zygote.pool import ZygoteKey, plan_fork
+
+APP_ENV = {"PATH": "/env/bin:/usr/bin", "HOME": "/home/user/app", "GRADIO_SERVER_PORT": "7860",
+           "GRADIO_ROOT_PATH": "/spaces/alice/demo", "PYTHONPATH": "/appkit", "SPACE_ID": "alice/demo",
+           "SPACES_RUNNER_TOKEN": "secret-of-alice"}
+SPACE_ENV = {"SPACE_ID": "alice/demo", "SPACES_RUNNER_TOKEN": "secret-of-alice", "PYTHONPATH": "/appkit"}
+
+
+def test_two_spaces_of_one_environment_share_a_zygote_that_holds_neither_ones_secrets() -> None:
+    alice = plan_fork(SPACE_ENV, "gradio", ["/env/bin/python", "app.py"], APP_ENV)
+    bob_env = {**APP_ENV, "GRADIO_ROOT_PATH": "/spaces/bob/x", "SPACE_ID": "bob/x", "SPACES_RUNNER_TOKEN": "bobs"}
+    bob = plan_fork({**SPACE_ENV, "SPACE_ID": "bob/x", "SPACES_RUNNER_TOKEN": "bobs"}, "gradio",
+                    ["/env/bin/python", "app.py"], bob_env)
+    assert isinstance(alice, ZygoteKey) and alice == bob
+    shared = dict(alice.env)
+    assert "SPACES_RUNNER_TOKEN" not in shared and "SPACE_ID" not in shared and "GRADIO_ROOT_PATH" not in shared
+    assert shared["PYTHONPATH"] == "/appkit" and shared["GRADIO_SERVER_PORT"] == "7860"
+
+
+def test_another_environment_or_sdk_is_another_zygote() -> None:
+    gradio = plan_fork(SPACE_ENV, "gradio", ["/env/bin/python", "app.py"], APP_ENV)
+    other_env = plan_fork(SPACE_ENV, "gradio", ["/env2/bin/python", "app.py"], APP_ENV)
+    streamlit = plan_fork(SPACE_ENV, "streamlit", ["/env/bin/python", "-m", "streamlit", "run"], APP_ENV)
+    assert len({gradio, other_env, streamlit}) == 3
+
+
+def test_variables_the_sdk_may_read_at_import_send_the_launch_to_exec_and_say_which() -> None:
+    reason = plan_fork({**SPACE_ENV, "HF_TOKEN": "x", "GRADIO_THEME": "y"}, "gradio", ["/env/bin/python"], APP_ENV)
+    assert reason == "the space sets GRADIO_THEME, HF_TOKEN, which the SDK may read at import"
+    assert plan_fork(SPACE_ENV, "docker", ["/env/bin/python"], APP_ENV) == "there is no zygote for sdk 'docker'"
+
+
+def test_events_on_an_apps_channel() -> None:
+    assert wire.parse_event(b"forked 4242\n") == ("forked", 4242)
+    assert wire.parse_event(b"exit -9\n") == ("exit", -9)
+    assert wire.parse_event(b"error fork failed\n") is None
+    assert wire.parse_event(b"") is None
+
+
+def test_a_request_crosses_a_channel_whole() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        request = {"argv": ["python", "app.py"], "env": {"K": "v" * 300_000}}
+        sender = os.fork()
+        if sender == 0:
+            ours.sendall(wire.encode_request(request))
+            os._exit(0)
+        assert wire.read_request(theirs) == request
+        os.waitpid(sender, 0)
+
+
+def test_an_apps_end_is_reported_as_bwrap_reports_it() -> None:
+    for expected, body in ((0, "os._exit(0)"), (3, "os._exit(3)"), (128 + signal.SIGTERM, "os.kill(os.getpid(), 15)")):
+        pid = os.fork()
+        if pid == 0:
+            exec(body)
+            os._exit(99)
+        assert exit_code(os.waitpid(pid, 0)[1]) == expected
+
+
+def test_pss_is_read_from_smaps_rollup() -> None:
+    text = "55d0c0000000-7ffd00000000 ---p 00000000 00:00 0  [rollup]\nRss:  170000 kB\nPss:  61234 kB\n"
+    assert pss_of(text) == 61234 * 1024
+    assert pss_of("") == 0
+    assert pss_of(Path("/proc/self/smaps_rollup").read_text()) > 0
