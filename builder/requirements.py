@@ -73,10 +73,20 @@ def _check(line: Line, name: str) -> None:
     if first in _INCLUDES or any(first.startswith(f"{flag}=") for flag in _INCLUDES):
         raise SpecError(f"'{line.text}' includes another file, which is not supported; "
                         f"copy that file's lines into {name}", file=name, line=line.number)
-    if first in _LOCAL[:2] or line.text.startswith(_LOCAL[2:]):
+    if first in _LOCAL[:2] or line.text.startswith(_LOCAL[2:]) or _local_source(line.text):
         raise SpecError(f"'{line.text}' installs local code, which is not supported; "
                         "put the code in the app folder and import it, or name a package on an index",
                         file=name, line=line.number)
+
+
+def _local_source(text: str) -> bool:
+    """``name @ file:///…`` (a direct reference to a file of the host), or ``--find-links`` at a local folder:
+    both install files from outside the app folder, which neither the environment's hash nor its sandbox sees."""
+    words = text.replace("=", " ", 1).split() if text.startswith("-") else []
+    if words and words[0] in ("-f", "--find-links"):
+        return len(words) > 1 and not words[1].startswith(("http://", "https://"))
+    requirement = parse(text)
+    return requirement is not None and (requirement.url or "").startswith("file:")
 
 
 def parse(requirement: str) -> Requirement | None:

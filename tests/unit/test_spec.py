@@ -211,10 +211,19 @@ def test_requirement_files_keep_line_numbers(tmp_path: Path) -> None:
     ("-r other.txt", "requirements.txt line 2: '-r other.txt' includes another file"),
     ("-e .", "requirements.txt line 2: '-e .' installs local code"),
     ("./mylib", "requirements.txt line 2: './mylib' installs local code"),
+    ("foo @ file:///tmp/foo-1.0-py3-none-any.whl", "requirements.txt line 2: 'foo @ file:///tmp/foo-1.0-py3"),
+    ("--find-links /tmp/wheels", "requirements.txt line 2: '--find-links /tmp/wheels' installs local code"),
+    ("-f=/tmp/wheels", "requirements.txt line 2: '-f=/tmp/wheels' installs local code"),
 ])
 def test_requirements_that_escape_the_hash_are_refused(tmp_path: Path, line: str, message: str) -> None:
     error = spec_error(tmp_path, "sdk: gradio\n", {"app.py": GRADIO_APP, "requirements.txt": f"six\n{line}\n"})
     assert str(error).startswith(message) and error.file == "requirements.txt" and error.line == 2
+
+
+def test_remote_sources_are_kept(tmp_path: Path) -> None:
+    lines = "--find-links https://download.pytorch.org/whl/torch_stable.html\nfoo @ https://example.org/foo.whl\n"
+    spec = load(make_app(tmp_path, "sdk: gradio\n", {"app.py": GRADIO_APP, "requirements.txt": lines}))
+    assert spec.requirements == lines.strip().split("\n")
 
 
 def test_detect_defaults_is_stable_and_varied() -> None:
