@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     backend: Literal["process", "docker", "swarm"] = "process"
     # the host name apps are reached under as {owner}-{name}.{public_host}; defaults to "localhost:{port}"
     public_host: str | None = None
+    # whether browsers resolve {owner}-{name}.{public_host} (wildcard DNS; *.localhost always does): then every app
+    # has an origin of its own, apart from the platform's pages (browsers' visits to path links are sent there).
+    # None: yes unless public_host is an IP address, which has no subdomains
+    host_links: bool | None = None
+    # failed web sign-ins allowed per account, and per client address, within sign_in_window_s; more answer 429
+    sign_in_failures_per_account: int = 5
+    sign_in_failures_per_address: int = 10
+    sign_in_window_s: float = 60.0
     # the CLI's token (SPACES_TOKEN wins over `spaces login`'s file and the local admin token); on the server, a
     # token given here is one more valid token of the admin
     token: str | None = None
@@ -119,6 +127,13 @@ class Settings(BaseSettings):
     @property
     def public_link_host(self) -> str:
         return self.public_host or f"localhost:{self.port}"
+
+    @property
+    def host_links_available(self) -> bool:
+        if self.host_links is not None:
+            return self.host_links
+        hostname = self.public_link_host.rsplit(":", 1)[0] if "]" not in self.public_link_host else ""
+        return bool(hostname) and not hostname.replace(".", "").isdigit()
 
     @property
     def listens_beyond_loopback(self) -> bool:

@@ -8,11 +8,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
+from spaces_runtime.auth import rules
 from spaces_runtime.auth.accounts import Accounts
+from spaces_runtime.auth.passes import Passes, pass_cookie_name
 from spaces_runtime.auth.principal import ANONYMOUS, Principal
 from spaces_runtime.auth.rules import LOGIN_HINT
 from spaces_runtime.auth.shares import ShareLinks, cookie_name
 from spaces_runtime.auth.signing import Signer
+from spaces_runtime.auth.throttle import Limits, SignInThrottle
 from spaces_runtime.errors import AuthError, NotFoundError
 
 SESSION_COOKIE = "spaces_session"
@@ -38,20 +41,25 @@ class Session:
 
 
 class Authenticator:
-    def __init__(self, accounts: Accounts, sessions: Signer, shares: ShareLinks, share_key_of: ShareKeyOf) -> None:
+    def __init__(self, accounts: Accounts, sessions: Signer, shares: ShareLinks, share_key_of: ShareKeyOf,
+                 sign_in_limits: Limits = Limits()) -> None:
         self.accounts = accounts
         self._sessions = sessions
         self.shares = shares
         self._share_key_of = share_key_of
+        self.passes = Passes(sessions.for_purpose("pass"))
+        self.sign_ins = SignInThrottle(sign_in_limits)
 
     def principal(self, credentials: Credentials, space_id: str | None = None) -> Principal:
         """Who is calling. A bad bearer token is an error (the caller meant to be someone); a stale cookie is not.
-        ``space_id``: the space a gateway request is for, whose share cookie counts."""
+        ``space_id``: the space a gateway request is for, whose share cookie and member pass count."""
         who = self._bearer(credentials.authorization) if credentials.authorization else \
             self._session(credentials)
         if space_id is not None:
             token = credentials.cookies.get(cookie_name(space_id))
-            if token and self.share_opens(token, space_id):
+            member_pass = credentials.cookies.get(pass_cookie_name(space_id))
+            if (token and self.share_opens(token, space_id)) or (member_pass and self.pass_opens(member_pass,
+                                                                                                space_id)):
                 who = replace(who, shared=who.shared | {space_id})
         return who
 
@@ -88,6 +96,35 @@ class Authenticator:
         value = cookies.get(SESSION_COOKIE)
         payload = self._sessions.verify(value) if value else None
         return str(payload["c"]) if payload and "c" in payload else None
+
+    def issue_pass(self, user: str, space_id: str) -> str | None:
+        """A pass for the app frame's link (None: no such space)."""
+        key = self._share_key_of(space_id)
+        return None if key is None else self.passes.issue(space_id, user, key)
+
+    def exchange_pass(self, token: str, space_id: str) -> tuple[str | None, str]:
+        """A link's pass → the app-origin cookie's (None and why not, for a bad, expired or revoked one, or a
+        member who may no longer see the space)."""
+        key = self._share_key_of(space_id)
+        if key is None:
+            return None, "this pass is for a space that no longer exists"
+        check = self.passes.check(token, space_id, key, "link")
+        if check.user is None:
+            return None, check.problem
+        if not self._member_sees(check.user, space_id):
+            return None, f"{check.user} may no longer open this space"
+        return self.passes.issue(space_id, check.user, key, "cookie"), ""
+
+    def pass_opens(self, token: str, space_id: str) -> bool:
+        key = self._share_key_of(space_id)
+        user = self.passes.check(token, space_id, key, "cookie").user if key is not None else None
+        return user is not None and self._member_sees(user, space_id)
+
+    def _member_sees(self, user: str, space_id: str) -> bool:
+        try:
+            return rules.may_see(replace(self.accounts.principal_of(user), via="pass"), space_id, private=True)
+        except NotFoundError:  # the user was removed since
+            return False
 
     def share_opens(self, token: str, space_id: str) -> bool:
         key = self._share_key_of(space_id)

@@ -20,8 +20,19 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spaces_runtime.gateway import affinity, pages
-from spaces_runtime.gateway.access import credentials_of, for_the_app, share_answer, share_token
-from spaces_runtime.gateway.routes import Route, resolve
+from spaces_runtime.gateway.access import (
+    AppOrigins,
+    as_served,
+    credentials_of,
+    for_the_app,
+    is_page_visit,
+    is_top_level_visit,
+    pass_answer,
+    pass_token,
+    share_answer,
+    share_token,
+)
+from spaces_runtime.gateway.routes import Route, resolve, split_subdomain
 from spaces_runtime.gateway.targets import (
     Failed,
     Missing,
@@ -55,10 +66,12 @@ class ClientDisconnected(Exception):
 
 
 class Gateway:
-    def __init__(self, app: ASGIApp, targets: TargetSource, public_host: str) -> None:
+    def __init__(self, app: ASGIApp, targets: TargetSource, public_host: str,
+                 origins: AppOrigins | None = None) -> None:
         self.app = app
         self.targets = targets
         self.public_host = public_host
+        self.origins = origins or AppOrigins(public_host=public_host)
         self._pool = UpstreamPool()
         self._upstreams: dict[tuple[str, str], tuple[float, Upstream]] = {}
         self._waking: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -78,6 +91,11 @@ class Gateway:
         if route is None:
             await self.app(scope, receive, send)
             return
+        if self.origins.host_links and not route.via_host and is_page_visit(scope) and await self._own_host(route):
+            # a page of the app must not run on the platform's origin: send the browser to the app's own
+            await self._redirect(scope, receive, send, self.origins.host_link(scope, route.owner, route.name,
+                                                                                   route.rest))
+            return
         if route.redirect is not None:
             await self._redirect(scope, receive, send, route.redirect)
             return
@@ -88,6 +106,9 @@ class Gateway:
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send, route: Route, cached: bool) -> bool:
         """Answer the request; False when a remembered upstream refused the connection before anything was sent."""
         route, target = await self._target(route, cached)
+        if route.via_host and self.origins.passes and not isinstance(target, Missing) and pass_token(scope):
+            await pass_answer(scope, route, self.origins.passes)(scope, receive, send)
+            return True
         if not isinstance(target, Missing) and (token := share_token(scope)) is not None:
             problem = self.targets.share_problem(route.owner, route.name, token)
             await share_answer(scope, route, problem)(scope, receive, send)
@@ -95,6 +116,11 @@ class Gateway:
         if not isinstance(target, Missing) and not self.targets.admits(route.owner, route.name,
                                                                        credentials_of(scope)):
             target = Missing()  # private: to everyone else it does not exist
+        if isinstance(target, Missing) and route.via_host and self.origins.passes and is_top_level_visit(scope):
+            # the platform's session never comes here: a member gets a pass there (a stranger a 404 there)
+            await self._redirect(scope, receive, send, self.origins.opener(scope, route), query=False)
+            return True
+        target = as_served(target, route, self.origins)
         if isinstance(target, Pending) and (target.stage == "SLEEPING" or self._waking_up(route)):
             route, target = await self._wake(scope, route, target)
         if isinstance(target, Upstream):
@@ -164,12 +190,24 @@ class Gateway:
             await asyncio.wait_for(asyncio.shield(task), WAKE_WAIT_S)
         return route, await self.targets.target(*key)
 
-    async def _redirect(self, scope: Scope, receive: Receive, send: Send, location: str) -> None:
+    async def _own_host(self, route: Route) -> bool:
+        """Whether owner-name.host means this app: an earlier reading of the label (routes.py) that exists
+        would take it, and the app then stays on the path form."""
+        for owner, name in split_subdomain(f"{route.owner}-{route.name}"):
+            if (owner, name) == (route.owner, route.name):
+                return True
+            if not isinstance(await self.targets.target(owner, name), Missing):
+                return False
+        return False
+
+    async def _redirect(self, scope: Scope, receive: Receive, send: Send, location: str,
+                        query: bool = True) -> None:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        query = scope.get("query_string", b"").decode("latin-1")
-        await RedirectResponse(location + (f"?{query}" if query else ""), 307)(scope, receive, send)
+        if query and "?" not in location and (string := scope.get("query_string", b"").decode("latin-1")):
+            location += f"?{string}"
+        await RedirectResponse(location, 307)(scope, receive, send)
 
     # --- HTTP --------------------------------------------------------------------------------------------
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, route: Route, upstream: Upstream,

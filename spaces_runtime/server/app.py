@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from spaces_runtime import __version__
 from spaces_runtime.errors import SpacesError
+from spaces_runtime.gateway.access import app_origins
 from spaces_runtime.gateway.proxy import Gateway
 from spaces_runtime.hub import api as hub_api
 from spaces_runtime.hub.githttp import GitHttp
@@ -55,5 +56,6 @@ def create_app(p: Platform) -> Gateway:
     app.include_router(history.router)
     app.include_router(export.router)
     app.mount("/spaces/{owner}/{name}", GitHttp(p))  # git on the app's link: the gateway hands git's requests here
-    gateway = Gateway(app, p.targets, public_host=p.settings.public_link_host)
+    origins = app_origins(p.settings.host_links_available, p.settings.public_link_host, p.settings.port, p.auth)
+    gateway = Gateway(app, p.targets, public_host=p.settings.public_link_host, origins=origins)
     return gateway

@@ -17,11 +17,12 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.staticfiles import StaticFiles
 
 from spaces_runtime.auth import rules
+from spaces_runtime.auth.passes import PASS_PARAM
 from spaces_runtime.auth.principal import ANONYMOUS, Principal
 from spaces_runtime.config import templates_dir
 from spaces_runtime.errors import NotFoundError, SpacesError
@@ -288,7 +289,18 @@ def find_space(request: Request, owner: str, name: str, who: Principal) -> dict[
     return None if record is None else space_view(record, request.app.state.platform.settings.public_link_host)
 
 
-def panel_context(request: Request, space: dict[str, Any]) -> dict[str, Any]:
+def app_link(request: Request, space: dict[str, Any], who: Principal, rest: str = "/") -> str:
+    """Where a browser opens the app: its own origin (the host form) when host links resolve, so its script never
+    runs beside the platform's pages; a private app's link carries a pass for this member (auth/passes.py)."""
+    p = request.app.state.platform
+    if not p.settings.host_links_available:
+        return f"/spaces/{space['id']}{rest}"
+    link = space["host_url"].rstrip("/") + rest
+    token = p.auth.issue_pass(who.name, space["id"]) if space["private"] and who.name else None
+    return link + ("&" if "?" in link else "?") + urlencode({PASS_PARAM: token}) if token else link
+
+
+def panel_context(request: Request, space: dict[str, Any], who: Principal) -> dict[str, Any]:
     kind = "run" if space["stage"] == "RUNTIME_ERROR" else "build"
     logs = request.app.state.platform.logs
     tail = logs.tail(space["id"], kind, LOG_TAIL_LINES).splitlines() if space["is_error"] else []
@@ -296,16 +308,29 @@ def panel_context(request: Request, space: dict[str, Any]) -> dict[str, Any]:
     tail = log_context(tail, error_lines)
     return {"s": space, "mode": panel_mode(space["stage"]), "tail": tail, "tail_kind": kind,
             "error_lines": error_lines,
-            "frame_src": f"/spaces/{space['id']}/"}
+            "frame_src": app_link(request, space, who)}
 
 
 @router.get("/_platform/panel/{owner}/{name}", response_class=HTMLResponse)
 def panel(owner: str, name: str, request: Request) -> HTMLResponse:
     """The app tab's content for the space's current stage (the page swaps it when the stage changes)."""
-    space = find_space(request, owner, name, viewer(request))
+    who = viewer(request)
+    space = find_space(request, owner, name, who)
     if space is None:
         raise NotFoundError(f"no space named {owner}/{name}")
-    return render("_panel.html", **panel_context(request, space))
+    return render("_panel.html", **panel_context(request, space, who))
+
+
+@router.get("/_platform/open/{owner}/{name}")
+def open_app(owner: str, name: str, request: Request, rest: str = Query("/", alias="next")) -> Response:
+    """Where the app's own host sends a browser it does not admit: a member gets a pass and goes back to
+    ``next`` there; everyone else gets the same 404 as for a space that does not exist."""
+    who = viewer(request)
+    space = find_space(request, owner, name, who)
+    if space is None:
+        return missing(request, f"{owner}/{name}", who)
+    rest = rest if rest.startswith("/") else "/"
+    return RedirectResponse(app_link(request, space, who, rest), 303, headers={"Cache-Control": "no-store"})
 
 
 def missing(request: Request, wanted: str, who: Principal) -> HTMLResponse:
@@ -322,7 +347,9 @@ def app_page(owner: str, name: str, request: Request) -> HTMLResponse:
     store.record_visit(space["id"])
     liker = liker_of(request, who)  # as the like API counts
     card = space["card"]
-    return page(request, "space.html", who, **panel_context(request, space),
+    return page(request, "space.html", who, **panel_context(request, space, who),
+                app_url=space["host_url"] if request.app.state.platform.settings.host_links_available
+                else space["url"],
                 memory=space_pss(request.app.state.platform.supervisor, space["id"]),
                 liked=bool(liker) and store.has_liked(space["id"], liker or ""),
                 may_change=rules.may_write(who, space["owner"]),

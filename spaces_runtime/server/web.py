@@ -9,6 +9,7 @@ port of a host is the same site, so a page on another port of this machine could
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -83,14 +84,18 @@ async def login(request: Request) -> Response:
         return login_page(request, 403, "This sign-in form was sent from another site; sign in here instead.",
                           next_path=next_path)
     method = "token" if fields.get("method") == "token" else "password"
+    account = fields.get("user", "").strip()[:100] if method == "password" else ""
+    address = request.client.host if request.client else ""
+    if wait := p.auth.sign_ins.retry_after(account, address):  # refused before any password is checked
+        return throttled(request, wait, account, method, next_path)
     if method == "token":
         user, problem = _by_token(p, fields.get("token", "").strip())
     else:
         user, problem = await run_in_threadpool(_by_password, p, fields.get("user", "").strip(),
                                                 fields.get("password", ""))
     if user is None:
-        p.accounts.audit(ANONYMOUS, "sign in refused", fields.get("user", "")[:100] if method == "password" else "",
-                         method)
+        p.auth.sign_ins.failed(account, address)
+        p.accounts.audit(ANONYMOUS, "sign in refused", account, method)
         return login_page(request, 401, problem, user=fields.get("user", "")[:100], method=method,
                           next_path=next_path)
     session = p.auth.start_session(user)
@@ -98,6 +103,16 @@ async def login(request: Request) -> Response:
     answer = RedirectResponse(next_path, 303, headers={"Cache-Control": "no-store"})
     answer.set_cookie(SESSION_COOKIE, session.cookie, max_age=SESSION_S, path="/", httponly=True, samesite="lax",
                       secure=request.url.scheme == "https")
+    return answer
+
+
+def throttled(request: Request, wait: int, account: str, method: str, next_path: str) -> HTMLResponse:
+    """429 with when to retry: too many failed sign-ins for this account or from this address lately."""
+    at = time.strftime("%H:%M:%S UTC", time.gmtime(time.time() + wait))
+    whose = f"for {account} or from your address" if account else "from your address"
+    answer = login_page(request, 429, f"Too many failed sign-ins {whose}. Try again in {wait} seconds (at {at}).",
+                        user=account, method=method, next_path=next_path)
+    answer.headers["Retry-After"] = str(wait)
     return answer
 
 

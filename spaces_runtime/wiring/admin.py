@@ -11,6 +11,7 @@ from spaces_runtime.auth.accounts import Accounts, hash_token
 from spaces_runtime.auth.authenticate import Authenticator
 from spaces_runtime.auth.shares import ShareLinks
 from spaces_runtime.auth.signing import Signer, load_key
+from spaces_runtime.auth.throttle import Limits
 from spaces_runtime.config import Settings
 from spaces_runtime.store import Store
 
@@ -21,7 +22,10 @@ ADMIN = "admin"
 def make_authenticator(settings: Settings, accounts: Accounts, store: Store) -> Authenticator:
     """Session cookies and share links are signed with a key of their own, in the data dir's keys folder."""
     key = load_key(settings.data_dir / "keys" / "signing.key")
-    return Authenticator(accounts, Signer(key, "session"), ShareLinks(Signer(key, "share")), store.share_key)
+    limits = Limits(settings.sign_in_failures_per_account, settings.sign_in_failures_per_address,
+                    settings.sign_in_window_s)
+    return Authenticator(accounts, Signer(key, "session"), ShareLinks(Signer(key, "share")), store.share_key,
+                         limits)
 
 
 def token_file(settings: Settings) -> Path:

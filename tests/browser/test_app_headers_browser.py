@@ -77,8 +77,8 @@ def test_another_site_cannot_frame_an_app_with_disable_embedding(browser: Any, p
     blocked: list[str] = []
     page.on("console", lambda message: blocked.append(message.text) if "frame-ancestors" in message.text else None)
     page.goto(f"{origin}/embeds.html")
-    # the embeddable app renders inside the other site: framing as such works here
-    page.wait_for_function("window.rendered.some(m => m.includes('/spaces/alice/open/'))")
+    # the embeddable app renders inside the other site (on its own origin, where the path link sends a browser)
+    page.wait_for_function("window.rendered.some(m => m.includes('alice-open.localhost'))")
     # both links of the app that disabled embedding are refused by the browser, which says why
     wait_until(lambda: len(blocked) >= 2, 30, "Chromium to refuse both frames of alice/private")
     for name in ("private-path", "private-host"):
@@ -92,8 +92,8 @@ def test_the_platforms_own_app_page_still_shows_an_app_with_disable_embedding(br
     context = new_context(browser, platform)
     page = context.new_page()
     page.goto("/alice/private")
-    frame = wait_until(lambda: next((f for f in page.frames if f.url.endswith("/spaces/alice/private/")), None),
-                       30, "the app page's frame")
+    host_link = f"http://alice-private.localhost:{platform.port}/"  # the app's own origin, which names the page's
+    frame = wait_until(lambda: next((f for f in page.frames if f.url == host_link), None), 30, "the app page's frame")
     frame.wait_for_selector("#app")
     assert frame.inner_text("#app") == "hello"
     assert page.locator("#embed").count() == 0  # and it offers no embed snippet

@@ -1,6 +1,7 @@
 """People sharing one platform, tried from the side of the person each rule must stop: alice cannot write bob's
 spaces nor see his private one, an organization's read member cannot deploy into it, a revoked token stops at
-once, and a deployed app's own code cannot write without a token (loopback included)."""
+once, a deployed app's own code cannot write without a token (loopback included), and someone guessing
+passwords on the sign-in form is stopped after a few tries per account and per address."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from spaces_harness import Platform, gradio_readme, write_app
 
 STATIC = "---\ntitle: Site\nsdk: static\n---\n"
 CLI = [sys.executable, "-m", "spaces_runtime.cli"]
+SIGN_IN_WINDOW_S = 6
 
 
 class Team:
@@ -47,7 +49,9 @@ class Team:
 @pytest.fixture(scope="module")
 def team(tmp_path_factory: pytest.TempPathFactory) -> Team:
     root = tmp_path_factory.mktemp("people")
-    platform = Platform(root / "data", env={"SPACES_RUNNER_ENABLED": "false"}).start()
+    # a short sign-in window, so the test sees a throttled account sign in again once it has passed
+    platform = Platform(root / "data", env={"SPACES_RUNNER_ENABLED": "false",
+                                            "SPACES_SIGN_IN_WINDOW_S": str(SIGN_IN_WINDOW_S)}).start()
     team = Team(platform, root)
     for user in ("alice", "bob", "carol"):
         platform.cli("users", "add", user, check=True)
@@ -183,3 +187,34 @@ def test_a_private_app_is_a_404_through_both_link_forms_and_a_share_link_opens_i
     assert "expired" in expired.text
     tampered = httpx.get(link.replace("__share=", "__share=x"), timeout=30)
     assert tampered.status_code == 403 and "not valid" in tampered.text
+
+
+def test_guessing_passwords_is_stopped_per_account_and_per_address_and_says_when_to_retry(team: Team) -> None:
+    for user in ("alice", "bob"):
+        set_password = subprocess.run([*CLI, "users", "passwd", user], input=f"the real {user} passphrase\n",
+                                      env=team.platform.cli_env(), capture_output=True, text=True, timeout=120)
+        assert set_password.returncode == 0, set_password.stderr
+
+    def sign_in(user: str, password: str) -> httpx.Response:
+        return httpx.post(f"{team.platform.url}/login", timeout=30,
+                          data={"method": "password", "user": user, "password": password, "next": "/"})
+
+    for guess in range(5):  # the attacker's guesses at alice's password
+        assert sign_in("alice", f"guess {guess}").status_code == 401
+    blocked = sign_in("alice", "the real alice passphrase")  # even the right one, until the window passes
+    assert blocked.status_code == 429
+    wait = int(blocked.headers["Retry-After"])
+    assert 1 <= wait <= SIGN_IN_WINDOW_S
+    assert f"Too many failed sign-ins for alice or from your address. Try again in {wait} seconds" in blocked.text
+    assert "spaces_session" not in blocked.headers.get("set-cookie", "")
+    assert sign_in("bob", "the real bob passphrase").status_code == 303  # bob, same address: 5 of 10 used
+
+    for other in range(5):  # the attacker moves on to other names from the same address
+        assert sign_in(f"user{other}", "guess").status_code == 401
+    from_here = sign_in("bob", "the real bob passphrase")
+    assert from_here.status_code == 429 and "from your address" in from_here.text
+
+    # alice, once the window has passed, signs in (her tries while it was closed did not extend it)
+    signed_in = wait_until(lambda: sign_in("alice", "the real alice passphrase").status_code == 303,
+                           SIGN_IN_WINDOW_S + 30, "the window to pass", interval=0.5)
+    assert signed_in
