@@ -10,14 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
+import docker.errors
 
-from builder import releases
+from builder import pythons, releases
 from builder.children import run_streamed
 from builder.docker import progress, render
 from builder.docker.base import ensure_base_image
@@ -25,6 +27,7 @@ from builder.docker.engine import BuildCli, find_build_cli, image_id
 from builder.plan import BuildPlan
 from builder.spec import AppSpec
 from builder.uverrors import explain_install_failure
+from builder.venv import find_uv
 from spaces_runtime.appfiles import code_hash, copy_app
 from spaces_runtime.config import Settings
 from spaces_runtime.errors import BuildError
@@ -36,6 +39,11 @@ KIND_LABEL = "spaces-runtime.kind"
 ENV_LABEL = "spaces-runtime.env-hash"
 CODE_LABEL = "spaces-runtime.code-hash"
 SDK_LABEL = "spaces-runtime.sdk-image"
+# a brought Python's installation without what only building or testing CPython needs (its test suite is a third)
+_NOT_RUNTIME = shutil.ignore_patterns("test", "tests", "idle_test", "*.a", "man")
+SYSTEM_PREFIXES = (Path("/usr"), Path("/usr/local"), Path("/"))  # shared with the distribution: not copyable
+_MINOR = "import sys; print('%d.%d' % sys.version_info[:2])"
+_BASE_PYTHONS: dict[str, str] = {}  # base image id → its python3's minor version
 
 
 @dataclass(frozen=True)
@@ -99,7 +107,8 @@ class ImageBuilder:
         as_of, era_line = releases.era_date(plan, self.settings.ca_bundle)  # the same rule as virtualenvs
         log(era_line)
         log("==> phase 2/3: SDK image")
-        sdk = self.sdk_image(render.sdk_image_for(plan, base, releases.exclude_newer(as_of)), log)
+        brought = self._python_for(plan, base, log)
+        sdk = self.sdk_image(render.sdk_image_for(plan, base, releases.exclude_newer(as_of), brought), log)
         log("==> phase 3/3: app image")
         app = render.app_image_for(plan, spec.packages, sdk.tag, spec.package_lines,
                                    exclude_newer=releases.exclude_newer(as_of))
@@ -131,8 +140,46 @@ class ImageBuilder:
         log(f"==> building SDK image {tag}")
         with tempfile.TemporaryDirectory(prefix="spaces-sdk-", dir=self.work_dir) as ctx:
             Path(ctx, "Dockerfile").write_text(render.render_sdk_dockerfile(image))
+            if image.brought is not None:
+                log(f"    copying {image.brought.describe} from {image.brought.prefix} into the build context")
+                shutil.copytree(image.brought.prefix, Path(ctx, "python"), symlinks=True, ignore=_NOT_RUNTIME)
             built = self._buildkit(Path(ctx), tag, "sdk", log, None)
         return BuiltImage(tag, built, reused=False)
+
+    def _python_for(self, plan: BuildPlan, base: str, log: LogSink) -> render.BroughtPython | None:
+        """None when the base image has the plan's Python; else the host's interpreter of that version (found as
+        the process backend finds one), to copy into the SDK image: images cannot download one either."""
+        if not plan.needs_env:
+            return None
+        have = self._base_python(base)
+        if pythons.parse_request(plan.python_version)[:2] == pythons.parse_request(have)[:2]:
+            return None
+        found = pythons.discover(self.settings, self.environ, pythons.uv_python_dir(find_uv(), self.environ))
+        choice = pythons.choose(plan.python_version, found, origin=plan.python_origin)  # the exact minor only
+        assert choice.interpreter is not None  # no downloads asked for: choose raised instead
+        prefix = choice.interpreter.path.parent.parent
+        minor = choice.interpreter.minor_version
+        if prefix in SYSTEM_PREFIXES or not (prefix / "lib" / f"python{minor}" / "os.py").is_file():
+            raise BuildError(f"python_version {plan.python_version}: the base image {base} has Python {have}, and "
+                             f"the host's Python {choice.interpreter.full_version} ({choice.interpreter.path}) is "
+                             "a system install that cannot be copied into an image",
+                             hint=f"install a self-contained Python {minor} (pyenv install {minor}, or uv python "
+                                  f"install {minor}) and list it in SPACES_PYTHONS, or set SPACES_BASE_IMAGE to "
+                                  f"an image with Python {minor}")
+        log(f"==> {choice.note}; the base image has Python {have}, so the SDK image gets a copy of it")
+        return render.BroughtPython(str(prefix), choice.interpreter.full_version, choice.interpreter.source)
+
+    def _base_python(self, base: str) -> str:
+        """The base image's python3 version ("3.11"), asked once per image id."""
+        key = image_id(self.client, base) or base
+        if key not in _BASE_PYTHONS:
+            try:
+                out = self.client.containers.run(base, ["python3", "-c", _MINOR], remove=True, network_disabled=True)
+            except docker.errors.DockerException as exc:
+                raise BuildError(f"cannot run python3 in the base image {base}: {exc}",
+                                 hint="SPACES_BASE_IMAGE must name an image with python3 on PATH") from None
+            _BASE_PYTHONS[key] = out.decode().strip()
+        return _BASE_PYTHONS[key]
 
     def _build_own_dockerfile(self, spec: AppSpec, plan: BuildPlan, code: str, log: LogSink,
                               inputs: SpaceInputs) -> BuiltImage:

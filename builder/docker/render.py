@@ -28,7 +28,25 @@ BOOTSTRAP_BASE = "spaces-runtime/base:bookworm-py3.11"
 UV_VERSION = "0.13.9"
 IMAGE_FORMAT = "1"  # bump when templates change in a way old images must not be reused for
 SECRET_DIR = "/run/secrets"
+PYTHON_HOMES = "/opt/python"  # where a Python brought from the host lives in an SDK image
 _DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.\-]+(:[a-z0-9]+)?(=[A-Za-z0-9.+~:\-]+)?$")
+
+
+@dataclass(frozen=True)
+class BroughtPython:
+    """A host interpreter's installation (``prefix``: bin/, lib/, include/) to copy into an SDK image."""
+
+    prefix: str
+    full_version: str  # "3.9.18"
+    source: str  # where it was found (builder.pythons.Interpreter.source)
+
+    @property
+    def home(self) -> str:
+        return f"{PYTHON_HOMES}/{self.full_version}"
+
+    @property
+    def describe(self) -> str:
+        return f"Python {self.full_version}"  # not where it came from: the host's paths stay out of the image
 
 
 @dataclass(frozen=True)
@@ -41,10 +59,18 @@ class SdkImage:
     python_version: str
     uv_version: str = UV_VERSION
     exclude_newer: str | None = None  # era-true resolution: uv's --exclude-newer (RFC 3339), see builder.plan
+    brought: BroughtPython | None = None  # a Python other than the base image's, copied in from the host
 
     @property
     def sdk_requirement(self) -> str | None:
         return f"{self.sdk}=={self.sdk_version}" if self.sdk_version else None
+
+    @property
+    def python(self) -> str:
+        """The interpreter the venv is made with."""
+        if self.brought is None:
+            return "python3"
+        return f"{self.brought.home}/bin/python{'.'.join(self.brought.full_version.split('.')[:2])}"
 
 
 @dataclass(frozen=True)
@@ -73,7 +99,9 @@ def render_sdk_dockerfile(image: SdkImage) -> str:
     return _templates().get_template("sdk.Dockerfile.j2").render(
         base_image=image.base_image, sdk=image.sdk, sdk_version=image.sdk_version,
         python_version=image.python_version, uv_version=image.uv_version,
-        sdk_requirement=image.sdk_requirement, exclude_newer=image.exclude_newer,
+        sdk_requirement=image.sdk_requirement, exclude_newer=image.exclude_newer, python=image.python,
+        python_home=image.brought.home if image.brought else None,
+        python_from=image.brought.describe if image.brought else None,
         sdk_env=[f"{k}={v}" for k, v in image_env(image.sdk, image.sdk_version).items()])
 
 
@@ -90,12 +118,14 @@ def render_dockerfile(image: AppImage) -> str:
         static_root=str(PurePosixPath("/home/user/app", image.app_file).parent))
 
 
-def sdk_image_for(plan: BuildPlan, base_image: str, exclude_newer: str | None = None) -> SdkImage:
-    """``exclude_newer``: the date an era plan resolves as of (``builder.releases.era_date``), None for today."""
+def sdk_image_for(plan: BuildPlan, base_image: str, exclude_newer: str | None = None,
+                  python: BroughtPython | None = None) -> SdkImage:
+    """``exclude_newer``: the date an era plan resolves as of (``builder.releases.era_date``), None for today.
+    ``python``: the host interpreter to copy in when the base image's Python is not the plan's."""
     if plan.sdk not in ("gradio", "streamlit", "static"):
         raise BuildError(f"sdk '{plan.sdk}' has no shared SDK image")
     return SdkImage(base_image=base_image, sdk=plan.sdk, sdk_version=plan.sdk_version,
-                    python_version=plan.python_version, exclude_newer=exclude_newer)
+                    python_version=plan.python_version, exclude_newer=exclude_newer, brought=python)
 
 
 def app_image_for(plan: BuildPlan, packages: list[str], sdk_image: str,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from builder.docker import progress, render
-from builder.docker.render import AppImage, SdkImage
+from builder.docker.render import AppImage, BroughtPython, SdkImage
 from builder.plan import BuildPlan
 from spaces_runtime.errors import BuildError
 
@@ -21,6 +21,9 @@ SDK = "spaces-runtime/sdk:gradio-6.31.0-py3.11-0123456789ab"
 CASES = {
     "sdk-gradio.Dockerfile": lambda: render.render_sdk_dockerfile(
         SdkImage("python:3.11-slim", "gradio", "6.31.0", "3.11")),
+    "sdk-gradio-py3.9.Dockerfile": lambda: render.render_sdk_dockerfile(SdkImage(
+        "spaces-runtime/base:bookworm-py3.11", "gradio", "4.44.0", "3.9", exclude_newer="2024-09-06T00:00:00Z",
+        brought=BroughtPython("/root/.pyenv/versions/3.9.18", "3.9.18", "/root/.pyenv/versions"))),
     "sdk-static.Dockerfile": lambda: render.render_sdk_dockerfile(
         SdkImage("spaces-runtime/base:bookworm-py3.11", "static", None, "3.11")),
     "gradio-full.Dockerfile": lambda: render.render_dockerfile(AppImage(
@@ -144,3 +147,13 @@ def test_failure_without_steps_keeps_the_final_error() -> None:
 def test_cached_steps_are_recognised() -> None:
     steps = progress.parse(["#5 [2/4] RUN echo", "#5 CACHED", "#6 [3/4] COPY app/ .", "#6 DONE 0.1s"])
     assert steps[5].cached and not steps[6].cached
+
+
+def test_a_python_the_base_lacks_is_copied_in_and_makes_the_venv() -> None:
+    text = CASES["sdk-gradio-py3.9.Dockerfile"]()
+    assert "COPY python/ /opt/python/3.9.18/" in text
+    assert '/opt/python/3.9.18/bin/python3.9 -m venv "$VIRTUAL_ENV"' in text
+    assert text.index("COPY python/") < text.index("-m venv")
+    assert "/root/.pyenv" not in text  # the host's path stays out of the image and its tag
+    default = CASES["sdk-gradio.Dockerfile"]()
+    assert "COPY python/" not in default and 'python3 -m venv "$VIRTUAL_ENV"' in default
