@@ -22,10 +22,11 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from builder import pythons
 from builder.children import run_streamed
@@ -79,6 +80,16 @@ def child_env(settings: Settings, inherited: Mapping[str, str]) -> dict[str, str
     return env
 
 
+class BuildJail(Protocol):
+    """Where uv and the build code of every package it installs run (spaces_runtime.sandbox.buildjail): an
+    unprivileged identity that sees the new environment and not the rest of the host. None: run as the platform."""
+
+    def enter(self, scratch: Path) -> None: ...
+    def seal(self, env_dir: Path) -> None: ...
+    def environment(self, env: dict[str, str]) -> dict[str, str]: ...
+    def wrap(self, argv: list[str], scratch: Path, readable: Sequence[Path]) -> list[str]: ...
+
+
 @dataclass(frozen=True)
 class Resolution:
     """How an environment's versions were chosen: "lock", "as of DATE", "today"; and the date when dated."""
@@ -88,9 +99,13 @@ class Resolution:
 
 
 class VenvBuilder:
-    def __init__(self, envs_dir: Path, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, envs_dir: Path, settings: Settings, environ: Mapping[str, str] | None = None,
+                 jail: BuildJail | None = None) -> None:
         self.envs_dir = Path(envs_dir)
         self.settings = settings
+        self.jail = jail
+        self._readable: list[Path] = []  # what the jailed build may read besides its own folder: the interpreter
+        self._uv_pythons: list[Path] = []  # uv's own interpreters (``uv python dir``), when it has any
         # the platform's environment (PATH, HOME, proxies): where interpreters are looked for, what uv inherits
         self.environ = dict(os.environ if environ is None else environ)
 
@@ -131,11 +146,14 @@ class VenvBuilder:
         started = time.monotonic()
         try:
             choice = self.interpreter(plan, log)
+            self._readable = [*_interpreter_dirs(choice), self.lock_path(plan.env_hash), *self._uv_pythons]
             self._create(plan, choice, scratch, log)
             resolution = self._populate(plan, choice, scratch, log)
             lock = self._record_lock(plan, scratch)
             seconds = time.monotonic() - started
             _write_marker(scratch, plan, seconds, choice, resolution, lock)
+            if self.jail is not None:
+                self.jail.seal(scratch)
             os.rename(scratch, final)
             log(f"==> environment {plan.env_hash[:12]} ready in {seconds:.1f}s")
         except BaseException:
@@ -144,7 +162,9 @@ class VenvBuilder:
 
     def interpreter(self, plan: BuildPlan, log: LogSink) -> pythons.Choice:
         """The host's interpreter for the plan's python_version, announced in the build log."""
-        found = pythons.discover(self.settings, self.environ, pythons.uv_python_dir(find_uv(), self.environ))
+        uv_pythons = pythons.uv_python_dir(find_uv(), self.environ)
+        self._uv_pythons = [uv_pythons] if uv_pythons is not None else []
+        found = pythons.discover(self.settings, self.environ, uv_pythons)
         choice = pythons.choose(plan.python_version, found, origin=plan.python_origin,
                                 nearest=self.settings.python_nearest, downloads=self.settings.python_downloads)
         log(f"==> {choice.note}")
@@ -163,6 +183,7 @@ class VenvBuilder:
             log(f"==> resolving as of {as_of:%Y-%m-%d} failed ({dated.summary or dated.message}); resolving as of "
                 "today instead")
             shutil.rmtree(scratch)
+            scratch.mkdir(mode=0o700)
             self._create(plan, choice, scratch, log)
             self._install_all(plan, scratch, log, None)
             return Resolution("today, after resolving as of its era failed")
@@ -189,7 +210,7 @@ class VenvBuilder:
         count = sum(1 for line in saved.read_text(encoding="utf-8").splitlines() if line and line[0] != "#")
         log(f"==> installing the {count} packages recorded when environment {plan.env_hash[:12]} was first "
             f"built ({saved})")
-        code, lines = self._run([*self._pip_install(plan, scratch), "--no-deps", "-r", str(saved)], log)
+        code, lines = self._run([*self._pip_install(plan, scratch), "--no-deps", "-r", str(saved)], log, scratch)
         if code == 0:
             return True
         log(f"==> the recorded packages could not be installed ({lines[-1] if lines else 'uv failed'}); "
@@ -198,8 +219,9 @@ class VenvBuilder:
 
     def _record_lock(self, plan: BuildPlan, scratch: Path) -> Path:
         # stdout only: uv's "Using Python ..." note goes to stderr and is no requirement
-        done = subprocess.run([find_uv(), "pip", "freeze", "--python", str(python_in(scratch))], capture_output=True,
-                              text=True, env=child_env(self.settings, self.environ), stdin=subprocess.DEVNULL,
+        # in the jail too: uv runs the environment's own interpreter, where a package may have left a .pth
+        argv, env = self._confined([find_uv(), "pip", "freeze", "--python", str(python_in(scratch))], scratch)
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
                               timeout=120, check=False)
         if done.returncode != 0:
             raise BuildError(f"could not record the environment's packages: {done.stderr.strip()[-500:]}")
@@ -224,7 +246,9 @@ class VenvBuilder:
         command = [find_uv(), "venv", "--relocatable", "--python", choice.uv_python, str(scratch)]
         if not self.settings.python_downloads:
             command.append("--no-python-downloads")
-        code, lines = self._run(command, log)
+        if self.jail is not None:
+            self.jail.enter(scratch)
+        code, lines = self._run(command, log, scratch)
         if code != 0:
             raise explain_venv_failure(plan.python_version, lines, self.settings.python_version)
 
@@ -244,14 +268,32 @@ class VenvBuilder:
         dated = exclude_newer(as_of)
         if dated is not None:
             command += ["--exclude-newer", dated]
-        code, lines = self._run(command, log)
+        code, lines = self._run(command, log, scratch)
         if code != 0:
             raise explain_install_failure(requirements, plan.origins, lines)
 
-    def _run(self, command: list[str], log: LogSink) -> tuple[int, list[str]]:
-        """Run uv, handing each output line to ``log`` as it comes; the exit code and the last lines."""
-        # the inherited environment carries PATH, HOME and proxy settings; configuration comes from Settings
-        return run_streamed(command, log, child_env(self.settings, self.environ))
+    def _run(self, command: list[str], log: LogSink, scratch: Path) -> tuple[int, list[str]]:
+        """Run uv on ``scratch``, handing each output line to ``log`` as it comes; the exit code and the last
+        lines."""
+        argv, env = self._confined(command, scratch)
+        return run_streamed(argv, log, env)
+
+    def _confined(self, command: list[str], scratch: Path) -> tuple[list[str], dict[str, str]]:
+        """``command`` and its environment, in the build jail when there is one. The inherited environment
+        carries PATH, HOME and proxy settings; configuration comes from Settings."""
+        env = child_env(self.settings, self.environ)
+        if self.jail is None:
+            return command, env
+        return self.jail.wrap(command, scratch, self._readable), self.jail.environment(env)
+
+
+def _interpreter_dirs(choice: pythons.Choice) -> list[Path]:
+    """The folders the chosen interpreter runs from (its installation's root, e.g. a uv-managed CPython)."""
+    interpreter = choice.interpreter
+    if interpreter is None:
+        return []
+    real = Path(interpreter.path).resolve()
+    return [real.parent.parent] if real.parent.name == "bin" else [real.parent]
 
 
 def _write_marker(env_dir: Path, plan: BuildPlan, seconds: float, choice: pythons.Choice,

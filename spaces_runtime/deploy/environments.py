@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -13,6 +14,7 @@ from spaces_runtime.logs import LogSink
 
 if TYPE_CHECKING:
     from builder.docker import ImageBuilder
+    from builder.venv import VenvBuilder
 
 
 @dataclass(frozen=True)
@@ -26,15 +28,32 @@ class EnvironmentBuilder(Protocol):
 
 
 class VenvEnvironmentBuilder:
-    """uv virtualenvs cached by env hash (builder.venv)."""
+    """uv virtualenvs cached by env hash (builder.venv), built in the build jail when apps are sandboxed.
 
-    def __init__(self, settings: Settings) -> None:
-        from builder.venv import VenvBuilder
+    ``sandboxed`` says, when the first build starts, whether apps run in the sandbox (the process backend's
+    check of the host; it raises the host's refusal when the sandbox is required and missing). Builds follow:
+    jailed when apps are, as the platform when the operator opted out."""
 
-        self._venvs = VenvBuilder(settings.envs_dir, settings)
+    def __init__(self, settings: Settings, sandboxed: Callable[[], bool] = lambda: False) -> None:
+        self.settings = settings
+        self._sandboxed = sandboxed
+        self._venvs: VenvBuilder | None = None
 
     def build(self, plan: BuildPlan, spec: AppSpec, app_dir: Path, log: LogSink) -> BuiltEnvironment:
-        return BuiltEnvironment(env_dir=self._venvs.build(plan, log))
+        return BuiltEnvironment(env_dir=self._builder().build(plan, log))
+
+    def _builder(self) -> VenvBuilder:
+        if self._venvs is None:
+            from builder.venv import VenvBuilder, find_uv
+
+            jail = None
+            if self._sandboxed():
+                from spaces_runtime.sandbox import preflight
+                from spaces_runtime.sandbox.buildjail import BuildJail
+
+                jail = BuildJail(self.settings, preflight.tools(), find_uv())
+            self._venvs = VenvBuilder(self.settings.envs_dir, self.settings, jail=jail)
+        return self._venvs
 
 
 class ImageEnvironmentBuilder:

@@ -47,7 +47,8 @@ def make_backend(settings: Settings) -> tuple[Backend, EnvironmentBuilder]:
         return docker_parts(settings)
     from spaces_runtime.supervisor.process import ProcessBackend
 
-    return ProcessBackend(settings), VenvEnvironmentBuilder(settings)
+    backend = ProcessBackend(settings)
+    return backend, VenvEnvironmentBuilder(settings, sandboxed=lambda: backend.sandbox() is not None)
 
 
 def make_runner(settings: Settings) -> tuple[RunnerService | None, AppEnv | None]:
