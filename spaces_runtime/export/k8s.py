@@ -94,6 +94,10 @@ def from_launch(
         for key, value in runtime_env(launch).items()
         if key not in secret_keys and key != "PYTHONPATH" and not key.startswith(RUNNER_PREFIX)
     }
+    # the app's own host link (Hugging Face's SPACE_HOST) is the cluster's, or none rather than the platform's
+    link = host_name(launch.space_id, host)
+    env.pop("SPACE_HOST", None)
+    env |= {"SPACE_HOST": link} if link else {}
     return SpaceExport(
         space_id=launch.space_id,
         sdk=launch.sdk,
@@ -288,13 +292,17 @@ def service(space: SpaceExport) -> Manifest:
 
 
 def host_link(space: SpaceExport) -> str | None:
+    return host_name(space.space_id, space.host)
+
+
+def host_name(space_id: str, host: str) -> str | None:
     """``{owner}-{name}.{host}`` when it is a DNS name Kubernetes accepts (no '_' or '.' in the id, no IP)."""
-    if not space.host or re.fullmatch(r"[0-9.]+", space.host):
+    if not host or re.fullmatch(r"[0-9.]+", host):
         return None
-    label = space.space_id.replace("/", "-")
+    label = space_id.replace("/", "-")
     if not _DNS_LABEL.fullmatch(label):
         return None
-    name = f"{label}.{space.host}"
+    name = f"{label}.{host}"
     return name if all(_DNS_LABEL.fullmatch(part) for part in name.split(".")) else None
 
 

@@ -5,7 +5,6 @@ secret names and a 403 for their values."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -51,22 +50,21 @@ def users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Users]:
     platform = Platform(root / "data", env={"SPACES_RUNNER_ENABLED": "false"}).start()
     people = Users(platform, root)
     try:
-        for user in ("alice", "bob"):
-            platform.cli("users", "add", user, check=True)
-            made = platform.cli("tokens", "create", "--user", user, "--json", check=True)
-            people.tokens[user] = json.loads(made.stdout)["token"]
+        for user in ("alice", "bob"):  # set up over HTTP: the CLI under test is `spaces export`
+            api(platform, platform.token, "/api/users", {"name": user})
+            people.tokens[user] = api(platform, platform.token, "/api/tokens", {"user": user})["token"]
         people.ok("alice", "deploy", str(write_app(root / "site", SITE)), "--name", "alice/site", "--private")
-        people.ok("alice", "variables", "set", "alice/site", "GREETING", "hello")
-        headers = {"Authorization": f"Bearer {people.tokens['alice']}"}
-        httpx.post(
-            f"{platform.url}/api/spaces/alice/site/secrets",
-            json={"key": "API_KEY", "value": VALUE},
-            headers=headers,
-            timeout=30,
-        ).raise_for_status()
+        api(platform, people.tokens["alice"], "/api/spaces/alice/site/variables", {"key": "GREETING", "value": "hello"})
+        api(platform, people.tokens["alice"], "/api/spaces/alice/site/secrets", {"key": "API_KEY", "value": VALUE})
         yield people
     finally:
         platform.stop()
+
+
+def api(platform: Platform, token: str, path: str, body: dict[str, str]) -> Any:
+    answer = httpx.post(f"{platform.url}{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert answer.is_success, answer.text
+    return answer.json()
 
 
 def kinds(text: str) -> dict[str, dict[str, Any]]:
@@ -98,6 +96,7 @@ def test_the_owner_exports_valid_manifests_with_placeholders_for_secrets(users: 
     assert VALUE not in text
     host = docs["Ingress/space-alice-site-host"]["spec"]["rules"][0]["host"]
     assert host == "alice-site.localhost"  # the platform's public host, without its port
+    assert {"name": "SPACE_HOST", "value": host} in container["env"]
 
 
 def test_secret_values_only_on_request_and_into_a_private_file(users: Users) -> None:

@@ -201,7 +201,14 @@ def test_from_launch_keeps_the_docker_env_less_secrets_and_the_runner(tmp_path: 
     (tmp_path / "app.py").write_text("import streamlit as st\n")
     spec = specs.load(tmp_path, name="demo")
     plan = plans.make(spec, Settings(backend="docker"))
-    env = {**IDENTITY, "GREETING": "hi", "API_KEY": "v", "SPACES_RUNNER_TOKEN": "t", "PYTHONPATH": "/kit"}
+    env = {
+        **IDENTITY,
+        "GREETING": "hi",
+        "API_KEY": "v",
+        "SPACES_RUNNER_TOKEN": "t",
+        "PYTHONPATH": "/kit",
+        "SPACE_HOST": "alice-demo.localhost:7000",
+    }
     launch = LaunchSpec(
         space_id="alice/demo",
         sdk="streamlit",
@@ -225,3 +232,15 @@ def test_from_launch_keeps_the_docker_env_less_secrets_and_the_runner(tmp_path: 
     assert space.env["GREETING"] == "hi" and space.env["STREAMLIT_SERVER_BASE_URL_PATH"] == "spaces/alice/demo"
     assert not {"API_KEY", "SPACES_RUNNER_TOKEN", "PYTHONPATH"} & set(space.env)
     assert space.annotations["spaces-runtime.python-version"] == "3.9"
+    assert "SPACE_HOST" not in space.env  # the platform's link is not the cluster's
+    on_cluster = k8s.from_launch(
+        launch,
+        plan,
+        TIERS["cpu-basic"],
+        secret_keys=(),
+        secret_values=None,
+        secrets_hidden=False,
+        host="apps.example.com",
+        storage=None,
+    )
+    assert on_cluster.env["SPACE_HOST"] == "alice-demo.apps.example.com"
