@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,10 +147,10 @@ class Zygotes:
         self.start_timeout_s = start_timeout_s
         self._zygotes: dict[ZygoteKey, Zygote] = {}
         self._refused: dict[ZygoteKey, str] = {}
-        self._lock = asyncio.Lock()
+        self._locks: defaultdict[ZygoteKey, asyncio.Lock] = defaultdict(asyncio.Lock)  # one start per key at once
 
     async def spawn(self, space_id: str, key: ZygoteKey, request: dict[str, object]) -> tuple[Forked, Zygote]:
-        async with self._lock:
+        async with self._locks[key]:
             zygote = await self._get(key)
             self._move(space_id, zygote)
         return await zygote.spawn(request), zygote

@@ -375,8 +375,10 @@ def test_apps_that_cannot_answer_get_pages_that_say_why(stack: Stack) -> None:
 
 def test_a_visit_wakes_a_sleeping_app(stack: Stack) -> None:
     stack.run(stack.supervisor.stop_app("alice/gradio", Stage.SLEEPING))
-    browser = httpx.get(f"{stack.url}/spaces/alice/gradio/", headers={"Accept": "text/html"})
-    assert browser.status_code == 503 and "Waking" in browser.text
+    browser = httpx.get(f"{stack.url}/spaces/alice/gradio/", headers={"Accept": "text/html"}, timeout=30)
+    # held a few seconds: a wake from the zygote serves the app itself, a slower one the page that reloads
+    assert (browser.status_code == 503 and "Waking" in browser.text) or (
+        browser.status_code == 200 and "gradio" in browser.text.lower())
     api = httpx.get(f"{stack.url}/spaces/alice/gradio/config", timeout=150)
     assert api.status_code == 200 and api.json()["version"] == "6.31.0"
     assert stack.supervisor.stage("alice/gradio") is Stage.RUNNING
