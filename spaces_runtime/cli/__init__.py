@@ -443,4 +443,4 @@ def main() -> None:
         sys.exit(130)
 
 
-from spaces_runtime.cli import doctor, export, history, people, secrets  # noqa: E402, F401  (their commands register on `app`)
+from spaces_runtime.cli import doctor, export, history, nodes, people, secrets  # noqa: E402, F401  (their commands register on `app`)

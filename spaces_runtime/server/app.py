@@ -15,7 +15,7 @@ from spaces_runtime.gateway.access import app_origins
 from spaces_runtime.gateway.proxy import Gateway
 from spaces_runtime.hub import api as hub_api
 from spaces_runtime.hub.githttp import GitHttp
-from spaces_runtime.server import accounts, admin, api, export, gallery, history, secrets, web
+from spaces_runtime.server import accounts, admin, api, export, gallery, history, nodes, secrets, web
 from spaces_runtime.wiring.platform import Platform
 
 
@@ -55,6 +55,7 @@ def create_app(p: Platform) -> Gateway:
     app.include_router(gallery.router)
     app.include_router(history.router)
     app.include_router(export.router)
+    app.include_router(nodes.router)  # the swarm backend's nodes
     app.mount("/spaces/{owner}/{name}", GitHttp(p))  # git on the app's link: the gateway hands git's requests here
     origins = app_origins(p.settings.host_links_available, p.settings.public_link_host, p.settings.port, p.auth)
     gateway = Gateway(app, p.targets, public_host=p.settings.public_link_host, origins=origins)

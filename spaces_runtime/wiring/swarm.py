@@ -11,6 +11,7 @@ from spaces_runtime.config import Settings
 from spaces_runtime.deploy.environments import ImageEnvironmentBuilder
 from spaces_runtime.errors import BackendError
 from spaces_runtime.supervisor.swarm import SwarmBackend
+from spaces_runtime.swarm.nodes import Nodes
 from spaces_runtime.swarm.registry import Registry
 from spaces_runtime.wiring.docker import image_builder
 
@@ -31,6 +32,8 @@ def swarm_parts(settings: Settings) -> tuple[SwarmBackend, ImageEnvironmentBuild
     registry.start()
     # the platform's exit stops it; after a kill -9 the next start finds it answering and keeps it
     atexit.register(registry.stop)
+    backend = SwarmBackend(settings, client, registry.address)
+    Nodes(client, backend.platform).label_gpus()  # GPU tiers are placed on nodes whose engines report GPUs
     images = image_builder(settings)
     (settings.data_dir / "docker").mkdir(parents=True, exist_ok=True)  # build contexts; the base may be present
-    return SwarmBackend(settings, client, registry.address), ImageEnvironmentBuilder(images)
+    return backend, ImageEnvironmentBuilder(images)

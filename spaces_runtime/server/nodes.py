@@ -1,0 +1,46 @@
+"""The swarm's nodes over REST, for platform admins: `spaces nodes`, `spaces nodes drain|activate NAME`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from spaces_runtime.errors import SpacesError
+from spaces_runtime.server.auth import PlatformDep, require_admin
+from spaces_runtime.supervisor.swarm import SwarmBackend
+from spaces_runtime.swarm.nodes import Nodes
+from spaces_runtime.wiring.platform import Platform
+
+router = APIRouter(prefix="/api/nodes", dependencies=[Depends(require_admin)])
+
+
+class NotSwarmError(SpacesError):
+    http_status = 409
+
+
+def nodes_of(p: Platform) -> Nodes:
+    backend = p.supervisor.backend
+    if not isinstance(backend, SwarmBackend):
+        raise NotSwarmError(f"this platform runs apps with the {backend.name} backend, which has no nodes",
+                            hint="nodes exist with `spaces serve --backend swarm` on a swarm manager")
+    return Nodes(backend.client, backend.platform)
+
+
+@router.get("")
+async def list_nodes(p: PlatformDep) -> list[dict[str, Any]]:
+    """Every node: name, role, state, availability, address, CPUs, memory, GPUs, the spaces running there."""
+    return [n.as_json() for n in await asyncio.to_thread(nodes_of(p).views)]
+
+
+@router.post("/{name}/drain")
+async def drain(p: PlatformDep, name: str) -> dict[str, Any]:
+    """Move this platform's apps off the node (rolling, start-first), then drain it."""
+    return {"node": name, "moved": await asyncio.to_thread(nodes_of(p).drain, name)}
+
+
+@router.post("/{name}/activate")
+async def activate(p: PlatformDep, name: str) -> dict[str, Any]:
+    await asyncio.to_thread(nodes_of(p).activate, name)
+    return {"node": name, "availability": "active"}
