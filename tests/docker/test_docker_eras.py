@@ -1,8 +1,9 @@
 """Old-era Spaces whose README asks for a Python the base image does not have deploy on the docker backend: a
-Gradio 4.44 Space with `python_version: "3.9"` and a Gradio 6.31 one with `python_version: "3.12"` each build an
-image (the host's interpreter of that version copied into the SDK image: nothing is downloaded), run in their
-hardened containers and answer through the gateway with the same named endpoints and outputs as the same app run
-directly in a virtualenv of its era, called with the gradio_client of that era."""
+Gradio 4.44 and a Streamlit 1.17 Space with `python_version: "3.9"` and a Gradio 6.31 one with
+`python_version: "3.12"` each build an image (the host's interpreter of that version copied into the SDK image:
+nothing is downloaded), run in their hardened containers and answer through the gateway with the same named
+endpoints and outputs as the same app run directly in a virtualenv of its era (Gradio called with the
+gradio_client of its era, Streamlit over its era's WebSocket, without an exception)."""
 
 from __future__ import annotations
 
@@ -29,12 +30,17 @@ from spaces_runtime.supervisor.docker import PLATFORM_LABEL, platform_id
 
 # the era apps and their direct runs are shared with the process backend's tests/integration/test_eras.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from era_apps import GRADIO_4, PYTHON_3_12, EraApp, direct_venv, probe, running_directly
+from era_apps import GRADIO_4, PYTHON_3_12, STREAMLIT_1_17, EraApp, direct_venv, probe, running_directly
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
 OWNER = "eras"
-# Gradio 4.44 on Python 3.9 (as many Spaces of 2024 pinned it) and the 3.12 app: neither is the base's 3.11
-APPS = (replace(GRADIO_4, name="gradio-4-44-py39", python_version="3.9"), PYTHON_3_12)
+# Gradio 4.44 and Streamlit 1.17 (health and stream before 1.18's /_stcore) on Python 3.9, as Spaces of their
+# time pinned it, and the 3.12 app: none is the base image's 3.11
+APPS = (
+    replace(GRADIO_4, name="gradio-4-44-py39", python_version="3.9"),
+    replace(STREAMLIT_1_17, name="streamlit-1-17-py39", python_version="3.9"),
+    PYTHON_3_12,
+)
 
 
 def _deploy(server: Platform, app: EraApp, root: Path) -> None:
@@ -103,7 +109,10 @@ def test_an_era_app_on_another_python_answers_from_its_container_as_directly(
     assert space["runtime"]["backend"] == "docker"
     answer = probe(app, venv / "bin" / "python", f"{platform.url}/spaces/{OWNER}/{app.name}/")
     assert answer == expected
-    assert answer["endpoints"] == sorted(name for name, _ in app.calls)
+    if app.sdk == "gradio":
+        assert answer["endpoints"] == sorted(name for name, _ in app.calls)
+    else:
+        assert answer["exceptions"] == [] and "total **12**" in answer["texts"], answer
 
 
 def test_the_container_runs_the_python_the_readme_asks_for(
