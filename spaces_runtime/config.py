@@ -171,6 +171,9 @@ class Settings(BaseSettings):
     sandbox_uid_count: int = 1_000_000
     sandbox_subnet: str = "10.213.0.0/16"  # the private bridge's; every app instance gets an address of it
     sandbox_bridge: str = "spaces-br0"
+    # private ranges apps may still reach on TCP 80/443 (comma-separated CIDRs: an internal model server); every
+    # other private, link-local (cloud metadata) and shared address is dropped
+    sandbox_private_outbound: str = ""
     sandbox_memory_mb: int | None = None  # ceilings under every hardware tier's (small hosts, tests); None: the tier
     sandbox_cpus: float | None = None
     sandbox_pids: int | None = None

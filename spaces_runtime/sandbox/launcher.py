@@ -81,7 +81,8 @@ class Sandbox:
         self.settings = settings
         self.tools = tools
         self.identities = Identities(settings.db_path, settings.sandbox_uid_base, settings.sandbox_uid_count)
-        self.network = Network(settings.sandbox_bridge, settings.sandbox_subnet)
+        allowed = tuple(c.strip() for c in settings.sandbox_private_outbound.split(",") if c.strip())
+        self.network = Network(settings.sandbox_bridge, settings.sandbox_subnet, allowed)
         self.prefix = f"sbx{platform_id(settings.data_dir)[:8]}"
 
     @staticmethod

@@ -6,6 +6,9 @@ request), and the gateway reaches the app at a plain address, ``http://10.213.0.
 
 - the host (the gateway) → app: any port, over the bridge;
 - app → the internet: TCP 80/443 and DNS, NATed through the host's own interfaces, as on Hugging Face;
+- app → private, link-local and shared addresses (the LAN, the cloud's metadata service at 169.254.169.254, other
+  hosts' services, Docker's networks): dropped, except the ranges the operator allows
+  (``SPACES_SANDBOX_PRIVATE_OUTBOUND``, e.g. an internal model server); DNS still reaches a private resolver;
 - app → the host itself (the control API, the runner's TCP port, anything on any of its addresses): dropped,
   and the host's loopback is not the app's loopback anyway;
 - app ↔ app: dropped (bridge port isolation, and the same in the FORWARD chain when bridged traffic is filtered).
@@ -31,7 +34,12 @@ CLAIMS = Path("/run/spaces-runtime/net")
 NETNS_DIR = Path("/run/netns")
 FORWARD_CHAIN = "SPACES-SBX-FWD"
 INPUT_CHAIN = "SPACES-SBX-IN"
+DOCKER_CHAIN = "SPACES-DKR-FWD"  # the docker backend's containers (``container_guard_rules``)
 OUTBOUND_TCP = "80,443"
+# addresses that are not the internet: private (RFC 1918), shared (RFC 6598, carrier NAT), link-local (the
+# cloud metadata service), loopback, multicast and reserved
+NOT_THE_INTERNET = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16",
+                    "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4")
 
 
 @dataclass(frozen=True)
@@ -61,16 +69,18 @@ def free_address(subnet: str, claimed: set[str]) -> str:
                        hint="choose a larger SPACES_SANDBOX_SUBNET")
 
 
-def firewall_rules(bridge: str, subnet: str) -> list[list[str]]:
+def firewall_rules(bridge: str, subnet: str, allowed_private: tuple[str, ...] = ()) -> list[list[str]]:
     """iptables commands (without the binary) that set up the chains, in order (pure). Idempotent when run
     after flushing the platform's own chains."""
+    web = ["-p", "tcp", "-m", "multiport", "--dports", OUTBOUND_TCP]
     fwd = [
         ["-A", FORWARD_CHAIN, "-i", bridge, "-o", bridge, "-j", "DROP"],
         ["-A", FORWARD_CHAIN, "-o", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
-        ["-A", FORWARD_CHAIN, "-i", bridge, "-p", "tcp", "-m", "multiport", "--dports", OUTBOUND_TCP,
-         "-j", "ACCEPT"],
         ["-A", FORWARD_CHAIN, "-i", bridge, "-p", "udp", "--dport", "53", "-j", "ACCEPT"],
         ["-A", FORWARD_CHAIN, "-i", bridge, "-p", "tcp", "--dport", "53", "-j", "ACCEPT"],
+        *(["-A", FORWARD_CHAIN, "-i", bridge, "-d", cidr, *web, "-j", "ACCEPT"] for cidr in allowed_private),
+        *(["-A", FORWARD_CHAIN, "-i", bridge, "-d", cidr, "-j", "DROP"] for cidr in NOT_THE_INTERNET),
+        ["-A", FORWARD_CHAIN, "-i", bridge, *web, "-j", "ACCEPT"],
         ["-A", FORWARD_CHAIN, "-i", bridge, "-j", "DROP"],
         ["-A", FORWARD_CHAIN, "-o", bridge, "-j", "DROP"],
     ]
@@ -79,6 +89,29 @@ def firewall_rules(bridge: str, subnet: str) -> list[list[str]]:
         ["-A", INPUT_CHAIN, "-i", bridge, "-j", "DROP"],
     ]
     return fwd + inp
+
+
+def container_guard_rules(interface: str, allowed_private: tuple[str, ...] = ()) -> list[list[str]]:
+    """The same rule for the docker backend's containers (pure): iptables commands for DOCKER_CHAIN, which the
+    engine's DOCKER-USER chain jumps to, dropping what the platform's bridge ``interface`` sends to addresses
+    that are not the internet. RETURN, not ACCEPT: the engine's own rules still apply to what passes."""
+    return [
+        ["-A", DOCKER_CHAIN, "-i", interface, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"],
+        *(["-A", DOCKER_CHAIN, "-i", interface, "-d", cidr, "-p", "tcp", "-m", "multiport", "--dports",
+           OUTBOUND_TCP, "-j", "RETURN"] for cidr in allowed_private),
+        *(["-A", DOCKER_CHAIN, "-i", interface, "-d", cidr, "-j", "DROP"] for cidr in NOT_THE_INTERNET),
+    ]
+
+
+def guard_containers(interface: str, allowed_private: tuple[str, ...] = ()) -> None:
+    """Install :func:`container_guard_rules` (again: the chain is flushed first) under the host-wide lock."""
+    with _host_lock():
+        _run("iptables", "-N", DOCKER_CHAIN)
+        _must("iptables", "-F", DOCKER_CHAIN)
+        for rule in container_guard_rules(interface, allowed_private):
+            _must("iptables", *rule)
+        if _run("iptables", "-C", "DOCKER-USER", "-j", DOCKER_CHAIN).returncode != 0:
+            _must("iptables", "-I", "DOCKER-USER", "1", "-j", DOCKER_CHAIN)
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -104,8 +137,8 @@ def _host_lock() -> Iterator[None]:
 class Network:
     """The bridge, the firewall chains and the per-instance namespaces on this host."""
 
-    def __init__(self, bridge: str, subnet: str) -> None:
-        self.bridge, self.subnet = bridge, subnet
+    def __init__(self, bridge: str, subnet: str, allowed_private: tuple[str, ...] = ()) -> None:
+        self.bridge, self.subnet, self.allowed_private = bridge, subnet, allowed_private
         self._ready = False
 
     def ensure(self) -> None:
@@ -129,7 +162,7 @@ class Network:
         for chain in (FORWARD_CHAIN, INPUT_CHAIN):
             _run("iptables", "-N", chain)
             _must("iptables", "-F", chain)
-        for rule in firewall_rules(self.bridge, self.subnet):
+        for rule in firewall_rules(self.bridge, self.subnet, self.allowed_private):
             _must("iptables", *rule)
         for parent, chain in (("FORWARD", FORWARD_CHAIN), ("INPUT", INPUT_CHAIN)):
             if _run("iptables", "-C", parent, "-j", chain).returncode != 0:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import re
 import threading
 import time
@@ -38,13 +39,17 @@ from typing import Any
 import docker
 import docker.errors
 from docker.models.containers import Container
+from docker.models.networks import Network
 from docker.types import DeviceRequest, Mount
 
 from spaces_runtime.config import Settings
 from spaces_runtime.errors import BackendError
 from spaces_runtime.logs import LogSink
+from spaces_runtime.sandbox.network import guard_containers
 from spaces_runtime.supervisor.backend import ExitInfo, Instance, LaunchSpec
 from spaces_runtime.supervisor.hostpaths import host_path, host_volumes, own_mounts
+
+log = logging.getLogger("spaces_runtime")
 
 SPACE_LABEL = "spaces-runtime.space"
 PLATFORM_LABEL = "spaces-runtime.platform"
@@ -247,6 +252,7 @@ class DockerBackend:
         self.platform = platform_id(host_path(Path(settings.data_dir).resolve(), self._own_mounts))
         self._host_gpus = host_gpus
         self._network_lock = threading.Lock()
+        self._guarded = False
         self._generation_lock = threading.Lock()
         self._generation = 0
         self._pumps: dict[str, threading.Thread] = {}
@@ -353,12 +359,30 @@ class DockerBackend:
     def _ensure_network(self) -> None:
         name = self.settings.docker_network
         with self._network_lock:
-            if self.client.networks.list(names=[name]):
-                return
-            with contextlib.suppress(docker.errors.APIError):  # another platform created it just now
-                self.client.networks.create(
-                    name, driver="bridge", check_duplicate=True, labels={"spaces-runtime.network": "1"},
-                    options={"com.docker.network.bridge.enable_icc": "false"})
+            if not self.client.networks.list(names=[name]):
+                with contextlib.suppress(docker.errors.APIError):  # another platform created it just now
+                    self.client.networks.create(
+                        name, driver="bridge", check_duplicate=True, labels={"spaces-runtime.network": "1"},
+                        options={"com.docker.network.bridge.enable_icc": "false"})
+            if not self._guarded:
+                self._guarded = True
+                self._guard(self.client.networks.get(name))
+
+    def _guard(self, network: Network) -> None:
+        """Apps reach the internet but not private, link-local (the cloud's metadata service) or shared
+        addresses: the same rule as the process sandbox's, in the engine's DOCKER-USER chain. Only possible when
+        the platform shares the engine's host network namespace as root; otherwise it says so, once."""
+        interface = (network.attrs.get("Options") or {}).get("com.docker.network.bridge.name") or \
+            f"br-{network.id[:12]}"
+        allowed = tuple(c.strip() for c in self.settings.sandbox_private_outbound.split(",") if c.strip())
+        try:
+            if not Path(f"/sys/class/net/{interface}").exists():
+                raise BackendError(f"the network's bridge {interface} is not in this network namespace")
+            guard_containers(interface, allowed)
+        except (BackendError, OSError) as exc:
+            log.warning("apps on the docker backend can reach private addresses (the LAN, the cloud's metadata "
+                        "service): %s. Add the rules of spaces_runtime.sandbox.network.container_guard_rules on "
+                        "the engine's host.", exc)
 
     def _ensure_volume(self, space_id: str) -> str:
         name = self.volume_name(space_id)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,6 +105,8 @@ def attack(targets_json):
         "control_api_loopback": attempt(lambda: connect("127.0.0.1", t["port"])),
         "control_api_bridge": attempt(lambda: connect(t["gateway"], t["port"])),
         "victim_directly": attempt(lambda: connect(t["victim_address"], 7860)),
+        "lan_service": attempt(lambda: connect(t["lan"], 80)),
+        "cloud_metadata": attempt(lambda: connect("169.254.169.254", 80)),
         "processes_seen": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
         "uid": os.getuid(),
         "own_code_writable": attempt(lambda: write("/home/user/app/notes.txt", "mine")),
@@ -126,6 +130,41 @@ def _deploy(platform: Platform, folder: Path, space_id: str) -> None:
     platform.cli("deploy", str(folder), "--name", space_id, check=True)
 
 
+LAN = ("10.215.77.1", "10.215.77.2")  # a test "LAN": the host's end, and a web server's in a namespace of its own
+
+
+@pytest.fixture(scope="module")
+def lan_service() -> Iterator[str]:
+    """A web server on a private address the host routes to, like a LAN service or another host's API: apps
+    must not reach it (the host itself does, which shows it is really there)."""
+    name, host_end = f"sr-lan-{os.getpid()}", f"srl{os.getpid() % 100000}"
+    steps = [["ip", "netns", "add", name], ["ip", "link", "add", host_end, "type", "veth", "peer", "name", "lan0",
+                                            "netns", name],
+             ["ip", "addr", "add", f"{LAN[0]}/30", "dev", host_end], ["ip", "link", "set", host_end, "up"],
+             ["ip", "-n", name, "addr", "add", f"{LAN[1]}/30", "dev", "lan0"],
+             ["ip", "-n", name, "link", "set", "lan0", "up"], ["ip", "-n", name, "link", "set", "lo", "up"]]
+    server = None
+    try:
+        for step in steps:
+            subprocess.run(step, check=True, capture_output=True)
+        server = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-m", "http.server", "80",
+                                   "--bind", LAN[1]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: _answers(LAN[1]), 30, "the LAN service to answer the host")
+        yield LAN[1]
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def _answers(address: str) -> bool:
+    try:
+        return httpx.get(f"http://{address}/", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @pytest.fixture(scope="module", params=["process", "docker"])
 def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     backend = request.param
@@ -135,8 +174,8 @@ def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     data.mkdir()
     (data / "runner.secret").write_text(SECRET)
     server = Platform(data, extra_args=["--backend", backend],
-                      env={"SPACES_RUNNER_ENABLED": "false", "TEST_PLATFORM_ONLY": PLATFORM_ONLY, "SPACES_SANDBOX_MEMORY_MB": str(MEMORY_MB),
-                           "SPACES_SANDBOX_PIDS": str(PIDS)})
+                      env={"SPACES_RUNNER_ENABLED": "false", "TEST_PLATFORM_ONLY": PLATFORM_ONLY,
+                           "SPACES_SANDBOX_MEMORY_MB": str(MEMORY_MB), "SPACES_SANDBOX_PIDS": str(PIDS)})
     server.start()
     try:
         root = data.parent
@@ -194,20 +233,22 @@ def _where(platform: Platform, victim_uid: int) -> dict[str, str | int]:
             "gateway": network["Gateway"]}
 
 
-def test_an_attacker_app_reaches_nothing_of_the_platform_or_its_neighbour(platform: Platform) -> None:
+def test_an_attacker_app_reaches_nothing_of_the_platform_or_its_neighbour(platform: Platform,
+                                                                         lan_service: str) -> None:
     victim = platform.space("alice/victim")
     victim_code = Path(victim["code_dir"] if "code_dir" in victim else _code_dir(platform, "alice/victim"))
     before = hashlib.sha256((victim_code / "app.py").read_bytes()).hexdigest()
     victim_uid = int(_victim_state(platform).split()[0])
     targets = {"db": str(platform.data_dir / "spaces.db"), "secret": str(platform.data_dir / "runner.secret"),
                "victim_code": str(victim_code / "app.py"), "port": platform.port, "forks": PIDS * 4,
+               "lan": lan_service,
                **_where(platform, victim_uid)}
     client = Client(f"{platform.url}/spaces/mallory/attacker/", verbose=False)
     found = json.loads(client.predict(json.dumps(targets), api_name="/attack"))
 
     for attack in ("store", "runner_secret", "victim_code", "victim_environ", "kill_victim",
                    "write_victim_code", "pth_in_own_env", "control_api_loopback", "control_api_bridge",
-                   "victim_directly"):
+                   "victim_directly", "lan_service", "cloud_metadata"):
         assert found[attack].startswith("blocked"), f"{attack}: {found[attack]}"
     if _on_docker(platform):  # PID 1 is the container's own init (tini), whose environment is the app's own
         assert "GRADIO_ROOT_PATH=/spaces/mallory/attacker" in found["pid1_environ"], found["pid1_environ"]

@@ -133,12 +133,23 @@ def test_addresses_skip_the_bridge_and_claimed_ones() -> None:
         network.free_address("10.0.0.0/30", {"10.0.0.2"})
 
 
+def test_an_operator_allowed_private_range_is_let_through_before_the_rest_are_dropped() -> None:
+    fwd = [" ".join(r) for r in network.firewall_rules("br", "10.213.0.0/16", ("10.50.0.0/24",))]
+    allowed = next(i for i, r in enumerate(fwd) if "-d 10.50.0.0/24" in r)
+    assert fwd[allowed].endswith("-d 10.50.0.0/24 -p tcp -m multiport --dports 80,443 -j ACCEPT")
+    assert allowed < next(i for i, r in enumerate(fwd) if r.endswith("-d 10.0.0.0/8 -j DROP"))
+
+
 def test_firewall_lets_apps_out_on_web_ports_only_and_never_into_the_host_or_each_other() -> None:
     rules = [" ".join(r) for r in network.firewall_rules("br", "10.213.0.0/16")]
     fwd = [r for r in rules if network.FORWARD_CHAIN in r]
     assert fwd[0].endswith("-i br -o br -j DROP")  # app to app, first
     assert any("--dports 80,443 -j ACCEPT" in r for r in fwd)
     assert fwd[-2:] == [f"-A {network.FORWARD_CHAIN} -i br -j DROP", f"-A {network.FORWARD_CHAIN} -o br -j DROP"]
+    private = [i for i, r in enumerate(fwd) if r.endswith("-d 169.254.0.0/16 -j DROP") or
+               r.endswith("-d 10.0.0.0/8 -j DROP")]
+    web = next(i for i, r in enumerate(fwd) if "--dports 80,443 -j ACCEPT" in r)
+    assert len(private) == 2 and max(private) < web  # the cloud's metadata service and the LAN: never
     inp = [r for r in rules if network.INPUT_CHAIN in r]
     assert inp == [f"-A {network.INPUT_CHAIN} -i br -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
                    f"-A {network.INPUT_CHAIN} -i br -j DROP"]
