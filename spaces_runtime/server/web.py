@@ -21,11 +21,13 @@ from spaces_runtime.auth import rules
 from spaces_runtime.auth.authenticate import SESSION_COOKIE, SESSION_S
 from spaces_runtime.auth.passwords import check_password
 from spaces_runtime.auth.principal import ANONYMOUS, Principal
+from spaces_runtime.server import space_files
 from spaces_runtime.server.gallery import find_record, missing, page, viewer
 from spaces_runtime.server.views import space_view
 from spaces_runtime.wiring.platform import Platform
 
 router = APIRouter(include_in_schema=False)
+router.include_router(space_files.router)  # the app page's Files tab and Duplicate page
 MAX_FORM_BYTES = 16 * 1024
 WRONG_PASSWORD = "That user name and password do not match. Check both, or sign in with a token."
 WRONG_TOKEN = "That token is not valid: it was revoked, mistyped, or made by another platform."
