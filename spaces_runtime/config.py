@@ -177,6 +177,9 @@ class Settings(BaseSettings):
     sandbox_memory_mb: int | None = None  # ceilings under every hardware tier's (small hosts, tests); None: the tier
     sandbox_cpus: float | None = None
     sandbox_pids: int | None = None
+    # each space's /data on a disk of its own of this size (a sparse loop-mounted ext4 image: it costs only what is
+    # written); past it the app gets ENOSPC, never the host's disk full. 0: /data is a plain folder of the host's
+    sandbox_data_quota_mb: int = 20480
     # SPACES_ZYGOTE=0: every app is exec'd; else apps fork from a zygote per (environment, SDK) that has imported
     # the SDK (spaces_runtime.zygote), inside the same sandbox
     zygote: bool = True

@@ -13,6 +13,7 @@ from pathlib import Path
 from spaces_runtime.config import PACKAGE_DIR, Settings
 from spaces_runtime.errors import BackendError
 from spaces_runtime.sandbox import cgroups, layout
+from spaces_runtime.sandbox.disks import Disks
 from spaces_runtime.sandbox.identity import Identities
 from spaces_runtime.sandbox.network import Lease, Network
 from spaces_runtime.supervisor.backend import LaunchSpec
@@ -33,6 +34,7 @@ class Prepared:
     lease: Lease | None
     limits: Limits
     plan: layout.SandboxPlan  # what ``argv`` builds, for a fork of a zygote to build itself (spaces_runtime.zygote)
+    data: Path | None = None  # the space's /data on the host, on its own disk while this instance runs (disks)
 
 
 def host_limits(settings: Settings, hardware: str) -> Limits:
@@ -84,6 +86,7 @@ class Sandbox:
         allowed = tuple(c.strip() for c in settings.sandbox_private_outbound.split(",") if c.strip())
         self.network = Network(settings.sandbox_bridge, settings.sandbox_subnet, allowed)
         self.prefix = f"sbx{platform_id(settings.data_dir)[:8]}"
+        self.disks = disks_of(settings)
 
     @staticmethod
     def data_dir_of(settings: Settings, space_id: str) -> Path:
@@ -98,18 +101,24 @@ class Sandbox:
         uid = self.identities.uid_for(spec.space_id)
         data = self.data_dir(spec.space_id)
         data.mkdir(parents=True, exist_ok=True)
-        os.chown(data, uid, uid)
-        os.chmod(data, 0o700)
-        chown_tree(spec.app_dir, uid, uid)
-        readable(spec.env_dir)
-        limits = host_limits(self.settings, spec.hardware)
-        name = f"{self.prefix}-{slug(spec.space_id)[:40]}-{secrets.token_hex(3)}"
-        group = cgroups.Cgroup.create(name, cgroups.CgroupLimits(limits.memory_bytes, limits.nano_cpus / 1e9,
-                                                                  limits.pids))
+        self.disks.attach(data)  # before the chown: a fresh disk's root is root's
+        try:
+            os.chown(data, uid, uid)
+            os.chmod(data, 0o700)
+            chown_tree(spec.app_dir, uid, uid)
+            readable(spec.env_dir)
+            limits = host_limits(self.settings, spec.hardware)
+            name = f"{self.prefix}-{slug(spec.space_id)[:40]}-{secrets.token_hex(3)}"
+            group = cgroups.Cgroup.create(name, cgroups.CgroupLimits(limits.memory_bytes, limits.nano_cpus / 1e9,
+                                                                      limits.pids))
+        except BaseException:
+            self.disks.detach(data)
+            raise
         try:
             lease = self.network.claim(self.prefix)
         except BaseException:
             group.remove()
+            self.disks.detach(data)
             raise
         inside = replace(spec, app_dir=Path(layout.APP_DIR))
         argv, env = process_command(inside, spec.app_port, python, inherited=dict(os.environ), host="0.0.0.0")
@@ -120,7 +129,7 @@ class Sandbox:
             cwd=layout.APP_DIR, env=env, argv=tuple(argv), netns=lease.path,
             cgroup_procs=tuple(str(p) for p in group.plan.procs))
         return Prepared(argv=layout.command(plan, self.tools), env=env, upstream=f"http://{lease.address}:{spec.app_port}",
-                        uid=uid, cgroup=group, lease=lease, limits=limits, plan=plan)
+                        uid=uid, cgroup=group, lease=lease, limits=limits, plan=plan, data=data)
 
     def fork_request(self, prepared: Prepared) -> dict[str, object]:
         """What a fork of a zygote needs to build ``prepared``'s sandbox itself (``spaces_runtime.zygote.enter``):
@@ -162,6 +171,8 @@ class Sandbox:
         prepared.cgroup.remove()
         if prepared.lease is not None:
             self.network.release(prepared.lease)
+        if prepared.data is not None:
+            self.disks.detach(prepared.data)
 
     def clean_leftovers(self) -> None:
         """What a previous run of this platform left (killed with -9): its cgroups' processes, then the
@@ -175,9 +186,15 @@ class Sandbox:
             with contextlib.suppress(OSError):
                 folder.rmdir()
         self.network.release_leftovers(self.prefix)
+        self.disks.unmount_leftovers(self.settings.data_dir / "sandbox" / "data")
 
     def close(self) -> None:
         self.identities.close()
+
+
+def disks_of(settings: Settings) -> Disks:
+    """The spaces' /data disks (SPACES_SANDBOX_DATA_QUOTA_MB each; 0: none, /data is a folder of the host's)."""
+    return Disks(settings.data_dir / "sandbox" / "disks", settings.sandbox_data_quota_mb)
 
 
 def unavailable(missing: list[str]) -> BackendError:

@@ -275,11 +275,13 @@ class ProcessBackend:
 
     async def remove_data(self, space_id: str) -> None:
         """A deleted space's /data (kept across redeploys and restarts) goes with it."""
-        from spaces_runtime.sandbox.launcher import Sandbox
+        from spaces_runtime.sandbox.launcher import Sandbox, disks_of
 
         if self.zygotes is not None:
             self.zygotes.forget(space_id)
         folder = Sandbox.data_dir_of(self.settings, space_id)
+        disks = self._sandbox.disks if self._sandbox is not None else disks_of(self.settings)
+        await asyncio.to_thread(disks.remove, folder)
         await asyncio.to_thread(shutil.rmtree, folder, True)
 
     def _record_group(self, pgid: int, spec: LaunchSpec) -> None:

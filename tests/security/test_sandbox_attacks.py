@@ -36,6 +36,7 @@ from spaces_harness import Platform, gradio_readme, write_app
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 MEMORY_MB = 400
 PIDS = 64
+DATA_QUOTA_MB = 48
 SECRET = "runner-secret-the-apps-must-never-see"
 PLATFORM_ONLY = "in-the-platforms-environment-only"  # an env var of `spaces serve` that no app may see
 
@@ -90,6 +91,17 @@ def forks(limit):
         born += 1
     return born
 
+def fill(path, mb):
+    try:
+        with open(path, "wb") as f:
+            for _ in range(mb):
+                f.write(bytes(1024 * 1024))
+                f.flush()
+                os.fsync(f.fileno())
+        return f"wrote {mb} MB"
+    finally:
+        os.remove(path)  # whatever happened, the disk is left as it was
+
 def attack(targets_json):
     t = json.loads(targets_json)
     site = [p for p in sys.path if p.endswith("site-packages")][0]
@@ -111,6 +123,7 @@ def attack(targets_json):
         "uid": os.getuid(),
         "own_code_writable": attempt(lambda: write("/home/user/app/notes.txt", "mine")),
         "forks": forks(t["forks"]),
+        "fill_data": attempt(lambda: fill("/data/fill.bin", t["fill_mb"])),
     }
     return json.dumps(found)
 
@@ -175,7 +188,8 @@ def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     (data / "runner.secret").write_text(SECRET)
     server = Platform(data, extra_args=["--backend", backend],
                       env={"SPACES_RUNNER_ENABLED": "false", "TEST_PLATFORM_ONLY": PLATFORM_ONLY,
-                           "SPACES_SANDBOX_MEMORY_MB": str(MEMORY_MB), "SPACES_SANDBOX_PIDS": str(PIDS)})
+                           "SPACES_SANDBOX_MEMORY_MB": str(MEMORY_MB), "SPACES_SANDBOX_PIDS": str(PIDS),
+                           "SPACES_SANDBOX_DATA_QUOTA_MB": str(DATA_QUOTA_MB)})
     server.start()
     try:
         root = data.parent
@@ -241,7 +255,7 @@ def test_an_attacker_app_reaches_nothing_of_the_platform_or_its_neighbour(platfo
     victim_uid = int(_victim_state(platform).split()[0])
     targets = {"db": str(platform.data_dir / "spaces.db"), "secret": str(platform.data_dir / "runner.secret"),
                "victim_code": str(victim_code / "app.py"), "port": platform.port, "forks": PIDS * 4,
-               "lan": lan_service,
+               "lan": lan_service, "fill_mb": DATA_QUOTA_MB * 2,
                **_where(platform, victim_uid)}
     client = Client(f"{platform.url}/spaces/mallory/attacker/", verbose=False)
     found = json.loads(client.predict(json.dumps(targets), api_name="/attack"))
@@ -261,6 +275,9 @@ def test_an_attacker_app_reaches_nothing_of_the_platform_or_its_neighbour(platfo
             "cat /data/victim.txt").output
     else:
         assert found["uid"] not in (0, os.getuid(), victim_uid)
+        # /data is a disk of its own: the app hits its quota, not the host's disk (the docker backend's volumes
+        # have no quota yet: that is not asserted here)
+        assert "No space left on device" in found["fill_data"], found["fill_data"]
     assert targets["victim_pid"] not in found["processes_seen"]
     assert len(found["processes_seen"]) <= 4 + found["forks"]  # bwrap's init, the app and its own children
     assert found["own_code_writable"].startswith("SUCCEEDED")  # its own folder is its own, as on HF
