@@ -14,9 +14,12 @@ import contextlib
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
+import subprocess
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -69,6 +72,27 @@ def plan_fork(space_env: dict[str, str], sdk: str, argv: list[str], env: dict[st
     return ZygoteKey(python=argv[0], sdk=sdk, env=tuple(sorted(shared.items())))
 
 
+def startup_code(python: Path) -> str | None:
+    """What in the environment runs at every interpreter start or comes from outside the index, which an exec'd
+    app runs inside its sandbox but a zygote would run as root before any sandbox exists: a .pth file with an
+    import line, a sitecustomize/usercustomize module, a distribution installed from a URL or a path. None for
+    an environment of index packages only (what remains is the code of index packages the SDK imports)."""
+    for site in sorted(python.parent.parent.glob("lib/python*/site-packages")):
+        for pth in sorted(site.glob("*.pth")):
+            with contextlib.suppress(OSError):
+                if any(
+                    line.startswith(("import ", "import\t")) for line in pth.read_text(errors="replace").splitlines()
+                ):
+                    return f"{pth.name} in the environment runs code at every start"
+        for name in ("sitecustomize.py", "usercustomize.py"):
+            if (site / name).exists():
+                return f"{name} in the environment runs code at every start"
+        direct = sorted(record.parent.name.split("-")[0] for record in site.glob("*.dist-info/direct_url.json"))
+        if direct:
+            return f"{', '.join(direct)} came from a URL or a path, not the package index"
+    return None
+
+
 class Forked:
     """A forked app's outer process, as the backend waits on it (the shape of asyncio's Process it uses)."""
 
@@ -103,12 +127,11 @@ class Forked:
 @dataclass
 class Zygote:
     key: ZygoteKey
-    process: asyncio.subprocess.Process
+    process: subprocess.Popen[bytes]
     control: socket.socket
     hello: dict[str, object]
     spaces: set[str] = field(default_factory=set)
     apps: list[Forked] = field(default_factory=list)
-    pump: asyncio.Task[None] | None = None
 
     def running_apps(self) -> int:
         self.apps = [a for a in self.apps if a.returncode is None]
@@ -156,10 +179,12 @@ class Zygotes:
         return await zygote.spawn(request), zygote
 
     async def _get(self, key: ZygoteKey) -> Zygote:
+        if key not in self._refused and (risk := startup_code(Path(key.python))) is not None:
+            self._refused[key] = f"{risk}, which a zygote would run as root outside the sandbox"
         if key in self._refused:
             raise ZygoteUnavailable(self._refused[key])
         zygote = self._zygotes.get(key)
-        if zygote is not None and zygote.process.returncode is not None:
+        if zygote is not None and zygote.process.poll() is not None:
             del self._zygotes[key]
             raise ZygoteUnavailable(
                 f"the zygote (pid {zygote.process.pid}) died (exit {zygote.process.returncode}); "
@@ -193,74 +218,82 @@ class Zygotes:
         log.info("zygote %s (%s) stopped: no space launches from it", zygote.process.pid, key.sdk)
 
     async def _start(self, key: ZygoteKey) -> Zygote:
+        """A plain subprocess, its output read by a thread: it belongs to no event loop, so one that ends (a
+        test's) leaves no transport behind. Started from the calling (the loop's) thread: PR_SET_PDEATHSIG
+        follows the thread that forked, and a worker thread could end first."""
         ours, theirs = socket.socketpair()
         argv = [key.python, str(ENTRY), "--control-fd", str(theirs.fileno())]
         for module in PRELOAD[key.sdk]:
             argv += ["--preload", module]
-        guard = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []  # from the loop's thread: see below
-        # PR_SET_PDEATHSIG follows the thread that forked: started from the event loop's own thread, never from
-        # a worker thread that could end first
+        guard = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
         try:
-            process = await asyncio.create_subprocess_exec(
-                *guard,
-                *argv,
+            process = subprocess.Popen(
+                [*guard, *argv],
                 cwd="/",
                 env=dict(key.env),
                 pass_fds=(theirs.fileno(),),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
-                limit=_LINE_LIMIT,
             )
         except OSError as exc:
             ours.close()
             raise ZygoteUnavailable(f"the zygote did not start: {exc}") from None
         finally:
             theirs.close()
-        hello = await self._hello(key, process)
+        assert process.stdout is not None
+        output = process.stdout.fileno()
+        hello, rest = await asyncio.to_thread(_read_hello, output, self.start_timeout_s)
+        if hello is None:
+            ours.close()
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            said = f": {rest[-1]}" if rest else ""
+            raise ZygoteUnavailable(f"the zygote for {key.python} did not come up{said}")
         if hello.get("unsafe"):
             ours.close()
             self._refused[key] = f"no zygote for this environment: {hello['unsafe']}"
             raise ZygoteUnavailable(self._refused[key])
         log.info("zygote %s (%s, %s) ready in %s s", process.pid, key.sdk, key.python, hello.get("seconds"))
-        zygote = Zygote(key, process, ours, hello)
-        zygote.pump = asyncio.create_task(_pump(process))
-        return zygote
-
-    async def _hello(self, key: ZygoteKey, process: asyncio.subprocess.Process) -> dict[str, object]:
-        assert process.stdout is not None
-        deadline = time.monotonic() + self.start_timeout_s
-        lines: list[str] = []
-        while time.monotonic() < deadline:
-            try:
-                line = await asyncio.wait_for(process.stdout.readline(), deadline - time.monotonic())
-            except TimeoutError:
-                break
-            if not line:
-                break
-            text = line.decode(errors="replace").strip()
-            with contextlib.suppress(ValueError):
-                hello = json.loads(text)
-                if isinstance(hello, dict) and "pid" in hello:
-                    return hello
-            lines.append(text)
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        said = f": {lines[-1]}" if lines else ""
-        reason = f"the zygote for {key.python} did not come up{said}"
-        raise ZygoteUnavailable(reason)
+        threading.Thread(target=_pump, args=(process, rest), daemon=True, name=f"zygote-{process.pid}").start()
+        return Zygote(key, process, ours, hello)
 
     async def close(self) -> None:
         for key in list(self._zygotes):
             self._stop(key)
 
     def live(self) -> list[Zygote]:
-        return [z for z in self._zygotes.values() if z.process.returncode is None]
+        return [z for z in self._zygotes.values() if z.process.poll() is None]
 
 
-async def _pump(process: asyncio.subprocess.Process) -> None:
+def _read_hello(fd: int, timeout_s: float) -> tuple[dict[str, object] | None, list[str]]:
+    """The zygote's hello and the lines before it; (None, lines) when it ended or took past ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    buffer, lines = b"", []
+    while (left := deadline - time.monotonic()) > 0:
+        if not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            text = line.decode(errors="replace").strip()
+            with contextlib.suppress(ValueError):
+                hello = json.loads(text)
+                if isinstance(hello, dict) and "pid" in hello:
+                    return hello, [buffer.decode(errors="replace")] if buffer else []
+            lines.append(text)
+    return None, lines
+
+
+def _pump(process: subprocess.Popen[bytes], rest: list[str]) -> None:
     """The zygote's own output after its hello (warnings, mostly) goes to the platform's log."""
     assert process.stdout is not None
-    while line := await process.stdout.readline():
-        log.info("zygote %s: %s", process.pid, line.decode(errors="replace").rstrip())
+    for text in rest:
+        log.info("zygote %s: %s", process.pid, text.rstrip())
+    with process.stdout:
+        for line in iter(process.stdout.readline, b""):
+            log.info("zygote %s: %s", process.pid, line.decode(errors="replace").rstrip())

@@ -11,7 +11,7 @@ from pathlib import Path
 from spaces_runtime.supervisor.process import pss_of
 from spaces_runtime.zygote import wire
 from spaces_runtime.zygote.enter import exit_code
-from spaces_runtime.zygote.pool import ZygoteKey, plan_fork
+from spaces_runtime.zygote.pool import ZygoteKey, plan_fork, startup_code
 
 APP_ENV = {"PATH": "/env/bin:/usr/bin", "HOME": "/home/user/app", "GRADIO_SERVER_PORT": "7860",
            "GRADIO_ROOT_PATH": "/spaces/alice/demo", "PYTHONPATH": "/appkit", "SPACE_ID": "alice/demo",
@@ -76,3 +76,21 @@ def test_pss_is_read_from_smaps_rollup() -> None:
     assert pss_of(text) == 61234 * 1024
     assert pss_of("") == 0
     assert pss_of(Path("/proc/self/smaps_rollup").read_text()) > 0
+
+
+def test_an_environment_with_code_that_runs_at_start_or_from_outside_the_index_gets_no_zygote(tmp_path: Path) -> None:
+    site = tmp_path / "env" / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    python = tmp_path / "env" / "bin" / "python"
+    (site / "paths.pth").write_text("/some/folder\n")  # a plain path entry runs nothing
+    (site / "gradio-6.31.0.dist-info").mkdir()
+    assert startup_code(python) is None
+    (site / "evil.pth").write_text("import os; os.system('id')\n")
+    assert startup_code(python) == "evil.pth in the environment runs code at every start"
+    (site / "evil.pth").unlink()
+    (site / "sitecustomize.py").write_text("print('hi')\n")
+    assert startup_code(python) == "sitecustomize.py in the environment runs code at every start"
+    (site / "sitecustomize.py").unlink()
+    (site / "orjson-9.9.dist-info").mkdir()
+    (site / "orjson-9.9.dist-info" / "direct_url.json").write_text("{}")
+    assert startup_code(python) == "orjson came from a URL or a path, not the package index"
