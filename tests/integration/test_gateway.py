@@ -26,8 +26,7 @@ import pytest
 import uvicorn
 from app_venv import app_venv
 from gradio_client import Client
-from starlette.responses import PlainTextResponse
-from starlette.types import Receive, Scope, Send
+from supervised_targets import SupervisedTargets, platform_app
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
@@ -36,9 +35,9 @@ from websockets.typing import Origin, Subprotocol
 from spaces_runtime.config import Settings
 from spaces_runtime.gateway import upstream as upstream_client
 from spaces_runtime.gateway.proxy import Gateway
-from spaces_runtime.gateway.targets import Failed, Missing, Pending, StaticSite, Target, Upstream
+from spaces_runtime.gateway.targets import Pending, StaticSite, Upstream
 from spaces_runtime.logs import LogBook
-from spaces_runtime.stages import Stage, is_error
+from spaces_runtime.stages import Stage
 from spaces_runtime.supervisor.backend import LaunchSpec
 from spaces_runtime.supervisor.loop import Supervisor
 from spaces_runtime.supervisor.process import ProcessBackend
@@ -128,47 +127,6 @@ SINK_APP = textwrap.dedent('''
 ''')
 
 
-class Targets:
-    """The lead's TargetSource, in small: the supervisor's state plus fixed answers for a few names."""
-
-    def __init__(self, supervisor: Supervisor, fixed: dict[str, Target]) -> None:
-        self.supervisor = supervisor
-        self.fixed = fixed
-
-    async def target(self, owner: str, name: str) -> Target:
-        space = f"{owner}/{name}"
-        if space in self.fixed:
-            return self.fixed[space]
-        upstream = self.supervisor.upstream(space)
-        if upstream is not None:
-            return Upstream(upstream, forward_prefix=True)
-        stage = self.supervisor.stage(space)
-        if stage is None:
-            return Missing()
-        if is_error(stage):
-            return Failed(stage, self.supervisor.logs.tail(space, "run", 20))
-        return Pending(stage, title=space, detail="starting")
-
-    def touch(self, owner: str, name: str) -> None:
-        self.supervisor.touch(f"{owner}/{name}")
-
-    def heard_from(self, owner: str, name: str) -> None:
-        self.supervisor.heard_from(f"{owner}/{name}")
-
-    async def wake(self, owner: str, name: str) -> None:
-        await self.supervisor.wake(f"{owner}/{name}")
-
-    def admits(self, owner: str, name: str, credentials: object) -> bool:
-        return True  # every app of this stack is public; private spaces are tested in test_people.py
-
-    def share_problem(self, owner: str, name: str, token: str) -> str | None:
-        return "these apps have no share links"
-
-
-async def platform(scope: Scope, receive: Receive, send: Send) -> None:
-    await PlainTextResponse("the platform's own app")(scope, receive, send)
-
-
 class Stack:
     """Supervisor + Gateway + uvicorn on their own event loop in a thread; tests talk to it over sockets."""
 
@@ -186,11 +144,11 @@ class Stack:
         (site / "index.html").write_text("<h1>static home</h1>")
         (site / "docs" / "index.html").write_text("<h1>docs</h1>")
         (root / "secret.txt").write_text("top secret")
-        self.targets = Targets(self.supervisor, {
+        self.targets = SupervisedTargets(self.supervisor, {
             "alice/site": StaticSite(site),
             "alice/building": Pending("BUILDING", "Building demo", "installing requirements"),
         })
-        self.gateway = Gateway(platform, self.targets, public_host=f"localhost:{self.port}")
+        self.gateway = Gateway(platform_app, self.targets, public_host=f"localhost:{self.port}")
         config = uvicorn.Config(self.gateway, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)

@@ -16,12 +16,10 @@ import httpx
 import pytest
 from app_venv import app_venv
 from polling import wait_until_async
-from starlette.responses import PlainTextResponse
-from starlette.types import Receive, Scope, Send
+from supervised_targets import SupervisedTargets, platform_app
 
 from spaces_runtime.config import Settings
 from spaces_runtime.gateway.proxy import Gateway
-from spaces_runtime.gateway.targets import Pending, Target, Upstream
 from spaces_runtime.logs import LogBook
 from spaces_runtime.sandbox import cgroups
 from spaces_runtime.sandbox.processes import ns_pids_of
@@ -327,32 +325,6 @@ async def test_a_short_stall_is_not_a_hang(watchful: Supervisor, stages: Stages,
     assert stages.names() == [Stage.APP_STARTING, Stage.RUNNING]
 
 
-class GatewayTargets:
-    """What the platform tells the gateway, in small: every app public, the supervisor's upstreams."""
-
-    def __init__(self, supervisor: Supervisor) -> None:
-        self.supervisor = supervisor
-
-    async def target(self, owner: str, name: str) -> Target:
-        upstream = self.supervisor.upstream(f"{owner}/{name}")
-        return Upstream(upstream, forward_prefix=True) if upstream else Pending(Stage.APP_STARTING, name, "")
-
-    def touch(self, owner: str, name: str) -> None:
-        self.supervisor.touch(f"{owner}/{name}")
-
-    def heard_from(self, owner: str, name: str) -> None:
-        self.supervisor.heard_from(f"{owner}/{name}")
-
-    async def wake(self, owner: str, name: str) -> None:
-        await self.supervisor.wake(f"{owner}/{name}")
-
-    def admits(self, owner: str, name: str, credentials: object) -> bool:
-        return True
-
-    def share_problem(self, owner: str, name: str, token: str) -> str | None:
-        return "no share links here"
-
-
 async def test_an_app_busy_serving_visitors_is_not_restarted_for_slow_health_checks(
         watchful: Supervisor, tmp_path: Path) -> None:
     """On a host starved of CPU a busy app's health check times out again and again while it keeps answering its
@@ -360,7 +332,7 @@ async def test_an_app_busy_serving_visitors_is_not_restarted_for_slow_health_che
     spec = tiny_spec(tmp_path, APP_STALL_PATH="/spaces/alice/demo/config")  # its health check stalls from now
     assert await watchful.run_app(spec) is Stage.RUNNING
     instance = watchful.instances()[0]
-    gateway = Gateway(_platform_app, GatewayTargets(watchful), public_host="localhost")
+    gateway = Gateway(platform_app, SupervisedTargets(watchful), public_host="localhost")
 
     def run_log() -> str:
         return watchful.logs.read("alice/demo", "run")
@@ -381,10 +353,6 @@ async def test_an_app_busy_serving_visitors_is_not_restarted_for_slow_health_che
         assert "health check 3 of 3: no answer" in run_log()
     finally:
         await gateway.aclose()
-
-
-async def _platform_app(scope: Scope, receive: Receive, send: Send) -> None:
-    await PlainTextResponse("the platform")(scope, receive, send)
 
 
 async def test_a_hung_app_does_not_hold_up_the_others(settings: Settings, stages: Stages, tmp_path: Path) -> None:
