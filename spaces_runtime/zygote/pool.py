@@ -4,7 +4,14 @@ apps runs: a space redeployed onto a new environment moves to that environment's
 
 A launch falls back to a plain exec, with a one-line reason, where a fork would not be what an exec is: the
 space sets variables the SDK reads at import (HF_*, GRADIO_*...), the SDK started Python threads at import or
-failed to import, or the zygote died (the next launch starts a fresh one).
+failed to import, or the zygote died (the next launch starts a fresh one); and where the environment holds code
+that runs at every interpreter start or came from outside the package index (``startup_code``).
+
+The zygote runs as root, outside any sandbox, while it imports the SDK (its forks need root to build their
+sandboxes): the code of the index packages the SDK's import chain imports runs there with the platform's
+privileges, where an exec'd app runs it as its own uid. SPACES_ZYGOTE=0 where environments are not trusted that
+far. The way out is a zygote in a user namespace that maps the apps' uids one to one (root in it is nobody on
+the host), with the network namespace moved into each fork by the platform.
 """
 
 from __future__ import annotations
