@@ -49,13 +49,13 @@ def create_app(p: Platform) -> Gateway:
     hub_api.install(app, p)  # the Hub's API (huggingface_hub, gradio_client), a superset answered before api's
     app.include_router(api.router)
     app.include_router(admin.router)
+    app.include_router(nodes.router)  # the swarm backend's nodes (before the gallery's /{owner}/{name})
     app.include_router(accounts.router)
     app.include_router(secrets.router)
     app.include_router(web.router)  # sign-in, sign-out and settings pages
     app.include_router(gallery.router)
     app.include_router(history.router)
     app.include_router(export.router)
-    app.include_router(nodes.router)  # the swarm backend's nodes
     app.mount("/spaces/{owner}/{name}", GitHttp(p))  # git on the app's link: the gateway hands git's requests here
     origins = app_origins(p.settings.host_links_available, p.settings.public_link_host, p.settings.port, p.auth)
     gateway = Gateway(app, p.targets, public_host=p.settings.public_link_host, origins=origins)

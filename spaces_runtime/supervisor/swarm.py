@@ -65,6 +65,9 @@ TASKS_TTL_S = 0.5
 FAILED_TASKS = 3  # failed tasks of a version with none running: it counts as exited (a crash loop)
 NANO = 1_000_000_000
 MAX_REPLICAS = 16
+# an instance's upstream until ``exited`` finds one of its tasks running: a valid URL that refuses at once (the
+# discard port on loopback), so readiness probes say "not yet" rather than fail on an empty address
+NO_TASK_YET = "http://127.0.0.1:9"
 GPU_LABEL = "spaces-runtime.gpus"  # a node label: how many GPUs its engine reports (swarm.nodes.label_gpus)
 
 
@@ -250,7 +253,7 @@ class SwarmBackend:
             raise BackendError(f"{spec.space_id}: the swarm refused the service: {exc}") from None
         self._remember(spec.space_id, _Version(generation, service.id, config))
         self._pump(service.id, log, since=int(time.time()) - 1)
-        return Instance(space_id=spec.space_id, upstream="", backend_ref=f"{service.id}:{generation}",
+        return Instance(space_id=spec.space_id, upstream=NO_TASK_YET, backend_ref=f"{service.id}:{generation}",
                         started_at=time.time())
 
     def _gpu_constraints(self, spec: LaunchSpec, log: LogSink) -> list[str]:
@@ -355,7 +358,7 @@ class SwarmBackend:
                 service.remove()
                 continue
             self._remember(space_id, _Version(int(generation), service.id, {}))
-            adopted.append(Instance(space_id=space_id, upstream="", backend_ref=f"{service.id}:{generation}",
+            adopted.append(Instance(space_id=space_id, upstream=NO_TASK_YET, backend_ref=f"{service.id}:{generation}",
                                     started_at=time.time()))
         return adopted
 

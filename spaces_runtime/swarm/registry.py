@@ -11,6 +11,8 @@ needs to. Engines refuse plain HTTP except to 127.0.0.0/8, so each node's daemon
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +23,13 @@ import yaml
 from spaces_runtime.errors import BackendError
 
 START_WAIT_S = 20.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent() -> None:
+    """In the child before exec: SIGTERM when the platform's process ends, however it ends (kill -9 too), so the
+    registry never outlives the platform that started it; the next start starts it again on the same storage."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def registry_config(storage: Path, address: str) -> str:
@@ -55,7 +64,8 @@ class Registry:
         config.write_text(registry_config(self.root / "storage", self.address))
         log = (self.root / "registry.log").open("ab")
         self._process = subprocess.Popen([str(self.binary), "serve", str(config)], stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=_end_with_parent)
         deadline = time.monotonic() + START_WAIT_S
         while not self.answers():
             if self._process.poll() is not None or time.monotonic() > deadline:

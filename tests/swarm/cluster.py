@@ -45,13 +45,20 @@ BRIDGE_IP = f"{SUBNET}.1"
 NODE_MEMORY = 2560 * 1024 * 1024
 ENGINE_WAIT_S = 60.0
 HEARTBEAT = "2s"
+RULES = (["FORWARD", "-i", BRIDGE, "-j", "ACCEPT"],
+         ["FORWARD", "-o", BRIDGE, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
+         ["POSTROUTING", "-t", "nat", "-s", f"{SUBNET}.0/24", "!", "-o", BRIDGE, "-j", "MASQUERADE"])
 
 
-def sh(*argv: str, check: bool = True, netns: str | None = None, timeout: float = 300) -> str:
+def sh(*argv: str, check: bool = True, netns: str | None = None, timeout: float = 300,
+       quiet: bool = False) -> str | None:
+    """stdout; a failure raises when ``check``, else is None when ``quiet`` (and "" otherwise)."""
     cmd = ["ip", "netns", "exec", netns, *argv] if netns else list(argv)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    if done.returncode != 0 and quiet:
+        return None
     return done.stdout
 
 
@@ -83,7 +90,7 @@ class Node:
         return docker.DockerClient(base_url=self.docker_host, timeout=120)
 
     def docker(self, *args: str, timeout: float = 300) -> str:
-        return sh("docker", "-H", self.docker_host, *args, timeout=timeout)
+        return sh("docker", "-H", self.docker_host, *args, timeout=timeout) or ""
 
 
 @dataclass
@@ -118,7 +125,15 @@ class Cluster:
         return self
 
     def _leftovers(self) -> None:
-        """A previous run killed before its teardown (kill -9 of pytest) must not make this one fail."""
+        """A previous run killed before its teardown (kill -9 of pytest) must not make this one fail: its engines
+        are still in their cgroups, its rules in the tables."""
+        for node in self.nodes:
+            for group in _node_cgroups(node):
+                _kill_all(group)
+                _remove_cgroup(group)
+        for rule in RULES:
+            while sh("iptables", "-D", *rule, check=False, quiet=True) is not None:
+                pass
         for name in ("mgr", "w1", "w2"):
             sh("ip", "link", "del", f"{PREFIX}-{name}-h", check=False)
             sh("ip", "netns", "del", f"{PREFIX}-{name}", check=False)
@@ -128,9 +143,7 @@ class Cluster:
         sh("ip", "link", "add", BRIDGE, "type", "bridge")
         sh("ip", "addr", "add", f"{BRIDGE_IP}/24", "dev", BRIDGE)
         sh("ip", "link", "set", BRIDGE, "up")
-        for rule in (["FORWARD", "-i", BRIDGE, "-j", "ACCEPT"],
-                     ["FORWARD", "-o", BRIDGE, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
-                     ["POSTROUTING", "-t", "nat", "-s", f"{SUBNET}.0/24", "!", "-o", BRIDGE, "-j", "MASQUERADE"]):
+        for rule in RULES:
             sh("iptables", "-I", *rule)
             self._rules.append(rule)
 

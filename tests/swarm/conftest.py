@@ -14,30 +14,11 @@ from pathlib import Path
 import pytest
 from cluster import Cluster, leftovers
 from prerequisites import missing
+from swarmkit import sdk_images
 
-from builder import plan as plans
-from builder import releases
-from builder import spec as specs
-from builder.docker import ImageBuilder, connect, ensure_base_image
-from builder.docker.render import BOOTSTRAP_BASE, sdk_image_for
+from builder.docker.render import BOOTSTRAP_BASE
 from spaces_runtime.config import Settings
 from spaces_runtime.errors import BackendError
-
-REPO = Path(__file__).resolve().parent.parent.parent
-SDK_APPS = (REPO / "examples" / "sentiment", REPO / "examples" / "data-explorer")  # one gradio, one streamlit
-
-
-def sdk_images(settings: Settings) -> list[str]:
-    """The base image and the SDK images the examples build on, as the host engine has them (built if not)."""
-    host = connect(os.environ)
-    builder = ImageBuilder(host, settings, environ=os.environ)
-    base = ensure_base_image(host, settings.base_image, lambda _line: None)
-    names = [base]
-    for folder in SDK_APPS:
-        plan = plans.make(specs.load(folder), settings)
-        as_of, _ = releases.era_date(plan, settings.ca_bundle)
-        names.append(builder.sdk_image(sdk_image_for(plan, base, releases.exclude_newer(as_of)), lambda _l: None).tag)
-    return names
 
 
 @pytest.fixture(scope="session")

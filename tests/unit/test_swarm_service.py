@@ -1,0 +1,102 @@
+"""The swarm backend's pure parts: the service spec, which tasks the gateway may use, which task a visitor
+gets, what `spaces nodes` shows, the registry's config and README `replicas:`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from spaces_runtime.gateway.affinity import COOKIE, key, pick, without_first
+from spaces_runtime.gateway.routes import resolve
+from spaces_runtime.gateway.targets import Upstream
+from spaces_runtime.supervisor.backend import LaunchSpec
+from spaces_runtime.supervisor.docker import TIERS, limits_for
+from spaces_runtime.supervisor.swarm import generation_of, replicas_of, service_config, service_name, task_url
+from spaces_runtime.swarm.nodes import gpus_of, node_view
+from spaces_runtime.swarm.registry import registry_config
+
+GIB = 1024 ** 3
+
+
+def spec(sdk: str = "gradio") -> LaunchSpec:
+    return LaunchSpec(space_id="alice/My_App", sdk=sdk, app_dir=Path("/nowhere"), app_file="app.py",
+                      base_path="/spaces/alice/My_App", image="spaces-runtime/app:x", env={"A": "1"})
+
+
+def config(sdk: str = "gradio") -> dict[str, object]:
+    limits = limits_for("cpu-basic", TIERS, 2, 8 * GIB, 0)
+    return service_config(spec(sdk), limits, image="10.0.0.2:5000/spaces-runtime/app@sha256:ab", platform="p1",
+                          generation=7, replicas=2, volume="vol", constraints=[])
+
+
+def test_a_service_is_hardened_and_rolls_out_start_first() -> None:
+    made = config()
+    assert made["name"] == "spaces-alice--my-app" == service_name("alice/My_App")
+    assert made["user"] == "1000:1000" and made["cap_drop"] == ["ALL"] and made["read_only"] is True
+    assert made["init"] is True and "A=1" in made["env"]  # type: ignore[operator]
+    assert made["update_config"]["Order"] == "start-first"  # type: ignore[index]
+    assert made["mode"]["replicated"]["Replicas"] == 2  # type: ignore[index]
+    endpoint = made["endpoint_spec"]
+    assert endpoint["Mode"] == "dnsrr" and endpoint["Ports"][0]["PublishMode"] == "host"  # type: ignore[index]
+    limits = made["resources"]["Limits"]  # type: ignore[index]
+    assert limits["MemoryBytes"] == 4 * GIB and limits["NanoCPUs"] == 2 * 10 ** 9 and limits["Pids"] == 1024
+    test = made["healthcheck"]["Test"]  # type: ignore[index]
+    assert test[-1] == "http://127.0.0.1:7860/spaces/alice/My_App/config"
+    assert made["labels"]["spaces-runtime.generation"] == "7"  # type: ignore[index]
+
+
+def test_a_docker_sdk_app_has_no_health_check_in_its_image() -> None:
+    assert "healthcheck" not in config("docker")
+
+
+def test_only_running_tasks_on_ready_nodes_are_used() -> None:
+    task = {"DesiredState": "running", "NodeID": "n1",
+            "Status": {"State": "running", "PortStatus": {"Ports": [{"PublishedPort": 30001}]}},
+            "Spec": {"ContainerSpec": {"Labels": {"spaces-runtime.generation": "5"}}}}
+    assert task_url(task, {"n1": "10.0.0.3"}) == "http://10.0.0.3:30001"
+    assert task_url(task, {}) is None  # its node is down
+    assert task_url({**task, "DesiredState": "shutdown"}, {"n1": "10.0.0.3"}) is None  # being drained
+    assert task_url({**task, "Status": {"State": "starting"}}, {"n1": "10.0.0.3"}) is None  # not healthy yet
+    assert generation_of(task) == 5
+
+
+def test_a_visitor_gets_a_cookie_and_stays_on_its_task() -> None:
+    route = resolve("localhost:7000", "/spaces/alice/app/", "localhost:7000")
+    assert route is not None
+    upstream = Upstream(url="http://a", replicas=("http://a", "http://b"))
+    first, cookie = pick(upstream, {"headers": []}, route)
+    assert cookie is not None and cookie[1].startswith(f"{COOKIE}={key(first.url)}".encode())
+    assert b"Path=/spaces/alice/app" in cookie[1]
+    again, none = pick(upstream, {"headers": [(b"cookie", f"x=1; {COOKIE}={key('http://b')}".encode())]}, route)
+    assert again.url == "http://b" and none is None and again.replicas == ("http://b", "http://a")
+    rest = without_first(again)
+    assert rest is not None and rest.url == "http://a" and without_first(rest) is None
+    single, no_cookie = pick(Upstream(url="http://old", replicas=("http://new",)), {"headers": []}, route)
+    assert single.url == "http://new" and no_cookie is None
+
+
+def test_nodes_show_their_gpus_and_apps() -> None:
+    node = {"ID": "n1", "Spec": {"Role": "worker", "Availability": "active"},
+            "Status": {"State": "ready", "Addr": "10.0.0.3"},
+            "Description": {"Hostname": "gpu-1", "Resources": {
+                "NanoCPUs": 8 * 10 ** 9, "MemoryBytes": 32 * GIB,
+                "GenericResources": [{"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": "GPU-1"}},
+                                     {"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": "GPU-2"}}]}}}
+    view = node_view(node, ["b/x", "a/y"])
+    assert (view.name, view.role, view.cpus, view.gpus, view.apps) == ("gpu-1", "worker", 8.0, 2, ["a/y", "b/x"])
+    assert gpus_of({"Description": {"Resources": {}}}) == 0
+
+
+def test_the_registry_keeps_its_images_in_the_data_dir(tmp_path: Path) -> None:
+    made = yaml.safe_load(registry_config(tmp_path / "storage", "10.0.0.2:5000"))
+    assert made["storage"]["filesystem"]["rootdirectory"] == str(tmp_path / "storage")
+    assert made["http"]["addr"] == "10.0.0.2:5000"
+
+
+def test_replicas_come_from_the_readme(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("---\nsdk: gradio\nreplicas: 3\n---\n")
+    assert replicas_of(tmp_path) == 3
+    (tmp_path / "README.md").write_text("---\nsdk: gradio\nreplicas: lots\n---\n")
+    assert replicas_of(tmp_path) == 1
+    assert replicas_of(tmp_path / "missing") == 1
