@@ -96,6 +96,7 @@ def share_answer(scope: Scope, route: Route, problem: str | None) -> Response:
 PAGE_DESTINATIONS = frozenset({"document", "iframe", "frame", "object", "embed", "fencedframe"})
 # the path form's answers, when apps have origins of their own: a page of them there runs no script at all
 PATH_FORM_POLICY = ("content-security-policy", "sandbox")
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "[::1]"})
 
 
 class PassBroker(Protocol):
@@ -112,6 +113,12 @@ class AppOrigins:
     platform_origins: tuple[str, ...] = ()
     passes: PassBroker | None = None
 
+    def apply_to(self, scope: Scope) -> bool:
+        """Whether this request's browser reaches apps by host links: it asked for the platform by its public
+        host (a visitor who typed another address for it, say the machine's IP while the public host is
+        localhost, would not resolve them; the platform answers them as before, on its own origin)."""
+        return self.host_links and on_public_host(Headers(scope=scope).get("host", ""), self.public_host)
+
     def host_link(self, scope: Scope, owner: str, name: str, rest: str) -> str:
         return f"{_scheme(scope)}://{owner}-{name}.{self.public_host}{rest}" + _query(scope)
 
@@ -127,6 +134,17 @@ def app_origins(host_links: bool, public_host: str, port: int, passes: PassBroke
     hosts = dict.fromkeys([public_host, f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"])
     origins = tuple(f"{scheme}://{host}" for host in hosts for scheme in ("http", "https"))
     return AppOrigins(host_links, public_host, origins, passes)
+
+
+def on_public_host(host: str, public_host: str) -> bool:
+    """``host`` names the public host (ports aside); loopback addresses count as ``localhost``, which every
+    browser on this machine resolves, subdomains included."""
+    def hostname(value: str) -> str:
+        value = value.strip().lower()
+        return value.split("]")[0] + "]" if value.startswith("[") else value.rsplit(":", 1)[0]
+
+    mine, public = hostname(host), hostname(public_host)
+    return mine == public or (public == "localhost" and mine in LOOPBACK)
 
 
 def is_page_visit(scope: Scope) -> bool:
@@ -147,17 +165,18 @@ def is_top_level_visit(scope: Scope) -> bool:
     return is_page_visit(scope) and Headers(scope=scope).get("sec-fetch-dest", "document") == "document"
 
 
-def as_served(target: Target, route: Route, origins: AppOrigins) -> Target:
+def as_served(target: Target, route: Route, origins: AppOrigins, own_origins: bool) -> Target:
     """The target with the platform's headers for where it is served: ``frame-ancestors`` (disable_embedding)
     names the platform's origins besides the app's own, since the app page frames the host form; on the path form,
-    when apps have origins of their own, the sandbox policy."""
+    when apps have origins of their own (``own_origins``: ``AppOrigins.apply_to`` the request), the sandbox
+    policy."""
     if not isinstance(target, Upstream | StaticSite):
         return target
     headers = target.headers
     add = tuple((name, f"{value} {' '.join(origins.platform_origins)}".strip())
                 if name == "content-security-policy" and value.startswith("frame-ancestors") else (name, value)
                 for name, value in headers.add)
-    if origins.host_links and not route.via_host:
+    if own_origins and not route.via_host:
         add += (PATH_FORM_POLICY,)
     if add == headers.add:
         return target

@@ -91,7 +91,7 @@ class Gateway:
         if route is None:
             await self.app(scope, receive, send)
             return
-        if self.origins.host_links and not route.via_host and is_page_visit(scope) and await self._own_host(route):
+        if self.origins.apply_to(scope) and not route.via_host and is_page_visit(scope) and await self._own_host(route):
             # a page of the app must not run on the platform's origin: send the browser to the app's own
             await self._redirect(scope, receive, send, self.origins.host_link(scope, route.owner, route.name,
                                                                                    route.rest))
@@ -120,7 +120,7 @@ class Gateway:
             # the platform's session never comes here: a member gets a pass there (a stranger a 404 there)
             await self._redirect(scope, receive, send, self.origins.opener(scope, route), query=False)
             return True
-        target = as_served(target, route, self.origins)
+        target = as_served(target, route, self.origins, self.origins.apply_to(scope))
         if isinstance(target, Pending) and (target.stage == "SLEEPING" or self._waking_up(route)):
             route, target = await self._wake(scope, route, target)
         if isinstance(target, Upstream):

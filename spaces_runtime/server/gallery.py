@@ -26,6 +26,7 @@ from spaces_runtime.auth.passes import PASS_PARAM
 from spaces_runtime.auth.principal import ANONYMOUS, Principal
 from spaces_runtime.config import templates_dir
 from spaces_runtime.errors import NotFoundError, SpacesError
+from spaces_runtime.gateway.access import on_public_host
 from spaces_runtime.names import RESERVED_OWNERS
 from spaces_runtime.names import space_id as make_space_id
 from spaces_runtime.server.api import liker_of
@@ -289,11 +290,18 @@ def find_space(request: Request, owner: str, name: str, who: Principal) -> dict[
     return None if record is None else space_view(record, request.app.state.platform.settings.public_link_host)
 
 
+def host_links(request: Request) -> bool:
+    """Whether this browser opens apps on their own hosts (gateway/access.py: it came by the public host)."""
+    settings = request.app.state.platform.settings
+    return settings.host_links_available and on_public_host(request.headers.get("host", ""),
+                                                            settings.public_link_host)
+
+
 def app_link(request: Request, space: dict[str, Any], who: Principal, rest: str = "/") -> str:
     """Where a browser opens the app: its own origin (the host form) when host links resolve, so its script never
     runs beside the platform's pages; a private app's link carries a pass for this member (auth/passes.py)."""
     p = request.app.state.platform
-    if not p.settings.host_links_available:
+    if not host_links(request):
         return f"/spaces/{space['id']}{rest}"
     link = space["host_url"].rstrip("/") + rest
     token = p.auth.issue_pass(who.name, space["id"]) if space["private"] and who.name else None
@@ -348,8 +356,7 @@ def app_page(owner: str, name: str, request: Request) -> HTMLResponse:
     liker = liker_of(request, who)  # as the like API counts
     card = space["card"]
     return page(request, "space.html", who, **panel_context(request, space, who),
-                app_url=space["host_url"] if request.app.state.platform.settings.host_links_available
-                else space["url"],
+                app_url=space["host_url"] if host_links(request) else space["url"],
                 memory=space_pss(request.app.state.platform.supervisor, space["id"]),
                 liked=bool(liker) and store.has_liked(space["id"], liker or ""),
                 may_change=rules.may_write(who, space["owner"]),

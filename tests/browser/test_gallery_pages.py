@@ -84,8 +84,11 @@ def test_embedding_and_header_keys_are_honoured(platform: Platform, client: Test
     private = client.get("/alice/private").text
     assert 'id="embed"' not in private and 'panel-app full' in private and "space-page mini" in private
     assert 'id="embed"' in client.get("/alice/open").text
-    # the frame shows the app on its own origin (the host form), never beside the platform's pages
-    assert '<iframe class="app-frame" src="http://alice-open.localhost:7000/"' in client.get("/alice/open").text
+    # a browser that came by the public host sees the app on its own origin (the host form), never beside the
+    # platform's pages; one that came by another name for the platform might not resolve it: the path form
+    public = client.get("/alice/open", headers={"host": "localhost:7000"}).text
+    assert '<iframe class="app-frame" src="http://alice-open.localhost:7000/"' in public
+    assert '<iframe class="app-frame" src="/spaces/alice/open/"' in client.get("/alice/open").text  # testserver
 
 
 def test_unknown_reserved_and_odd_names_get_a_friendly_404(platform: Platform, client: TestClient) -> None:

@@ -79,9 +79,20 @@ PATH = Route("alice", "demo", "/", via_host=False)
 HOST = Route("alice", "demo", "/", via_host=True)
 
 
+def test_host_links_serve_browsers_that_came_by_the_public_host() -> None:
+    def scope(host: str) -> dict[str, object]:
+        return {"type": "http", "headers": [(b"host", host.encode())]}
+
+    assert ORIGINS.apply_to(scope("localhost:7000")) and ORIGINS.apply_to(scope("127.0.0.1:7000"))
+    assert not ORIGINS.apply_to(scope("192.168.1.5:7000"))  # another name for it: as before
+    named = app_origins(True, "spaces.example.com", 443, None)
+    assert named.apply_to(scope("spaces.example.com")) and not named.apply_to(scope("127.0.0.1:443"))
+    assert not AppOrigins(False, "localhost:7000").apply_to(scope("localhost:7000"))
+
+
 def test_disable_embedding_lets_the_platforms_pages_frame_the_apps_own_origin() -> None:
     framed = as_served(Upstream("http://10.0.0.2:1", headers=ResponseHeaders(
-        add=(("content-security-policy", "frame-ancestors 'self'"),))), HOST, ORIGINS)
+        add=(("content-security-policy", "frame-ancestors 'self'"),))), HOST, ORIGINS, True)
     assert isinstance(framed, Upstream)
     (name, policy), = framed.headers.add
     assert name == "content-security-policy"
@@ -90,12 +101,12 @@ def test_disable_embedding_lets_the_platforms_pages_frame_the_apps_own_origin() 
 
 
 def test_on_the_path_form_an_app_never_becomes_a_page_of_the_platforms_origin() -> None:
-    served = as_served(StaticSite(root=Path("/x")), PATH, ORIGINS)
+    served = as_served(StaticSite(root=Path("/x")), PATH, ORIGINS, True)
     assert isinstance(served, StaticSite)
     assert served.headers.add == (("content-security-policy", "sandbox"),)
-    assert as_served(Upstream("http://10.0.0.2:1"), HOST, ORIGINS).headers.add == ()  # its own origin: as it is
-    assert as_served(Upstream("http://10.0.0.2:1"), PATH, AppOrigins()).headers.add == ()  # no host links
-    assert as_served(Pending("BUILDING"), PATH, ORIGINS) == Pending("BUILDING")
+    assert as_served(Upstream("http://10.0.0.2:1"), HOST, ORIGINS, True).headers.add == ()  # its own origin: as it is
+    assert as_served(Upstream("http://10.0.0.2:1"), PATH, AppOrigins(), False).headers.add == ()  # no host links
+    assert as_served(Pending("BUILDING"), PATH, ORIGINS, True) == Pending("BUILDING")
 
 
 def test_the_app_origin_cookie_is_partitioned_where_browsers_allow_it() -> None:
