@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import typer
@@ -14,6 +15,7 @@ nodes_app = typer.Typer(help="The swarm's nodes (spaces serve --backend swarm)."
 app.add_typer(nodes_app, name="nodes")
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="the node's hostname (see `spaces nodes`)")]
 GIB = 1024 ** 3
+WAIT_S = 960.0  # a little over the platform's own wait for the rolling updates (swarm.nodes.DRAIN_WAIT_S)
 
 
 @nodes_app.callback()
@@ -33,14 +35,24 @@ def nodes(ctx: typer.Context, server: ServerOpt = None, as_json: JsonOpt = False
 
 
 @nodes_app.command()
-def drain(name: NameArg, server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+def drain(name: NameArg, server: ServerOpt = None, as_json: JsonOpt = False,
+          wait: Annotated[bool, typer.Option(help="return once the node is drained")] = True) -> None:
     """Move the platform's apps off NAME (each a rolling update: no failed request), then drain it."""
-    answer = client(server).call("POST", f"/api/nodes/{name}/drain")
+    platform = client(server)
+    answer = platform.call("POST", f"/api/nodes/{name}/drain")
+    if not as_json:
+        moved = ", ".join(answer["moved"]) or "no apps"
+        out.print(f"moving {moved} off {name} (rolling updates: each new task serves before an old one stops)")
+    deadline = time.monotonic() + WAIT_S
+    while wait and time.monotonic() < deadline:
+        node = next((n for n in platform.call("GET", "/api/nodes") if n["name"] == name), None)
+        if node is None or node["availability"] == "drain":
+            break
+        time.sleep(1)
     if as_json:
         print_json(answer)
-        return
-    moved = ", ".join(answer["moved"]) or "no apps"
-    out.print(f"{name} drained; moving {moved} to the other nodes (spaces nodes shows where they run)")
+    elif wait:
+        out.print(f"{name} drained; `spaces nodes` shows where the apps run now")
 
 
 @nodes_app.command()

@@ -14,6 +14,7 @@ from spaces_runtime.swarm.nodes import Nodes
 from spaces_runtime.wiring.platform import Platform
 
 router = APIRouter(prefix="/api/nodes", dependencies=[Depends(require_admin)])
+_draining: set[asyncio.Task[None]] = set()
 
 
 class NotSwarmError(SpacesError):
@@ -36,8 +37,14 @@ async def list_nodes(p: PlatformDep) -> list[dict[str, Any]]:
 
 @router.post("/{name}/drain")
 async def drain(p: PlatformDep, name: str) -> dict[str, Any]:
-    """Move this platform's apps off the node (rolling, start-first), then drain it."""
-    return {"node": name, "moved": await asyncio.to_thread(nodes_of(p).drain, name)}
+    """Start moving this platform's apps off the node (rolling, start-first); it is drained once they are off
+    (its availability in GET /api/nodes turns to drain)."""
+    nodes = nodes_of(p)
+    moved = await asyncio.to_thread(nodes.move_off, name)
+    task = asyncio.create_task(asyncio.to_thread(nodes.finish_drain, name))
+    _draining.add(task)  # held until done: the loop keeps only weak references to tasks
+    task.add_done_callback(_draining.discard)
+    return {"node": name, "moved": moved}
 
 
 @router.post("/{name}/activate")

@@ -138,7 +138,7 @@ def service_config(spec: LaunchSpec, limits: Limits, *, image: str, platform: st
         "mode": ServiceMode("replicated", replicas=replicas),
         "restart_policy": RestartPolicy(condition="any", delay=NANO, max_attempts=0, window=0),
         "update_config": UpdateConfig(parallelism=1, order="start-first", failure_action="rollback",
-                                      monitor=5 * NANO),
+                                      monitor=2 * NANO),
         "endpoint_spec": EndpointSpec(mode="dnsrr", ports=[{"Protocol": "tcp", "TargetPort": spec.app_port,
                                                             "PublishMode": "host"}]),
         "stop_signal": "SIGWINCH",

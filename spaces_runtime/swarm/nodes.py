@@ -3,12 +3,13 @@
 Draining a node with ``availability=drain`` alone stops its tasks first and starts their replacements elsewhere
 afterwards: a space with one replica would be down meanwhile. So each of the platform's services with a task
 there first gets a placement constraint ``node.hostname!=NAME``, which is an ordinary rolling update (start-first:
-the new task elsewhere passes its health check before the old one is told to stop); only then is the node set
-to drain, which finds nothing of ours left to stop. ``activate`` lifts both.
+the new task elsewhere passes its health check before the old one is told to stop); only once those are through
+is the node set to drain, which then finds nothing of ours left to stop. ``activate`` lifts both.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,6 +21,8 @@ from spaces_runtime.supervisor.docker import PLATFORM_LABEL, SPACE_LABEL
 from spaces_runtime.supervisor.swarm import GPU_LABEL
 
 _GPU_KINDS = ("gpu", "nvidia-gpu", "nvidia.com/gpu")
+DRAIN_WAIT_S = 900.0  # the rolling updates of every app on the node; a slow start counts its startup time
+POLL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -83,16 +86,24 @@ class Nodes:
                 node.update({**spec, "Labels": {**spec.get("Labels", {}), GPU_LABEL: count}})
                 node.reload()
 
-    def drain(self, name: str) -> list[str]:
-        """Move the platform's tasks off ``name`` (rolling, start-first), then drain it; the spaces moved."""
+    def move_off(self, name: str) -> list[str]:
+        """Start moving the platform's tasks off ``name`` (rolling, start-first); the spaces that move."""
         node = self._node(name)
         moved = []
         for service in self._services():
-            if any(t.get("NodeID") == node.id for t in service.tasks(filters={"desired-state": "running"})):
+            if self._tasks_on(service, node.id):
                 self._constrain(service, f"node.hostname!={name}", add=True)
                 moved.append(service.attrs["Spec"].get("Labels", {}).get(SPACE_LABEL, service.name))
-        self._availability(node, "drain")
         return sorted(moved)
+
+    def finish_drain(self, name: str, timeout_s: float = DRAIN_WAIT_S) -> None:
+        """Once no task of ours runs on ``name`` any more (the rolling updates are through), or ``timeout_s``
+        passed, drain it. Draining earlier would stop a task before its replacement passed its health check."""
+        node = self._node(name)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(self._tasks_on(s, node.id) for s in self._services()):
+            time.sleep(POLL_S)
+        self._availability(node, "drain")
 
     def activate(self, name: str) -> None:
         node = self._node(name)
@@ -101,6 +112,10 @@ class Nodes:
             self._constrain(service, f"node.hostname!={name}", add=False)
 
     # --- helpers -----------------------------------------------------------------------------------------
+    @staticmethod
+    def _tasks_on(service: Any, node_id: str) -> list[dict[str, Any]]:
+        return [t for t in service.tasks(filters={"desired-state": "running"}) if t.get("NodeID") == node_id]
+
     def _services(self) -> list[Any]:
         return list(self.client.services.list(filters={"label": f"{PLATFORM_LABEL}={self.platform}"}))
 
