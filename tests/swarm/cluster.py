@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -245,8 +244,8 @@ class Cluster:
         sh("ip", "link", "del", BRIDGE, check=False)
         while self._rules:
             sh("iptables", "-D", *self._rules.pop(), check=False)
-        for node in self.nodes:
-            shutil.rmtree(node.root, ignore_errors=True)
+        # `rm -rf`, not shutil.rmtree: the engines' image layers are GBs of small files, and it is several times faster
+        sh("rm", "-rf", *(str(node.root) for node in self.nodes), check=False)
 
     @staticmethod
     def _unmount(root: Path) -> None:

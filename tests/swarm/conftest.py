@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from cluster import Cluster, leftovers
 from prerequisites import missing
-from swarmkit import sdk_images
+from swarmkit import SWARM_EXAMPLES, ManagerPlatform, manager_platform, sdk_images, twin_apps
 
 from builder.docker.render import BOOTSTRAP_BASE
+from spaces_harness import EXAMPLES, copy_app
 from spaces_runtime.config import Settings
 from spaces_runtime.errors import BackendError
 
@@ -40,3 +41,21 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         made.stop()
     left = leftovers()
     assert not left, f"the cluster left {left} behind"
+
+
+@pytest.fixture(scope="session")
+def platform(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerPlatform]:
+    """One `spaces serve --backend swarm` for both modules (images pushed once): the examples, and two apps with
+    2 replicas that say which task served them (tests/twin: Gradio, tests/lit: Streamlit)."""
+    root = tmp_path_factory.mktemp("swarm-platform")
+    for name in SWARM_EXAMPLES:
+        copy_app(EXAMPLES / name, root / "examples" / name)
+    server = manager_platform(cluster, root, ["--examples", str(root / "examples")])
+    server.start()
+    try:
+        for space_id, folder in twin_apps(root).items():
+            server.cli("deploy", str(folder), "--name", space_id, check=True, timeout=900)
+        server.wait_all_running(timeout=900)
+        yield server
+    finally:
+        server.stop()

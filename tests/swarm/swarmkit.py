@@ -25,10 +25,47 @@ from builder import releases
 from builder import spec as specs
 from builder.docker import ImageBuilder, connect, ensure_base_image
 from builder.docker.render import BOOTSTRAP_BASE, sdk_image_for
-from spaces_harness import REPO, Platform
+from spaces_harness import REPO, Platform, write_app
 from spaces_runtime.config import Settings
 
 SDK_APPS = (REPO / "examples" / "sentiment", REPO / "examples" / "data-explorer")  # one gradio, one streamlit
+# One Gradio and one Streamlit example: each other core example only adds requirements (covered by the docker
+# backend's tests), and every build here installs them from the index again in a fresh engine: minutes on 2 cores
+SWARM_EXAMPLES = ("sentiment", "data-explorer")
+GRADIO_TWIN = """import socket
+import gradio as gr
+
+def who(_: str) -> str:
+    return "{text} from " + socket.gethostname()
+
+with gr.Blocks() as demo:
+    gr.Markdown("{text} served by " + socket.gethostname())
+    box = gr.Textbox()
+    out = gr.Textbox()
+    box.submit(who, box, out, api_name="who")
+
+demo.launch()
+"""
+STREAMLIT_TWIN = """import socket
+import streamlit as st
+
+st.write("streamlit served by " + socket.gethostname())
+"""
+
+
+def twin_readme(sdk: str, version: str) -> str:
+    return f"---\ntitle: Twin\nsdk: {sdk}\nsdk_version: {version}\napp_file: app.py\nreplicas: 2\n---\n"
+
+
+def gradio_twin(folder: Path, text: str) -> Path:
+    """A Gradio app with 2 replicas whose page and API say which task (container hostname) answered."""
+    return write_app(folder, {"README.md": twin_readme("gradio", "6.31.0"),
+                              "app.py": GRADIO_TWIN.replace("{text}", text)})
+
+
+def twin_apps(root: Path) -> dict[str, Path]:
+    lit = write_app(root / "lit", {"README.md": twin_readme("streamlit", "1.67.0"), "app.py": STREAMLIT_TWIN})
+    return {"tests/twin": gradio_twin(root / "twin", "v1"), "tests/lit": lit}
 
 
 def sdk_images(settings: Settings) -> list[str]:

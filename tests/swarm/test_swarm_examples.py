@@ -1,62 +1,35 @@
-"""`spaces serve --backend swarm` end to end on a three-node swarm: the core examples, built on the manager,
-pushed to the platform's registry and run as services on whichever nodes swarm picks, answer through the gateway
-exactly as on the other backends; a pulled image also serves with `docker run` alone.
+"""`spaces serve --backend swarm` end to end on a three-node swarm: examples built on the manager, pushed to the
+platform's registry and run as services on whichever nodes swarm picks, answer through the gateway exactly as
+on the other backends; a pulled image also serves with `docker run` alone.
 
-The core examples (the same four as the docker backend's test) stand for all: the other three need the model
-runner, which swarm tasks do not reach yet (README: Docker Swarm)."""
+Two examples stand for all (swarmkit.SWARM_EXAMPLES: one Gradio, one Streamlit): the other core examples only
+add requirements, and the three runner examples need the model runner, which swarm tasks do not reach yet
+(README: Docker Swarm)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from cluster import Cluster
-from swarmkit import ManagerPlatform, manager_platform, node_names, tasks_of, wait_http
+from swarmkit import SWARM_EXAMPLES, ManagerPlatform, node_names, tasks_of, wait_http
 
-from example_checks import (
-    CORE_EXAMPLES,
-    check_audio_lab,
-    check_image_filters,
-    check_sentiment,
-    check_streamlit_script_runs,
-)
-from spaces_harness import EXAMPLES, copy_app
+from example_checks import check_sentiment, check_streamlit_script_runs
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1500)]  # the first test waits for the builds
 
 
-@pytest.fixture(scope="module")
-def platform(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerPlatform]:
-    root = tmp_path_factory.mktemp("swarm-examples")
-    examples = root / "examples"
-    for name in CORE_EXAMPLES:
-        copy_app(EXAMPLES / name, examples / name)
-    server = manager_platform(cluster, root, ["--examples", str(examples)])
-    server.start()
-    try:
-        server.wait_all_running(timeout=900)
-        yield server
-    finally:
-        server.stop()
-
-
-def test_every_core_example_answers_from_swarm_tasks(platform: ManagerPlatform, cluster: Cluster,
-                                                     tmp_path: Path) -> None:
+def test_the_examples_answer_from_swarm_tasks(platform: ManagerPlatform, cluster: Cluster) -> None:
     client = cluster.manager.client()
-    for name in CORE_EXAMPLES:
+    for name in SWARM_EXAMPLES:
         assert platform.space(f"examples/{name}")["runtime"]["backend"] == "swarm"
         tasks = tasks_of(client, f"examples/{name}")
         assert len(tasks) == 1, tasks
         image = tasks[0]["Spec"]["ContainerSpec"]["Image"]
         assert image.startswith(f"{cluster.manager.ip}:5000/") and "@sha256:" in image, image
     check_sentiment(platform.example_url("sentiment"))
-    check_image_filters(platform.example_url("image-filters"), tmp_path)
-    check_audio_lab(platform.example_url("audio-lab"), tmp_path)
     check_streamlit_script_runs(platform.example_url("data-explorer"))
     nodes = node_names(client)
-    placed = {nodes[t["NodeID"]] for name in CORE_EXAMPLES for t in tasks_of(client, f"examples/{name}")}
+    placed = {nodes[t["NodeID"]] for name in SWARM_EXAMPLES for t in tasks_of(client, f"examples/{name}")}
     assert placed - {"spt-mgr"}, f"every example ran on the manager: swarm placed nothing on a worker ({placed})"
 
 
