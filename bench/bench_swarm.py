@@ -67,6 +67,9 @@ def redeploy_s(platform: Platform, work: Path, text: str, replicas: int, cluster
 
 
 def docker_redeploys(work: Path, rounds: int) -> list[float]:
+    # the docker backend's build contexts go to DATA_DIR/docker, which only a base-image bootstrap creates; with
+    # SPACES_BASE_IMAGE present the first build would find no folder (reported; wiring/swarm.py makes its own)
+    (work / "docker-data" / "docker").mkdir(parents=True)
     platform = Platform(work / "docker-data", extra_args=["--backend", "docker"],
                         env={"SPACES_RUNNER_ENABLED": "0", "SPACES_BASE_IMAGE": BOOTSTRAP_BASE}).start()
     try:
@@ -82,6 +85,7 @@ def swarm_runs(work: Path, args: argparse.Namespace) -> tuple[dict[int, list[flo
         names = sdk_images(Settings(backend="docker", base_image=BOOTSTRAP_BASE))
         cluster.start()
         cluster.load_images(names)
+        (work / "swarm-platform").mkdir()
         platform = manager_platform(cluster, work / "swarm-platform")
         platform.start()
         try:
