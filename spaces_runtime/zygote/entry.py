@@ -24,6 +24,7 @@ _START_PATH = list(sys.path)  # as the interpreter set it for this script: [this
 del sys.path[0]  # nothing in this folder may shadow a package of the app's environment
 
 import argparse  # noqa: E402  (after the sys.path fix above, on purpose)
+import gc  # noqa: E402
 import importlib  # noqa: E402
 import importlib.machinery  # noqa: E402
 import importlib.util  # noqa: E402
@@ -109,6 +110,10 @@ def _preload(modules: list[str]) -> str | None:
             importlib.import_module(name)
         except Exception as exc:  # an SDK that cannot be imported here: the exec'd app will say why
             return f"importing {name} failed: {type(exc).__name__}: {exc}"
+    # the imported objects go to the collector's permanent generation: a fork's collections never walk them, so
+    # they never write to (and copy) the pages the forks share (CPython's gc.freeze, made for pre-fork servers)
+    gc.collect()
+    gc.freeze()
     if threading.active_count() > 1:
         names = ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
         return f"the SDK started {threading.active_count() - 1} Python thread(s) at import ({names})"
