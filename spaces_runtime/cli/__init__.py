@@ -64,7 +64,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default 7000)")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="where spaces, envs and logs live")] = None,
-    backend: Annotated[str | None, typer.Option(help="process | docker")] = None,
+    backend: Annotated[str | None, typer.Option(help="process | docker | swarm")] = None,
     examples: Annotated[Path | None, typer.Option(help="deploy every app folder in this folder on start")] = None,
     public_host: Annotated[str | None, typer.Option(help="host name in shared links (default localhost:PORT)")] = None,
 ) -> None:
