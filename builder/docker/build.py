@@ -85,6 +85,8 @@ class ImageBuilder:
         self.settings = settings
         self.environ = dict(environ or {})
         self.work_dir = work_dir
+        if work_dir is not None:  # build contexts go there; only bootstrapping a base image made it before
+            work_dir.mkdir(parents=True, exist_ok=True)
         self.inputs_of = inputs_of
         self._cli: BuildCli | None = None
 
