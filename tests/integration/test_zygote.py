@@ -185,6 +185,7 @@ def _visit(url: str, seen: dict[str, Any]) -> None:
             errors: list[str] = []
             page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if _server_error(r) else None)
             page.goto(url)
+            seen["page"] = lambda: f"{page.url}: {page.content()[:1500]}"  # what it shows, if it fails
             page.get_by_role("button", name="Submit").click(timeout=120_000)  # the app itself, woken
             page.locator("textarea").last.wait_for()
             answered = page.wait_for_function(
@@ -192,8 +193,9 @@ def _visit(url: str, seen: dict[str, Any]) -> None:
                 timeout=60_000)
             seen.update(answered=bool(answered), server_errors=errors)
             browser.close()
-    except Exception as exc:  # reported to the test's thread
-        seen["error"] = repr(exc)
+    except Exception as exc:  # reported to the test's thread, with what the page showed
+        shown = seen.pop("page", None)
+        seen["error"] = f"{exc!r}; the page: {shown() if shown else 'none'}"
 
 
 def _server_error(response: Any) -> bool:
