@@ -1,5 +1,5 @@
-"""Apps forked from a zygote on the process backend's sandbox: a real `spaces serve` (SPACES_ZYGOTE on, as by
-default), real Gradio and Streamlit apps, real clients.
+"""Apps forked from a zygote on the process backend's sandbox: a real `spaces serve` (SPACES_ZYGOTE=1: it is
+off by default), real Gradio and Streamlit apps, real clients.
 
 A forked app must not be able to tell it was not exec'd: the probe app reports what an app sees of itself, and a
 twin of it that is exec'd (a space variable the SDK could read at import sends its launch to exec) must report
@@ -73,7 +73,7 @@ STREAMLIT_APP = "import streamlit as st\nst.title('awake and well')\n"
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("zygote")
-    server = Platform(root / "data", env={"SPACES_RUNNER_ENABLED": "false"})
+    server = Platform(root / "data", env={"SPACES_RUNNER_ENABLED": "false", "SPACES_ZYGOTE": "1"})
     (root / "data").mkdir()
     server.start()
     try:
