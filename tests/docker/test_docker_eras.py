@@ -1,9 +1,11 @@
 """Old-era Spaces whose README asks for a Python the base image does not have deploy on the docker backend: a
-Gradio 4.44 and a Streamlit 1.17 Space with `python_version: "3.9"` and a Gradio 6.31 one with
+Gradio 4.44 Space with `python_version: "3.9"` and a Gradio 6.31 one with
 `python_version: "3.12"` each build an image (the host's interpreter of that version copied into the SDK image:
 nothing is downloaded), run in their hardened containers and answer through the gateway with the same named
 endpoints and outputs as the same app run directly in a virtualenv of its era (Gradio called with the
-gradio_client of its era, Streamlit over its era's WebSocket, without an exception)."""
+gradio_client of its era). Streamlit's old eras (1.17's health and stream paths) are the process backend's
+test_eras.py: the docker backend renders them from the same table (sdk_eras), and one more SDK image build here
+cost ~70 s of the suite's 30 minutes."""
 
 from __future__ import annotations
 
@@ -30,15 +32,13 @@ from spaces_runtime.supervisor.docker import PLATFORM_LABEL, platform_id
 
 # the era apps and their direct runs are shared with the process backend's tests/integration/test_eras.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from era_apps import GRADIO_4, PYTHON_3_12, STREAMLIT_1_17, EraApp, direct_venv, probe, running_directly
+from era_apps import GRADIO_4, PYTHON_3_12, EraApp, direct_venv, probe, running_directly
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
 OWNER = "eras"
-# Gradio 4.44 and Streamlit 1.17 (health and stream before 1.18's /_stcore) on Python 3.9, as Spaces of their
-# time pinned it, and the 3.12 app: none is the base image's 3.11
+# Gradio 4.44 on Python 3.9, as Spaces of its time pinned it, and the 3.12 app: neither is the base image's 3.11
 APPS = (
     replace(GRADIO_4, name="gradio-4-44-py39", python_version="3.9"),
-    replace(STREAMLIT_1_17, name="streamlit-1-17-py39", python_version="3.9"),
     PYTHON_3_12,
 )
 
