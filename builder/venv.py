@@ -104,8 +104,8 @@ class VenvBuilder:
         self.envs_dir = Path(envs_dir)
         self.settings = settings
         self.jail = jail
-        self._readable: list[Path] = []  # what the jailed build may read besides its own folder: the interpreter
-        self._uv_pythons: list[Path] = []  # uv's own interpreters (``uv python dir``), when it has any
+        # per build (builds of several spaces run at once): what its jailed uv may read besides its own folder
+        self._readable: dict[Path, list[Path]] = {}
         # the platform's environment (PATH, HOME, proxies): where interpreters are looked for, what uv inherits
         self.environ = dict(os.environ if environ is None else environ)
 
@@ -146,7 +146,8 @@ class VenvBuilder:
         started = time.monotonic()
         try:
             choice = self.interpreter(plan, log)
-            self._readable = [*_interpreter_dirs(choice), self.lock_path(plan.env_hash), *self._uv_pythons]
+            self._readable[scratch] = [*_interpreter_dirs(choice), self.lock_path(plan.env_hash),
+                                       *self._uv_pythons()]
             self._create(plan, choice, scratch, log)
             resolution = self._populate(plan, choice, scratch, log)
             lock = self._record_lock(plan, scratch)
@@ -159,12 +160,12 @@ class VenvBuilder:
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
+        finally:
+            self._readable.pop(scratch, None)
 
     def interpreter(self, plan: BuildPlan, log: LogSink) -> pythons.Choice:
         """The host's interpreter for the plan's python_version, announced in the build log."""
-        uv_pythons = pythons.uv_python_dir(find_uv(), self.environ)
-        self._uv_pythons = [uv_pythons] if uv_pythons is not None else []
-        found = pythons.discover(self.settings, self.environ, uv_pythons)
+        found = pythons.discover(self.settings, self.environ, pythons.uv_python_dir(find_uv(), self.environ))
         choice = pythons.choose(plan.python_version, found, origin=plan.python_origin,
                                 nearest=self.settings.python_nearest, downloads=self.settings.python_downloads)
         log(f"==> {choice.note}")
@@ -284,7 +285,12 @@ class VenvBuilder:
         env = child_env(self.settings, self.environ)
         if self.jail is None:
             return command, env
-        return self.jail.wrap(command, scratch, self._readable), self.jail.environment(env)
+        return self.jail.wrap(command, scratch, self._readable.get(scratch, [])), self.jail.environment(env)
+
+    def _uv_pythons(self) -> list[Path]:
+        """uv's own interpreters (``uv python dir``), when it has any: a jailed ``uv venv`` may look there."""
+        found = pythons.uv_python_dir(find_uv(), self.environ) if self.jail is not None else None
+        return [found] if found is not None else []
 
 
 def _interpreter_dirs(choice: pythons.Choice) -> list[Path]:
