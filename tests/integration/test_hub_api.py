@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -271,6 +272,9 @@ def test_lifecycle_sleep_time_and_hardware(hub: Hub, hello: str) -> None:
 
 
 def test_a_sleeping_space_wakes_for_gradio_client(hub: Hub, hello: str) -> None:
+    with warnings.catch_warnings():  # huggingface_hub's own note about sleep times on free hardware
+        warnings.simplefilter("ignore", UserWarning)
+        hub.api("alice").set_space_sleep_time(hello, SLEEP_AFTER_S)  # the space's own sleep time puts it to sleep
     hub.wait_stage(hello, {"RUNNING"})
     hub.wait_stage(hello, {"SLEEPING"}, timeout=SLEEP_AFTER_S * 6)
     done = hub.client_by_id(hello, "alice", "sleepy")
