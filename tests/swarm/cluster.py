@@ -263,17 +263,29 @@ def _node_cgroups(node: Node) -> list[Path]:
 
 
 def _kill_all(group: Path) -> None:
-    for procs in group.rglob("cgroup.procs"):
+    for procs in _walk(group, "cgroup.procs"):
         with contextlib.suppress(OSError):
             for pid in procs.read_text().split():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
 
 
+def _walk(group: Path, name: str | None = None) -> list[Path]:
+    """Folders under ``group`` (or the files called ``name`` in them), tolerating cgroups that vanish while they
+    are read: the engine removes its containers' cgroups as their processes die (pathlib's rglob raises then)."""
+    found = []
+    for root, dirs, files in os.walk(group, onerror=lambda _: None):
+        if name is None:
+            found += [Path(root) / d for d in dirs]
+        elif name in files:
+            found.append(Path(root) / name)
+    return found
+
+
 def _remove_cgroup(group: Path) -> None:
     """Deepest first; a cgroup whose last process is still dying refuses rmdir for a moment."""
     deadline = time.monotonic() + 10
-    children = sorted((p for p in group.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
+    children = sorted(_walk(group), key=lambda p: len(p.parts), reverse=True)
     for child in [*children, group]:
         while True:
             try:
