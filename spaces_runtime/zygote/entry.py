@@ -60,8 +60,11 @@ if TYPE_CHECKING:
 else:
     enter, wire = _sibling("enter"), _sibling("wire")
 
+# what a fork restores: the interpreter's dispositions at the zygote's start, but SIGHUP as an exec'd app has it
+# (default): under `nohup` the platform, and so the zygote, ignore SIGHUP, while the exec chain's app does not
 _DISPOSITIONS = {
-    sig: signal.getsignal(sig) for sig in signal.valid_signals() if sig not in (signal.SIGKILL, signal.SIGSTOP)
+    sig: signal.SIG_DFL if sig == signal.SIGHUP else signal.getsignal(sig)
+    for sig in signal.valid_signals() if sig not in (signal.SIGKILL, signal.SIGSTOP)
 }
 
 
