@@ -195,7 +195,11 @@ def _visit(url: str, seen: dict[str, Any]) -> None:
             browser.close()
     except Exception as exc:  # reported to the test's thread, with what the page showed
         shown = seen.pop("page", None)
-        seen["error"] = f"{exc!r}; the page: {shown() if shown else 'none'}"
+        try:
+            page_text = shown() if shown else "none"
+        except Exception as closed:  # the page went with Playwright: say so rather than lose the first error
+            page_text = f"unreadable ({closed!r})"
+        seen["error"] = f"{exc!r}; the page: {page_text}"
 
 
 def _server_error(response: Any) -> bool:
