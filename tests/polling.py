@@ -77,3 +77,14 @@ def wait_answering(process: subprocess.Popen[bytes], url: str, log: Path, timeou
         wait_until(answers, timeout, f"{url} to answer", interval=0.3, ignoring=(httpx.TransportError,))
     except AssertionError as exc:
         raise AppNotAnswering(f"{exc}:\n{log.read_text()[-3000:]}") from None
+
+
+def wait_http(url: str, timeout_s: float = 90.0, expect: str | None = None) -> httpx.Response:
+    """The response once ``url`` answers 200 (with ``expect`` in its body, when given)."""
+
+    def answered() -> httpx.Response | None:
+        response = httpx.get(url, timeout=5)
+        return response if response.status_code == 200 and (expect is None or expect in response.text) else None
+
+    return wait_until(answered, timeout_s, f"{url} to answer 200" + (f" with {expect!r}" if expect else ""),
+                      interval=0.5, ignoring=(httpx.HTTPError,))

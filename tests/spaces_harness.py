@@ -48,10 +48,14 @@ class Platform:
     def log_path(self) -> Path:
         return self.data_dir.parent / f"serve-{self.port}.log"
 
+    def command(self) -> list[str]:
+        """How this platform's `spaces serve` is started."""
+        return [sys.executable, "-m", "spaces_runtime.cli", "serve", "--port", str(self.port),
+                "--data-dir", str(self.data_dir), *self.extra_args]
+
     def start(self, timeout: float = 60) -> Platform:
         env = {**os.environ, "SPACES_SERVER": self.url, "PYTHONUNBUFFERED": "1", **self.env}
-        argv = [sys.executable, "-m", "spaces_runtime.cli", "serve", "--port", str(self.port),
-                "--data-dir", str(self.data_dir), *self.extra_args]
+        argv = self.command()
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)

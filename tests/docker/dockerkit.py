@@ -6,8 +6,7 @@ import asyncio
 import shutil
 from pathlib import Path
 
-import httpx
-from polling import wait_until
+from polling import wait_http
 
 from builder import plan as plans
 from builder import spec as specs
@@ -30,13 +29,6 @@ def launch_spec(space_id: str, image: BuiltImage, sdk: str, **overrides: object)
     fields.update(overrides)
     return LaunchSpec(**fields)  # type: ignore[arg-type]
 
-def wait_http(url: str, timeout_s: float = 90.0, expect: str | None = None) -> httpx.Response:
-    def answered() -> httpx.Response | None:
-        response = httpx.get(url, timeout=5)
-        return response if response.status_code == 200 and (expect is None or expect in response.text) else None
-
-    return wait_until(answered, timeout_s, f"{url} to answer 200" + (f" with {expect!r}" if expect else ""),
-                      interval=0.5, ignoring=(httpx.HTTPError,))
 
 def copy_app(name: str, target: Path) -> Path:
     folder = target / name

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import docker
 import pytest
-from dockerkit import build, copy_app, wait_http
+from dockerkit import build, copy_app
 from gradio_client import Client
+from polling import wait_http
 
 from builder.docker import BuiltImage, ImageBuilder
 from builder.docker.engine import layers

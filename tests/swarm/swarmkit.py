@@ -8,17 +8,13 @@ host) reach the platform at the manager's address through the test bridge.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
-import httpx
 from cluster import Cluster
-from polling import wait_until
 
 from builder import plan as plans
 from builder import releases
@@ -91,24 +87,15 @@ class ManagerPlatform(Platform):
     def url(self) -> str:
         return f"http://{self.address}:{self.port}"
 
-    def start(self, timeout: float = 120) -> ManagerPlatform:
-        env = {**os.environ, "SPACES_SERVER": self.url, "PYTHONUNBUFFERED": "1", **self.env}
-        argv = ["nsenter", f"--net=/run/netns/{self.netns}", sys.executable, "-m", "spaces_runtime.cli", "serve",
+    def command(self) -> list[str]:
+        """`spaces serve --backend swarm` in the manager's network namespace, on its swarm address."""
+        return ["nsenter", f"--net=/run/netns/{self.netns}", sys.executable, "-m", "spaces_runtime.cli", "serve",
                 "--host", self.address, "--port", str(self.port), "--public-host", f"{self.address}:{self.port}",
                 "--data-dir", str(self.data_dir), "--backend", "swarm", *self.extra_args]
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"spaces serve exited early:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.2)
-        raise RuntimeError(f"spaces serve did not answer in {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def start(self, timeout: float = 120) -> ManagerPlatform:
+        super().start(timeout)
+        return self
 
 
 def manager_platform(cluster: Cluster, root: Path, extra_args: list[str] | None = None) -> ManagerPlatform:
@@ -130,10 +117,3 @@ def node_names(client: docker.DockerClient) -> dict[str, str]:
     return {n.id: n.attrs["Description"]["Hostname"] for n in client.nodes.list()}
 
 
-def wait_http(url: str, timeout_s: float = 90.0, expect: str | None = None) -> httpx.Response:
-    def answered() -> httpx.Response | None:
-        response = httpx.get(url, timeout=5)
-        return response if response.status_code == 200 and (expect is None or expect in response.text) else None
-
-    return wait_until(answered, timeout_s, f"{url} to answer 200" + (f" with {expect!r}" if expect else ""),
-                      interval=0.5, ignoring=(httpx.HTTPError,))

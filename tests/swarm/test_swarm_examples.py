@@ -11,7 +11,8 @@ from __future__ import annotations
 import httpx
 import pytest
 from cluster import Cluster
-from swarmkit import SWARM_EXAMPLES, ManagerPlatform, node_names, tasks_of, wait_http
+from polling import wait_http
+from swarmkit import SWARM_EXAMPLES, ManagerPlatform, node_names, tasks_of
 
 from example_checks import check_sentiment, check_streamlit_script_runs
 
