@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 200 * 1024 * 1024
     max_unpacked_bytes: int = 1024 * 1024 * 1024
     max_upload_files: int = 20_000
+    # bytes of LFS objects each space may hold: 1 GiB, the Hub's storage limit for a free Space repository. An
+    # object stored once for several spaces counts in full for each (a space's usage never depends on what others
+    # hold). A push or Hub commit that would pass it is refused before any byte is sent
+    space_storage_bytes: int = 1024**3
+    # `spaces gc` leaves an LFS object uploaded within this alone even when no commit references it yet: a push
+    # uploads its objects before git sends the commits that reference them
+    lfs_gc_grace_s: float = 3600.0
 
     # environments
     python_version: str = "3.11"
