@@ -5,6 +5,7 @@ No other module reads ``os.environ``; components receive the Settings (or the fi
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -31,6 +32,20 @@ def _path_list(value: object) -> object:
 PathList = Annotated[list[Path], NoDecode, BeforeValidator(_path_list)]
 
 
+def _networks(value: object) -> object:
+    """SPACES_TRUSTED_PROXIES=10.0.0.5,192.168.0.0/16 — comma-separated addresses or CIDRs, each checked here."""
+    parts = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+    for part in parts if isinstance(parts, list) else ():
+        try:
+            ipaddress.ip_network(str(part), strict=False)
+        except ValueError:
+            raise ValueError(f"trusted proxy {part!r} is not an IP address or a CIDR such as 10.0.0.0/8") from None
+    return parts
+
+
+NetworkList = Annotated[list[str], NoDecode, BeforeValidator(_networks)]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SPACES_", extra="ignore")
 
@@ -49,6 +64,13 @@ class Settings(BaseSettings):
     sign_in_failures_per_account: int = 5
     sign_in_failures_per_address: int = 10
     sign_in_window_s: float = 60.0
+    # a web session ends after this long without a request, and this long after sign-in, whichever comes first
+    session_idle_s: float = 3 * 86400
+    session_absolute_s: float = 14 * 86400
+    # reverse proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For and X-Forwarded-Proto are
+    # believed: the client's address (the sign-in throttle's) and scheme (Secure cookies) are then the ones they
+    # forward. Nobody else's are: a client cannot name another address for itself
+    trusted_proxies: NetworkList = Field(default_factory=list)
     # the CLI's token (SPACES_TOKEN wins over `spaces login`'s file and the local admin token); on the server, a
     # token given here is one more valid token of the admin
     token: str | None = None

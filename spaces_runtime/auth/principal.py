@@ -21,6 +21,7 @@ class Principal:
     token_id: int | None = None  # which token made the request (for the audit trail)
     shared: frozenset[str] = frozenset()  # private spaces a share link opens for this caller, whoever they are
     via: str = "token"  # token | session (a signed-in browser) | none
+    session_id: int | None = None  # the signed-in browser's session (auth/sessions.py)
 
     @property
     def anonymous(self) -> bool:

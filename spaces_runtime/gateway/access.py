@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import Scope
 
 from spaces_runtime.auth.accounts import TOKEN_PREFIX
-from spaces_runtime.auth.authenticate import SESSION_COOKIE, Credentials
+from spaces_runtime.auth.authenticate import SECURE_SESSION_COOKIE, SESSION_COOKIE, Credentials
 from spaces_runtime.auth.passes import PASS_COOKIE_S, PASS_PARAM, pass_cookie_name
 from spaces_runtime.auth.shares import SHARE_PARAM, cookie_name
 from spaces_runtime.gateway import pages
@@ -37,7 +37,7 @@ def credentials_of(scope: Scope) -> Credentials:
     # method GET: the gateway asks only whether the caller may see the app. An app's own POSTs (Gradio's queue)
     # never carry the platform's CSRF token, and no write to the platform passes through here.
     return Credentials(authorization=headers.get("authorization") or headers.get(HF_AUTH.decode()),
-                       cookies=cookie_parser(headers.get("cookie", "")), method="GET")
+                       cookies=cookie_parser(headers.get("cookie", "")), method="GET", secure=_scheme(scope) == "https")
 
 
 def for_the_app(scope: Scope) -> Scope:
@@ -46,7 +46,8 @@ def for_the_app(scope: Scope) -> Scope:
     app that saw one could act as its visitor everywhere. An app's own Authorization scheme passes untouched."""
     def platform_cookie(part: bytes) -> bool:
         name = part.split(b"=", 1)[0].strip()
-        return name == SESSION_COOKIE.encode() or name.startswith((b"spaces_share_", b"spaces_pass_"))
+        return name in (SESSION_COOKIE.encode(), SECURE_SESSION_COOKIE.encode()) or name.startswith(
+            (b"spaces_share_", b"spaces_pass_", b"__Host-spaces_pass_"))
 
     headers = []
     for key, value in scope["headers"]:
@@ -196,7 +197,8 @@ def pass_answer(scope: Scope, route: Route, broker: PassBroker) -> Response:
     if cookie is None:
         return HTMLResponse(pages.share_problem_page(space, problem), 403, headers={"Cache-Control": "no-store"})
     answer = RedirectResponse(_without(scope, PASS_PARAM), 303, headers={"Cache-Control": "no-store"})
-    answer.raw_headers.append((b"set-cookie", app_cookie(scope, pass_cookie_name(space), cookie).encode()))
+    name = pass_cookie_name(space, secure=_scheme(scope) == "https")
+    answer.raw_headers.append((b"set-cookie", app_cookie(scope, name, cookie).encode()))
     return answer
 
 
@@ -205,7 +207,8 @@ def app_cookie(scope: Scope, name: str, value: str) -> str:
     gateway strips it). The app page frames that host from another site: a frame's cookies are third-party, which
     Chromium keeps only when partitioned by the top-level site (CHIPS: SameSite=None; Secure; Partitioned). Secure
     needs HTTPS or localhost; over plain HTTP elsewhere the app's host must be a subdomain of the platform's (the
-    same site), where SameSite=Lax is sent in the frame."""
+    same site), where SameSite=Lax is sent in the frame. Over HTTPS the name has the ``__Host-`` prefix
+    (``pass_cookie_name``): Secure, Path=/ and no Domain, as the prefix demands."""
     host = Headers(scope=scope).get("host", "").rsplit(":", 1)[0].lower()
     cross_site = _scheme(scope) == "https" or host == "localhost" or host.endswith(".localhost")
     attributes = "SameSite=None; Secure; Partitioned" if cross_site else "SameSite=Lax"

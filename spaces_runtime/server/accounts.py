@@ -139,7 +139,8 @@ def revoke_token(token_id: int, p: PlatformDep, who: PrincipalDep) -> TokenInfo:
     if info.user != who.name:
         rules.require_admin(who)
     revoked = p.accounts.revoke(token_id)
-    p.accounts.audit(who, "revoke token", info.user, f"{info.name} (id {token_id})")
+    ended = p.auth.sessions.end_by_token(token_id)  # a browser signed in with it was only as good as the token
+    p.accounts.audit(who, "revoke token", info.user, f"{info.name} (id {token_id}); {ended} sessions ended")
     return revoked
 
 
@@ -211,5 +212,7 @@ async def set_password(user: str, request: Request, p: PlatformDep, who: Princip
                                hint='send {"password": "..."}; a passphrase of a few words is easy to type')
     p.accounts.user(user)  # 404 before the slow hash
     p.accounts.set_password_hash(user, await run_in_threadpool(hash_password, password))
-    p.accounts.audit(who, "set password", user)
+    # a new password locks out whoever knew the old one: their browsers' sessions end (not the asking one's)
+    ended = p.auth.sessions.end_all(user, keep=who.session_id if user == who.name else None)
+    p.accounts.audit(who, "set password", user, f"{ended} other sessions ended" if ended else "")
     return {"user": user, "password": "set"}

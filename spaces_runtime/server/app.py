@@ -15,7 +15,7 @@ from spaces_runtime.gateway.access import app_origins
 from spaces_runtime.gateway.proxy import Gateway
 from spaces_runtime.hub import api as hub_api
 from spaces_runtime.hub.githttp import GitHttp
-from spaces_runtime.server import accounts, admin, api, export, gallery, history, nodes, secrets, web
+from spaces_runtime.server import accounts, admin, api, export, gallery, history, nodes, secrets, sessions, web
 from spaces_runtime.wiring.platform import Platform
 
 
@@ -53,6 +53,7 @@ def create_app(p: Platform) -> Gateway:
     app.include_router(accounts.router)
     app.include_router(secrets.router)
     app.include_router(web.router)  # sign-in, sign-out and settings pages
+    app.include_router(sessions.router)  # where a user is signed in (before the gallery's /{owner}/{name})
     app.include_router(gallery.router)
     app.include_router(history.router)
     app.include_router(export.router)

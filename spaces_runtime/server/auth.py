@@ -23,7 +23,8 @@ PlatformDep = Annotated[Platform, Depends(platform)]
 
 def credentials(request: Request) -> Credentials:
     return Credentials(authorization=request.headers.get("authorization"), cookies=request.cookies,
-                       method=request.method, csrf=request.headers.get(CSRF_HEADER))
+                       method=request.method, csrf=request.headers.get(CSRF_HEADER),
+                       secure=request.url.scheme == "https")
 
 
 def principal_of(request: Request, p: PlatformDep) -> Principal:

@@ -188,7 +188,7 @@ def chrome(request: Request, who: Principal) -> dict[str, Any]:
     """What every page's header needs: who is signed in, their organizations, and, for a signed-in browser, the
     CSRF token its scripts send with every write (in a <meta> tag: another site can make the browser send the
     cookie, never read this page)."""
-    csrf = request.app.state.platform.auth.session_csrf(request.cookies) if who.via == "session" else None
+    csrf = request.app.state.platform.auth.session_csrf(credentials(request)) if who.via == "session" else None
     return {"me": who.name, "my_orgs": sorted(who.orgs), "csrf": csrf, "signed_in_browser": csrf is not None,
             "here": request.url.path + (f"?{request.url.query}" if request.url.query else "")}
 

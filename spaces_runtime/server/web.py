@@ -1,10 +1,12 @@
 """The browser's side of accounts: sign-in (a password or a token) and sign-out, and a space's settings page.
 
-Sign-in sets the signed session cookie ``Authenticator.start_session`` makes: HttpOnly, SameSite=Lax, Secure when
-the page came over HTTPS. Every write a signed-in browser makes then needs the session's CSRF token: the settings
-page's script sends it as the X-CSRF-Token header (the Authenticator checks it on every non-GET request that a
-cookie authenticates), and the sign-out form sends it as a field, checked here. SameSite alone is not enough: every
-port of a host is the same site, so a page on another port of this machine could make the browser post here."""
+Sign-in starts a session on the server and sets the signed cookie ``Authenticator.start_session`` makes: HttpOnly,
+SameSite=Lax, and over HTTPS Secure with the ``__Host-`` prefix; sign-out ends the session on the server, so a
+copy of the cookie stops working too. Every write a signed-in browser makes then needs the session's CSRF token:
+the settings page's script sends it as the X-CSRF-Token header (the Authenticator checks it on every non-GET
+request that a cookie authenticates), and the sign-out form sends it as a field, checked here. SameSite alone is
+not enough: every port of a host is the same site, so a page on another port of this machine could make the
+browser post here."""
 
 from __future__ import annotations
 
@@ -18,10 +20,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from spaces_runtime.auth import rules
-from spaces_runtime.auth.authenticate import SESSION_COOKIE, SESSION_S
+from spaces_runtime.auth.authenticate import session_cookie_name
 from spaces_runtime.auth.passwords import check_password
 from spaces_runtime.auth.principal import ANONYMOUS, Principal
 from spaces_runtime.server import space_files
+from spaces_runtime.server.auth import credentials
 from spaces_runtime.server.gallery import find_record, missing, page, viewer
 from spaces_runtime.server.views import space_view
 from spaces_runtime.wiring.platform import Platform
@@ -90,8 +93,9 @@ async def login(request: Request) -> Response:
     address = request.client.host if request.client else ""
     if wait := p.auth.sign_ins.retry_after(account, address):  # refused before any password is checked
         return throttled(request, wait, account, method, next_path)
+    token_id: int | None = None
     if method == "token":
-        user, problem = _by_token(p, fields.get("token", "").strip())
+        user, problem, token_id = _by_token(p, fields.get("token", "").strip())
     else:
         user, problem = await run_in_threadpool(_by_password, p, fields.get("user", "").strip(),
                                                 fields.get("password", ""))
@@ -100,11 +104,20 @@ async def login(request: Request) -> Response:
         p.accounts.audit(ANONYMOUS, "sign in refused", account, method)
         return login_page(request, 401, problem, user=fields.get("user", "")[:100], method=method,
                           next_path=next_path)
-    session = p.auth.start_session(user)
+    session = p.auth.start_session(user, request.headers.get("user-agent", ""), address, token_id)
     p.accounts.audit(p.accounts.principal_of(user), "sign in", user, f"web, with a {method}")
     answer = RedirectResponse(next_path, 303, headers={"Cache-Control": "no-store"})
-    answer.set_cookie(SESSION_COOKIE, session.cookie, max_age=SESSION_S, path="/", httponly=True, samesite="lax",
-                      secure=request.url.scheme == "https")
+    secure = request.url.scheme == "https"
+    answer.set_cookie(session_cookie_name(secure), session.cookie, max_age=int(p.auth.sessions.lifetimes.absolute_s),
+                      path="/", httponly=True, samesite="lax", secure=secure)
+    return answer
+
+
+def signed_out(request: Request, to: str = "/") -> Response:
+    """Back to ``to`` with the browser's session cookie gone (its session has ended on the server already)."""
+    answer = RedirectResponse(to, 303, headers={"Cache-Control": "no-store"})
+    secure = request.url.scheme == "https"
+    answer.delete_cookie(session_cookie_name(secure), path="/", httponly=True, samesite="lax", secure=secure)
     return answer
 
 
@@ -127,13 +140,14 @@ def _by_password(p: Platform, user: str, password: str) -> tuple[str | None, str
     return None, WRONG_PASSWORD
 
 
-def _by_token(p: Platform, token: str) -> tuple[str | None, str]:
+def _by_token(p: Platform, token: str) -> tuple[str | None, str, int | None]:
+    """The token's user, why not, and the token's id (revoking it ends the session)."""
     who = p.accounts.principal(token) if token else None
     if who is None or who.name is None:
-        return None, WRONG_TOKEN
+        return None, WRONG_TOKEN, None
     if who.cap == "read":  # the session would not keep the cap: refuse rather than widen it
-        return None, READ_TOKEN
-    return who.name, ""
+        return None, READ_TOKEN, None
+    return who.name, "", who.token_id
 
 
 @router.post("/logout")
@@ -141,15 +155,13 @@ async def logout(request: Request) -> Response:
     """Needs the session's CSRF token (the form's field or the header): another page cannot sign a user out."""
     p: Platform = request.app.state.platform
     fields = await form(request)
-    expected = p.auth.session_csrf(request.cookies)
+    expected = p.auth.session_csrf(credentials(request))
     sent = fields.get("csrf") or request.headers.get("x-csrf-token") or ""
     if expected is not None and not secrets.compare_digest(sent, expected):
         return page(request, "notice.html", status_code=403, heading="Not signed out",
                     message="This sign-out did not come from a page of this platform. Use the Sign out button.")
-    answer = RedirectResponse("/", 303, headers={"Cache-Control": "no-store"})
-    answer.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
-                         secure=request.url.scheme == "https")
-    return answer
+    p.auth.end_session(credentials(request))
+    return signed_out(request)
 
 
 # --- a space's settings -----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from spaces_runtime.auth.accounts import Accounts, hash_token
 from spaces_runtime.auth.authenticate import Authenticator
+from spaces_runtime.auth.sessions import Lifetimes, Sessions
 from spaces_runtime.auth.shares import ShareLinks
 from spaces_runtime.auth.signing import Signer, load_key
 from spaces_runtime.auth.throttle import Limits
@@ -24,8 +25,9 @@ def make_authenticator(settings: Settings, accounts: Accounts, store: Store) -> 
     key = load_key(settings.data_dir / "keys" / "signing.key")
     limits = Limits(settings.sign_in_failures_per_account, settings.sign_in_failures_per_address,
                     settings.sign_in_window_s)
+    sessions = Sessions(settings.db_path, Lifetimes(settings.session_idle_s, settings.session_absolute_s))
     return Authenticator(accounts, Signer(key, "session"), ShareLinks(Signer(key, "share")), store.share_key,
-                         limits)
+                         sessions, limits)
 
 
 def token_file(settings: Settings) -> Path:

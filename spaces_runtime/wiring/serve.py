@@ -27,8 +27,13 @@ def run_server(settings: Settings) -> None:
     for line in start_lines(settings, socket.gethostname()):
         log.info("%s", line)
     # open event and log streams (a gallery tab) end when uvicorn starts to exit: sse-starlette watches for it
+    # X-Forwarded-For/-Proto only from the trusted proxies (uvicorn's ProxyHeadersMiddleware takes the rightmost
+    # address that is not one of them): the throttle then sees each client's own address, Secure cookies the
+    # scheme the browser used; from anyone else those headers change nothing
     config = uvicorn.Config(gateway, host=settings.host, port=settings.port, log_level="info",
-                            proxy_headers=False, ws_max_size=64 * 1024 * 1024, access_log=False,
+                            proxy_headers=bool(settings.trusted_proxies),
+                            forwarded_allow_ips=list(settings.trusted_proxies) or None,
+                            ws_max_size=64 * 1024 * 1024, access_log=False,
                             timeout_graceful_shutdown=int(settings.stop_grace_s) + 5)
     uvicorn.Server(config).run()
 
