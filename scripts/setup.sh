@@ -37,9 +37,11 @@ extras="runner"
 VIRTUAL_ENV=.venv "$UV" pip install --quiet "${links[@]}" -e ".[$extras]"
 
 # the app sandbox (spaces_runtime.sandbox) runs every app under Debian's bubblewrap, in a network namespace wired
-# with iproute2 and firewalled with iptables; `spaces doctor` checks the rest
+# with iproute2 and firewalled with iptables, under a seccomp filter libseccomp compiles (pyseccomp loads
+# libseccomp.so.2); `spaces doctor` checks the rest
 sandbox_missing=()
 command -v bwrap >/dev/null 2>&1 || sandbox_missing+=(bubblewrap)
+[ -n "$(/sbin/ldconfig -p 2>/dev/null | grep 'libseccomp\.so\.2 ')" ] || sandbox_missing+=(libseccomp2)
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || sandbox_missing+=(iptables)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || sandbox_missing+=(iproute2)
 if [ ${#sandbox_missing[@]} -gt 0 ]; then

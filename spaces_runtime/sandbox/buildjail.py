@@ -3,11 +3,11 @@ identity that sees the host's system folders read-only, the interpreter, uv itse
 environment, and no other file of the host (not the store, not other environments, not the platform's code).
 
 A package's setup.py is arbitrary code, run at build time; without this it ran as the platform's user (root
-here). bwrap and setpriv come from the app sandbox (``layout``), with three differences: the host's network (the
-package index is reached through whatever proxy the host uses), no cgroup, and the identity is one uid for all
-builds, not one per space. What a build could still do: write into the shared uv cache (which later builds read:
-uv's cache is shared by design, as on any CI runner) and reach the host's network. The finished environment is
-handed back to root before any app uses it, so no build and no app can change it afterwards.
+here). bwrap, setpriv and the seccomp filter come from the app sandbox (``layout``), with three differences: the
+host's network (the package index is reached through whatever proxy the host uses), no cgroup, and the identity is
+one uid for all builds, not one per space. What a build could still do: write into the shared uv cache (which
+later builds read: uv's cache is shared by design, as on any CI runner) and reach the host's network. The finished
+environment is handed back to root before any app uses it, so no build and no app can change it afterwards.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from spaces_runtime.config import Settings
 from spaces_runtime.sandbox import layout
-from spaces_runtime.sandbox.launcher import PLATFORM_DIRS, chown_tree, root_entries
+from spaces_runtime.sandbox.launcher import PLATFORM_DIRS, chown_tree, root_entries, seccomp_program
 
 
 class BuildJail:
@@ -31,6 +31,7 @@ class BuildJail:
         if self.cache_dir.stat().st_uid != self.uid:  # made by root, or by an older platform: once
             chown_tree(self.cache_dir, self.uid, self.uid)
         self.python_downloads = settings.python_downloads
+        self.seccomp = seccomp_program(settings)
 
     def enter(self, scratch: Path) -> None:
         """The build identity owns the new environment's folder while it is built."""
@@ -56,7 +57,8 @@ class BuildJail:
                 mounts.append(layout.Mount(str(path), str(path), writable=self.python_downloads and path.is_dir()))
         plan = layout.SandboxPlan(mounts=tuple(mounts), symlinks=tuple(links),
                                   masks=tuple(layout.platform_masks(list(PLATFORM_DIRS), system)),
-                                  uid=self.uid, gid=self.uid, cwd="/tmp", env={}, argv=tuple(argv))
+                                  uid=self.uid, gid=self.uid, cwd="/tmp", env={}, argv=tuple(argv),
+                                  seccomp=str(self.seccomp))
         return layout.command(plan, self.tools)
 
 

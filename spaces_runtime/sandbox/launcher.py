@@ -12,7 +12,7 @@ from pathlib import Path
 
 from spaces_runtime.config import PACKAGE_DIR, Settings
 from spaces_runtime.errors import BackendError
-from spaces_runtime.sandbox import cgroups, layout
+from spaces_runtime.sandbox import cgroups, layout, seccomp
 from spaces_runtime.sandbox.disks import Disks
 from spaces_runtime.sandbox.identity import Identities
 from spaces_runtime.sandbox.network import Lease, Network
@@ -87,6 +87,7 @@ class Sandbox:
         self.network = Network(settings.sandbox_bridge, settings.sandbox_subnet, allowed)
         self.prefix = f"sbx{platform_id(settings.data_dir)[:8]}"
         self.disks = disks_of(settings)
+        self.seccomp = seccomp_program(settings)
 
     @staticmethod
     def data_dir_of(settings: Settings, space_id: str) -> Path:
@@ -127,7 +128,7 @@ class Sandbox:
             mounts=tuple(self._mounts(spec, data)), symlinks=tuple(self._system()[1]),
             masks=tuple(layout.platform_masks(list(PLATFORM_DIRS), self._system()[0])), uid=uid, gid=uid,
             cwd=layout.APP_DIR, env=env, argv=tuple(argv), netns=lease.path,
-            cgroup_procs=tuple(str(p) for p in group.plan.procs))
+            cgroup_procs=tuple(str(p) for p in group.plan.procs), seccomp=str(self.seccomp))
         return Prepared(argv=layout.command(plan, self.tools), env=env, upstream=f"http://{lease.address}:{spec.app_port}",
                         uid=uid, cgroup=group, lease=lease, limits=limits, plan=plan, data=data)
 
@@ -190,6 +191,12 @@ class Sandbox:
 
     def close(self) -> None:
         self.identities.close()
+
+
+def seccomp_program(settings: Settings) -> Path:
+    """The seccomp filter every app and build runs under, compiled for this host's kernel ABI into the data dir
+    (again at each start: the platform's rules may have changed since)."""
+    return seccomp.write_program(settings.data_dir / "run" / "seccomp.bpf")
 
 
 def disks_of(settings: Settings) -> Disks:

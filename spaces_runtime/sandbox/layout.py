@@ -6,7 +6,8 @@ The launch chain, all Debian tools, run by the platform as root:
 race with a fork), then ``nsenter --net=/run/netns/NAME`` enters the app's own network namespace (prepared by
 ``network``), then ``bwrap`` builds a fresh mount, PID, IPC, UTS and cgroup namespace showing only what
 :func:`plan_mounts` lists, and last ``setpriv`` drops to the space's own uid/gid with no groups, no capabilities
-(bounding set too) and no-new-privileges before it execs the app.
+(bounding set too) and no-new-privileges before it execs the app. bwrap loads the seccomp filter (``seccomp``)
+right before it execs setpriv, so the filter holds for setpriv and everything after it.
 
 Why bwrap runs as root without a user namespace (not ``--unshare-all``): in a user namespace created by root, the
 app's uid would map to root outside, and files it writes in /data would be root's; without one, the app's uid is
@@ -25,6 +26,7 @@ DATA_DIR = "/data"
 # read-only from the host; names that are symlinks there (merged /usr) become the same symlinks in the sandbox
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")
 KEPT_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")  # for setpriv only; it drops them
+SECCOMP_FD = 9  # the launch chain's shell opens the filter's file here; bwrap reads it and closes it
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class SandboxPlan:
     argv: tuple[str, ...]
     netns: str | None = None  # /run/netns/NAME; None: the platform's own network namespace
     cgroup_procs: tuple[str, ...] = field(default_factory=tuple)
+    seccomp: str | None = None  # a file holding the BPF program bwrap loads last, just before setpriv (``seccomp``)
 
 
 def system_view(root_entries: dict[str, str | None]) -> tuple[list[Mount], list[tuple[str, str]]]:
@@ -101,6 +104,8 @@ def bwrap_args(plan: SandboxPlan) -> list[str]:
     # the environment is handed to the launch chain as its environment (``plan.env``), never as --setenv
     # arguments: every host user reads /proc/PID/cmdline, and the app's environment holds its secrets
     args += ["--chdir", plan.cwd]
+    if plan.seccomp is not None:
+        args += ["--seccomp", str(SECCOMP_FD)]
     return args
 
 
@@ -116,9 +121,11 @@ def command(plan: SandboxPlan, tools: dict[str, str]) -> list[str]:
     chain = [tools["bwrap"], *bwrap_args(plan), "--", *drop, *plan.argv]
     if plan.netns is not None:
         chain = [tools["nsenter"], f"--net={plan.netns}", "--", *chain]
-    if plan.cgroup_procs:
-        joins = " && ".join(f"echo $$ > {shlex.quote(procs)}" for procs in plan.cgroup_procs)
-        chain = [tools["sh"], "-c", f'{joins} && exec "$@"', "sandbox", *chain]
+    steps = [f"echo $$ > {shlex.quote(procs)}" for procs in plan.cgroup_procs]
+    if plan.seccomp is not None:  # bwrap takes the filter as an open fd, not a path
+        steps.append(f"exec {SECCOMP_FD}< {shlex.quote(plan.seccomp)}")
+    if steps:
+        chain = [tools["sh"], "-c", " && ".join([*steps, 'exec "$@"']), "sandbox", *chain]
     return chain
 
 

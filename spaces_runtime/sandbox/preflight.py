@@ -10,9 +10,12 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
-from spaces_runtime.sandbox import cgroups
+from spaces_runtime.errors import SpacesError
+from spaces_runtime.sandbox import cgroups, seccomp
 
 TOOLS = {"bwrap": "bubblewrap", "setpriv": "util-linux", "nsenter": "util-linux", "ip": "iproute2",
          "bridge": "iproute2", "iptables": "iptables", "sh": "dash"}
@@ -49,6 +52,7 @@ def run_checks() -> list[Check]:
     if not checks[0].ok or absent:
         return checks
     checks.append(_namespaces(have))
+    checks.append(_seccomp(have))
     checks.append(_network())
     checks.extend(_cgroups())
     return checks
@@ -63,6 +67,23 @@ def _namespaces(have: dict[str, str]) -> Check:
     ok = result.returncode == 0
     return Check("mount, pid, ipc, uts namespaces and uid drop (bwrap + setpriv)", ok,
                  "work" if ok else f"refused: {result.stderr.strip()[-300:]}")
+
+
+def _seccomp(have: dict[str, str]) -> Check:
+    """The filter compiles here and bwrap loads it: a user namespace is then refused inside."""
+    feature = "seccomp filter (libseccomp, bwrap --seccomp)"
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            program = seccomp.write_program(Path(folder) / "seccomp.bpf")
+            argv = [have["sh"], "-c", f"exec 9< {program} && exec \"$@\"", "probe", have["bwrap"],
+                    "--ro-bind", "/", "/", "--seccomp", "9", "--", have["setpriv"], f"--reuid={PROBE_UID}",
+                    f"--regid={PROBE_UID}", "--clear-groups", "--no-new-privs", "--", have["sh"], "-c",
+                    "! unshare -U true 2>/dev/null"]
+            result = _run(argv)
+    except (SpacesError, OSError) as exc:
+        return Check(feature, False, str(exc))
+    ok = result.returncode == 0
+    return Check(feature, ok, "loaded" if ok else f"refused: {result.stderr.strip()[-300:] or 'unshare -U worked'}")
 
 
 def _network() -> Check:

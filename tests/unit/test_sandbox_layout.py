@@ -78,6 +78,19 @@ def test_launch_chain_joins_cgroups_then_the_netns_then_drops_to_the_spaces_uid(
     assert argv[-2:] == ["/tmp/d/envs/h/bin/python", "app.py"]
 
 
+def test_the_seccomp_filter_reaches_bwrap_as_an_fd_the_chains_shell_opened() -> None:
+    tools = {"sh": "/bin/sh", "nsenter": "/usr/bin/nsenter", "bwrap": "/usr/bin/bwrap", "setpriv": "/usr/bin/setpriv"}
+    argv = layout.command(_plan(seccomp="/d/run/seccomp.bpf"), tools)
+    assert f"exec {layout.SECCOMP_FD}< /d/run/seccomp.bpf" in argv[2]
+    bwrap, drop = argv.index("/usr/bin/bwrap"), argv.index("/usr/bin/setpriv")
+    assert argv[bwrap:drop].count("--seccomp") == 1
+    assert argv[argv.index("--seccomp") + 1] == str(layout.SECCOMP_FD)
+    # no cgroup to join (the build jail): the shell is still there, to open the filter
+    bare = layout.command(_plan(seccomp="/d/run/seccomp.bpf", cgroup_procs=(), netns=None), tools)
+    assert bare[:2] == ["/bin/sh", "-c"] and "cgroup.procs" not in bare[2] and bare[4] == "/usr/bin/bwrap"
+    assert "--seccomp" not in layout.command(_plan(), tools)
+
+
 def test_system_view_keeps_merged_usr_symlinks_and_skips_what_the_host_lacks() -> None:
     mounts, links = layout.system_view({"usr": None, "etc": None, "lib": "usr/lib", "bin": "usr/bin", "home": None})
     assert [m.dest for m in mounts] == ["/usr", "/etc"]
