@@ -203,6 +203,10 @@ def status(space_id: IdArg, server: ServerOpt = None, as_json: JsonOpt = False) 
     pss = (space.get("memory") or {}).get("pss_bytes")
     if pss is not None:
         out.print(f"memory: {pss / 2**20:.0f} MiB (PSS of all its processes)", highlight=False)
+    storage = space.get("storage") or {}
+    if storage.get("quota_bytes"):
+        out.print(f"storage: {storage['lfs_bytes'] / 2**20:.1f} MiB of LFS files, of its "
+                  f"{storage['quota_bytes'] / 2**20:.0f} MiB quota", highlight=False)
     if space.get("error"):
         err.print(f"error: {space['error']}", markup=False, highlight=False)
 

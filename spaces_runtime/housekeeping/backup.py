@@ -2,17 +2,25 @@
 fresh data dir (another machine, say).
 
 A backup holds the store (SQLite's online backup API: a consistent copy while the platform writes), the code each
-space serves (its ``code_dir``), the locks recorded for its environment (``envs/.locks``: a rebuild installs the
-same versions), the platform's write token, and optionally the logs. It holds no environments and no images:
-they are rebuilt where the backup is restored, when `spaces serve` starts the spaces. Code folders are copied
+space serves (its ``code_dir``), each space's git repository (its whole history: clones, `spaces history` and
+rollbacks work on the restored platform) and the LFS objects, the locks recorded for its environment
+(``envs/.locks``: a rebuild installs the same versions), the platform's write token, and optionally the logs. It
+holds no environments and no images: they are rebuilt where the backup is restored, when `spaces serve` starts the
+spaces. Code folders are copied
 after the store: a redeploy meanwhile can remove the version a record of the snapshot names, in which case the
-whole snapshot is taken again, so the code always matches the records.
+whole snapshot is taken again, so the code always matches the records. Repositories are copied after the store
+and refs before objects (git never rewrites an object, and the platform never repacks: ``gc.auto`` is 0), so every
+commit a copied ref names is in the copy; a push landing meanwhile may add commits the store has no deploy row
+for, which the history then shows as never deployed. LFS objects are copied last, so every object a copied commit
+was accepted with is there.
 
 Layout (a folder, or the same as a .tar.gz)::
 
     manifest.json   format, when, from which data dir, each space's code_dir relative to the backup
     spaces.db       the store
     apps/OWNER/NAME/versions/N/...   the code each space serves
+    git/OWNER/NAME.git/...   each space's bare repository (its hooks are installed again on first use)
+    lfs/objects/ab/cd/OID    the LFS objects
     envs/.locks/ENV_HASH.txt
     token           the write token (mode 0600), when the platform has one
     logs/OWNER/NAME/{build,run}.log   with --logs
@@ -39,6 +47,11 @@ from spaces_runtime.store import Store
 FORMAT = 1
 MANIFEST = "manifest.json"
 LOCKS = Path("envs") / ".locks"
+GIT = "git"
+LFS_OBJECTS = Path("lfs") / "objects"
+# a repository's parts in the order they are copied: refs first (see above); no hooks (they name this platform's
+# interpreter and are written again on the restored one), no quarantine folders of pushes in progress
+REPO_FIRST = ("HEAD", "config", "packed-refs", "refs", "logs")
 TOKEN = "token"
 # Secrets (a later issue adds them, encrypted): their table lives in spaces.db, so the store's snapshot carries
 # them still encrypted. Data-dir files that hold secrets at rest belong in this list: copied as they are, never
@@ -132,6 +145,8 @@ def _stage(settings: Settings, staging: Path, logs: bool) -> list[str]:
         if record.code_dir:
             code_dirs[record.id] = archived_code_dir(record.code_dir, settings.apps_dir, record.id)
             _copy_code(Path(record.code_dir), staging / code_dirs[record.id], record.id)
+    _copy_repos(settings.data_dir / GIT, staging / GIT)
+    _copy_if_there(settings.data_dir / LFS_OBJECTS, staging / LFS_OBJECTS)
     _copy_if_there(settings.data_dir / LOCKS, staging / LOCKS)
     if logs:
         _copy_if_there(settings.data_dir / "logs", staging / "logs")
@@ -139,7 +154,7 @@ def _stage(settings: Settings, staging: Path, logs: bool) -> list[str]:
         _copy_if_there(settings.data_dir / name, staging / name)
     manifest = {"format": FORMAT, "created_at": time.time(), "data_dir": str(settings.data_dir.resolve()),
                 "spaces": {r.id: {"code_dir": code_dirs.get(r.id), "stage": r.stage.value} for r in records},
-                "logs": logs, "secrets": list(SECRET_FILES)}
+                "logs": logs, "secrets": list(SECRET_FILES), "git": (staging / GIT).is_dir()}
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return [r.id for r in records]
 
@@ -163,6 +178,17 @@ def _copy_code(folder: Path, target: Path, space_id: str) -> None:
         if folder.is_dir():
             raise SpacesError(f"could not copy the code of {space_id} from {folder}: {exc}") from exc
         raise _CodeMoved(space_id) from None
+
+
+def _copy_repos(root: Path, target: Path) -> None:
+    for repo in sorted(root.glob("*/*.git")):
+        if not (repo / "HEAD").is_file():
+            continue
+        copy = target / repo.parent.name / repo.name
+        for part in REPO_FIRST:
+            _copy_if_there(repo / part, copy / part)
+        shutil.copytree(repo / "objects", copy / "objects", symlinks=True,
+                        ignore=shutil.ignore_patterns("incoming-*", "tmp_*"))
 
 
 def _copy_if_there(source: Path, target: Path) -> None:
@@ -211,7 +237,7 @@ def restore(source: Path, data_dir: Path) -> Summary:
         root = _open_backup(source, unpacked)
         manifest = _manifest(root)
         secrets = [name for name in manifest.get("secrets") or [] if name in SECRET_FILES]
-        for name in ("spaces.db", "apps", str(LOCKS), "logs", TOKEN, *secrets):
+        for name in ("spaces.db", "apps", GIT, str(LFS_OBJECTS), str(LOCKS), "logs", TOKEN, *secrets):
             _copy_if_there(root / name, data_dir / name)
         if (data_dir / TOKEN).is_file():
             (data_dir / TOKEN).chmod(0o600)
@@ -224,7 +250,7 @@ def restore(source: Path, data_dir: Path) -> Summary:
 
 
 def _check_fresh(data_dir: Path) -> None:
-    found = [name for name in ("spaces.db", "apps") if (data_dir / name).exists()]
+    found = [name for name in ("spaces.db", "apps", GIT) if (data_dir / name).exists()]
     if found:
         raise ConflictError(f"{data_dir} already holds a platform ({', '.join(found)})",
                             hint="restore into a new, empty data dir, then `spaces serve --data-dir` it")

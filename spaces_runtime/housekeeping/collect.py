@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -23,12 +24,16 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from builder.venv import MARKER, find_uv
 from spaces_runtime.config import Settings
 from spaces_runtime.housekeeping.gc import Decision, Item, Usage, Verdict, decide, human_bytes
+from spaces_runtime.housekeeping.lfsobjects import LfsSurvey, release_lfs, remove_lfs, survey_lfs
 from spaces_runtime.store import Store
+
+if TYPE_CHECKING:
+    from spaces_runtime.hub.commits import SpaceCommits
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +79,23 @@ class Report:
 
 
 class Collector:
-    def __init__(self, settings: Settings, store: Store, images: ImageCollector | None = None) -> None:
+    def __init__(self, settings: Settings, store: Store, images: ImageCollector | None = None,
+                 commits: SpaceCommits | None = None) -> None:
         self.settings = settings
         self.store = store
         self.images = images
+        self.commits = commits  # its LFS objects are collected by `spaces gc` (not by the budget's pass)
         self._lock = asyncio.Lock()
 
     async def run(self, dry_run: bool, budget_bytes: int | None = None) -> Report:
         """One pass: survey, decide, and (unless ``dry_run``) remove. Passes never overlap."""
         async with self._lock:
             items, usage, notes = await asyncio.to_thread(self._survey)
+            lfs = LfsSurvey()
+            if budget_bytes is None and self.commits is not None and self.commits.enabled:
+                lfs = await asyncio.to_thread(survey_lfs, self.commits)
+                items += lfs.items
+                usage = dataclasses.replace(usage, lfs_refs=lfs.refs, lfs_grace_s=self.settings.lfs_gc_grace_s)
             decision = decide(items, usage, now=time.time(), budget_bytes=budget_bytes,
                               cache_idle_s=self.settings.gc_cache_idle_s)
             report = Report(dry_run, decision, notes=notes)
@@ -91,6 +103,8 @@ class Collector:
                 for verdict in decision.collected:
                     await self._remove(verdict.item, report)
                 await self._prune_uv_cache(report)
+                if lfs.released and self.commits is not None:
+                    await asyncio.to_thread(release_lfs, self.commits, lfs.released, self.settings.lfs_gc_grace_s)
             return report
 
     # --- survey ---------------------------------------------------------------------------------------------------
@@ -120,6 +134,8 @@ class Collector:
                 freed = await self._remove_env(item)
             elif item.kind == "env-scratch":
                 freed = await self._remove_scratch(item)
+            elif item.kind == "lfs-object" and self.commits is not None:
+                freed = await asyncio.to_thread(remove_lfs, self.commits, item, self.settings.lfs_gc_grace_s)
             elif self.images is not None:
                 freed = -1 if _claimed_image(self.store, item) else await asyncio.to_thread(self.images.remove, item)
             else:

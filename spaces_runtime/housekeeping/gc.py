@@ -1,6 +1,9 @@
 """What to collect, given what exists and what is used (pure: no I/O, so every rule has a unit test).
 
-Items are virtualenvs, scratch folders of crashed builds, app and SDK images, and build-cache records. Something
+Items are virtualenvs, scratch folders of crashed builds, app and SDK images, build-cache records, and LFS
+objects (only in `spaces gc`: they are the spaces' files, not the disk budget's cache; one stays while a commit of
+any space references it, or while it arrived within the grace period: a push uploads its objects before the commits
+that reference them). Something
 stays while a space's record or a build in progress names it, while a process runs from it, while its build holds
 its lock, or while a container was created from it. Without a budget (``spaces gc``) everything unused goes, except
 build cache that was used lately; with a budget (the automatic pass) the least recently used unused things go until
@@ -13,8 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-Kind = Literal["env", "env-scratch", "image", "sdk-image", "build-cache", "uv-cache"]
-KINDS: tuple[Kind, ...] = ("env", "env-scratch", "image", "sdk-image", "build-cache", "uv-cache")
+Kind = Literal["env", "env-scratch", "image", "sdk-image", "build-cache", "uv-cache", "lfs-object"]
+KINDS: tuple[Kind, ...] = ("env", "env-scratch", "image", "sdk-image", "build-cache", "uv-cache", "lfs-object")
 CACHE_IDLE_S = 7 * 24 * 3600.0  # without a budget, build cache used within this stays: the next build needs it
 
 
@@ -44,6 +47,8 @@ class Usage:
     spaces_by_code: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)  # (env, code) → spaces
     busy_envs: Mapping[str, str] = field(default_factory=dict)  # env hash → why (a lock held, a process in it)
     container_images: frozenset[str] = frozenset()  # image ids some container (any state) was created from
+    lfs_refs: Mapping[str, Sequence[str]] = field(default_factory=dict)  # LFS oid → spaces whose commits name it
+    lfs_grace_s: float = 3600.0  # an LFS object that arrived within this stays: a push may reference it next
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,8 @@ def why_kept(item: Item, usage: Usage, now: float, cache_idle_s: float | None,
         return _env_kept(item, usage)
     if item.kind in ("image", "sdk-image"):
         return _image_kept(item, usage, staying_sdks or set())
+    if item.kind == "lfs-object":
+        return _lfs_kept(item, usage, now)
     if item.in_use:
         return "a build is using it"
     if cache_idle_s is not None and now - item.last_used < cache_idle_s:
@@ -149,6 +156,15 @@ def _image_kept(item: Item, usage: Usage, staying_sdks: set[str]) -> str | None:
     return f"the image of {', '.join(sorted(spaces))}" if spaces else None
 
 
+def _lfs_kept(item: Item, usage: Usage, now: float) -> str | None:
+    spaces = usage.lfs_refs.get(item.key)
+    if spaces:
+        return f"a commit of {', '.join(sorted(spaces))} references it"
+    if now - item.last_used < usage.lfs_grace_s:
+        return f"uploaded in the last {usage.lfs_grace_s / 60:g} minutes: a push in progress may reference it"
+    return None
+
+
 def why_collected(item: Item, over_budget: bool) -> str:
     prefix = "over the disk budget: " if over_budget else ""
     return prefix + {
@@ -158,6 +174,7 @@ def why_collected(item: Item, over_budget: bool) -> str:
         "sdk-image": "no app image that stays was built on it",
         "build-cache": "no build is using it",
         "uv-cache": "pruned",
+        "lfs-object": "no commit of any space references it (a deleted space's, or history rewritten)",
     }[item.kind]
 
 

@@ -65,7 +65,8 @@ class SpaceCommits:
         self.settings = settings
         self.store = store
         self.repos = SpaceRepos(settings.data_dir / "git", hook_scripts())
-        self.lfs = LfsObjects(settings.data_dir / "lfs", settings.db_path, settings.max_upload_bytes)
+        self.lfs = LfsObjects(settings.data_dir / "lfs", settings.db_path, settings.max_upload_bytes,
+                              settings.space_storage_bytes)
         self.enabled = SpaceRepos.available()
         if not self.enabled:
             log.warning("git is not installed: deploys get no commit, and spaces cannot be cloned or pushed")
@@ -136,9 +137,12 @@ class SpaceCommits:
                                    (space_id, version)).fetchone()
         return str(row[0]) if row else None
 
-    def view(self, space_id: str) -> dict[str, str | None]:
-        """For the space's API answer: ``sha`` is main's head (as on the Hub), ``running_sha`` the code serving."""
-        return {"sha": self.repos.head(space_id), "running_sha": self.running_commit(space_id)}
+    def view(self, space_id: str) -> dict[str, object]:
+        """For the space's API answer: ``sha`` is main's head (as on the Hub), ``running_sha`` the code serving,
+        ``storage`` the bytes of LFS objects it holds against its quota."""
+        quota = self.lfs.quota_of(space_id)
+        return {"sha": self.repos.head(space_id), "running_sha": self.running_commit(space_id),
+                "storage": {"lfs_bytes": quota.used, "quota_bytes": quota.limit}}
 
     def history(self, space_id: str, limit: int = 50) -> list[HistoryEntry]:
         self.ensure_repo(space_id)
@@ -151,6 +155,19 @@ class SpaceCommits:
                                    "ORDER BY at DESC LIMIT 1", (space_id, info.sha)).fetchone()
         return HistoryEntry(info.sha, info.author, info.email, info.date, info.message,
                             str(row[0]) if row else None, float(row[1]) if row else None, info.sha == running)
+
+    def lfs_references(self) -> dict[str, list[str]]:
+        """oid → the spaces whose commits reference that LFS object: every repository on the disk (a deleted
+        space's is gone with it), each from its refs and its recorded deploys."""
+        found: dict[str, list[str]] = {}
+        for repo in sorted(self.repos.root.glob("*/*.git")):
+            space_id = f"{repo.parent.name}/{repo.name.removesuffix('.git')}"
+            with self._lock:
+                rows = self._db.execute("SELECT DISTINCT sha FROM space_commits WHERE space_id = ?",
+                                        (space_id,)).fetchall()
+            for oid in self.repos.lfs_references(space_id, [str(row[0]) for row in rows]):
+                found.setdefault(oid, []).append(space_id)
+        return found
 
     # --- the repository ----------------------------------------------------------------------------------------
     def ensure_repo(self, space_id: str) -> Path:

@@ -6,6 +6,11 @@ and size are checked before it takes its place. Which space holds which object i
 the objects it holds, and an object joins a space only when its bytes are uploaded to that space (an oid alone,
 which any clone of a private space's pointer files shows, opens nothing elsewhere). Deploys see the files, not
 the pointers: ``smudge`` puts the objects in place in the commit's export.
+
+Quota: a space may hold ``quota`` bytes of objects; one stored for several spaces counts in full for each (a
+space's usage never depends on what other spaces hold, which would tell it about private ones, and never grows
+because someone else deletes theirs). The batch API refuses an upload that would pass it before a byte is sent;
+the PUT checks again (a client may skip the batch). ``spaces gc`` removes what no commit references any more.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spaces_runtime.errors import UploadError, UploadTooLargeError
+from spaces_runtime.errors import SpacesError, UploadError, UploadTooLargeError
 
 POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1\n"
 MAX_POINTER = 1024  # git-lfs's own bound on a pointer file
@@ -36,6 +41,38 @@ CREATE TABLE IF NOT EXISTS lfs_objects (
     PRIMARY KEY (space_id, oid)
 );
 """
+
+
+class StorageQuotaError(SpacesError):
+    """The space's LFS storage would pass its quota: 507, git-lfs's code for "insufficient storage"."""
+
+    http_status = 507
+
+
+@dataclass(frozen=True)
+class Quota:
+    used: int  # bytes the space holds now
+    limit: int
+
+    def refusal(self, space_id: str, adding: int) -> str | None:
+        """Why adding ``adding`` bytes is refused (what is used, the limit, what to do); None when it fits."""
+        if self.used + adding <= self.limit:
+            return None
+        return (f"this upload would pass {space_id}'s LFS storage quota: {_size(self.used)} used + "
+                f"{_size(adding)} in this upload > {_size(self.limit)} (push smaller files, or rewrite the history "
+                "without large ones and run `spaces gc`; the platform's admin can raise SPACES_SPACE_STORAGE_BYTES)")
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB" if count < 2**30 else f"{count / 2**30:.2f} GiB"
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    oid: str
+    size: int
+    last_used: float
+    holders: tuple[str, ...]  # the spaces it was uploaded to
 
 
 @dataclass(frozen=True)
@@ -54,11 +91,16 @@ def parse_pointer(data: bytes) -> Pointer | None:
 
 
 def batch_answer(operation: str, objects: list[dict[str, Any]], held: set[str], href: Callable[[str], str],
-                 header: dict[str, str], max_size: int) -> dict[str, Any]:
+                 header: dict[str, str], max_size: int, over_quota: Callable[[int], str | None] | None = None
+                 ) -> dict[str, Any]:
     """The batch API's answer (pure): per object, where to send or fetch it, or why not. An upload of an object
     this space holds already is skipped (no actions); one stored for another space is uploaded again (see
-    above); a download of one it does not hold is a 404."""
+    above); a download of one it does not hold is a 404. ``over_quota(bytes)``: why the uploads' bytes together
+    do not fit the space's quota; then every one of them is refused (507), since the push could not land anyway."""
     answered = []
+    uploads: dict[str, int] = {str(o["oid"]): int(o["size"]) for o in objects
+                               if operation == "upload" and _uploads(o, held, max_size)}
+    refused = over_quota(sum(uploads.values())) if uploads and over_quota else None
     for item in objects:
         oid, size = str(item.get("oid", "")), item.get("size")
         entry: dict[str, Any] = {"oid": oid, "size": size}
@@ -66,6 +108,8 @@ def batch_answer(operation: str, objects: list[dict[str, Any]], held: set[str], 
             entry["error"] = {"code": 422, "message": "oid must be 64 hex digits (sha256) and size a count"}
         elif operation == "upload" and size > max_size:
             entry["error"] = {"code": 413, "message": f"{size} bytes is over this platform's {max_size} per file"}
+        elif operation == "upload" and oid not in held and refused:
+            entry["error"] = {"code": 507, "message": refused}
         elif operation == "upload" and oid not in held:
             entry["actions"] = {"upload": {"href": href(oid), "header": header}}
         elif operation == "download" and oid in held:
@@ -76,10 +120,16 @@ def batch_answer(operation: str, objects: list[dict[str, Any]], held: set[str], 
     return {"transfer": "basic", "objects": answered, "hash_algo": "sha256"}
 
 
+def _uploads(item: dict[str, Any], held: set[str], max_size: int) -> bool:
+    oid, size = str(item.get("oid", "")), item.get("size")
+    return bool(OID.fullmatch(oid)) and isinstance(size, int) and 0 <= size <= max_size and oid not in held
+
+
 class LfsObjects:
-    def __init__(self, root: Path, db_path: Path, max_size: int) -> None:
+    def __init__(self, root: Path, db_path: Path, max_size: int, quota: int) -> None:
         self.root = root
         self.max_size = max_size
+        self.quota = quota
         self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA busy_timeout=5000")
         self._lock = threading.RLock()
@@ -102,10 +152,61 @@ class LfsObjects:
                                    (space_id,)).fetchone()
         return int(row[0])
 
+    def touch(self, space_id: str, oids: set[str]) -> None:
+        """A push names objects the space holds already (it skips their upload): they count as fresh for gc's
+        grace period, so gc cannot remove one between this push's batch and its commits landing."""
+        with self._lock:
+            self._db.executemany("UPDATE lfs_objects SET at = ? WHERE space_id = ? AND oid = ?",
+                                 [(time.time(), space_id, oid) for oid in oids])
+
+    def quota_of(self, space_id: str) -> Quota:
+        return Quota(self.usage(space_id), self.quota)
+
     def forget(self, space_id: str) -> None:
         """The space no longer holds its objects (the files stay while another space holds them)."""
         with self._lock:
             self._db.execute("DELETE FROM lfs_objects WHERE space_id = ?", (space_id,))
+
+    # --- gc ---------------------------------------------------------------------------------------------------
+    def stored(self) -> list[StoredObject]:
+        """Every object file, with the spaces holding it and when it last arrived (a row's time or the file's)."""
+        with self._lock:
+            rows = self._db.execute("SELECT oid, space_id, at FROM lfs_objects").fetchall()
+        holders: dict[str, list[str]] = {}
+        latest: dict[str, float] = {}
+        for oid, space_id, at in rows:
+            holders.setdefault(str(oid), []).append(str(space_id))
+            latest[str(oid)] = max(latest.get(str(oid), 0.0), float(at))
+        found = []
+        for path in (self.root / "objects").glob("??/??/*"):
+            if OID.fullmatch(path.name) and path.is_file():
+                info = path.stat()
+                found.append(StoredObject(path.name, info.st_size, max(latest.get(path.name, 0.0), info.st_mtime),
+                                          tuple(sorted(holders.get(path.name, ())))))
+        return found
+
+    def release(self, space_id: str, oid: str, before: float) -> None:
+        """The space no longer holds an object none of its commits references (its quota gets the bytes back);
+        not one uploaded since ``before``: a push in progress may be about to reference it."""
+        with self._lock:
+            self._db.execute("DELETE FROM lfs_objects WHERE space_id = ? AND oid = ? AND at < ?",
+                             (space_id, oid, before))
+
+    def remove(self, oid: str, before: float) -> int:
+        """Remove an object no commit references: its rows and its file. Bytes freed; -1 when it arrived again
+        since ``before`` (an upload in progress wants it), in which case it stays."""
+        with self._lock:
+            row = self._db.execute("SELECT MAX(at) FROM lfs_objects WHERE oid = ?", (oid,)).fetchone()
+            path = self.path(oid)
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                info = None
+            if (row[0] is not None and float(row[0]) >= before) or (info is not None and info.st_mtime >= before):
+                return -1
+            self._db.execute("DELETE FROM lfs_objects WHERE oid = ?", (oid,))
+            path.unlink(missing_ok=True)
+        return info.st_size if info is not None else 0
 
     # --- upload -------------------------------------------------------------------------------------------------
     def open_scratch(self) -> tuple[int, Path]:
@@ -122,12 +223,17 @@ class LfsObjects:
                               hint="push again")
         target = self.path(oid)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_file():
-            scratch.unlink(missing_ok=True)  # stored for another space already: the same bytes, once
-        else:
-            scratch.chmod(0o644)
-            os.replace(scratch, target)
-        with self._lock:
+        with self._lock:  # gc removes a file under this lock: it never goes between this check and the row
+            held = self.held(space_id, [oid])
+            refused = None if held else self.quota_of(space_id).refusal(space_id, size)
+            if refused:
+                scratch.unlink(missing_ok=True)
+                raise StorageQuotaError(refused)
+            if target.is_file():
+                scratch.unlink(missing_ok=True)  # stored for another space already: the same bytes, once
+            else:
+                scratch.chmod(0o644)
+                os.replace(scratch, target)
             self._db.execute("INSERT OR REPLACE INTO lfs_objects (space_id, oid, size, at) VALUES (?,?,?,?)",
                              (space_id, oid, size, time.time()))
 

@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 from spaces_runtime.auth.principal import Principal
 from spaces_runtime.errors import UploadError
 from spaces_runtime.hub.git import REALM, GitRequest, Refusal, refusal
-from spaces_runtime.hub.lfs import MEDIA_TYPE, OID, batch_answer
+from spaces_runtime.hub.lfs import MEDIA_TYPE, OID, StorageQuotaError, batch_answer
 
 if TYPE_CHECKING:
     from spaces_runtime.hub.lfs import LfsObjects
@@ -71,8 +71,12 @@ async def _batch(lfs: LfsObjects, request: GitRequest, refused: Any, scope: Scop
     base = f"{scope.get('scheme', 'http')}://{headers.get('host', '')}/spaces/{request.space_id}.git/info/lfs"
     auth = {"Authorization": headers["authorization"]} if "authorization" in headers else {}
     held = lfs.held(request.space_id, [str(o.get("oid", "")) for o in objects if isinstance(o, dict)])
+    if operation == "upload":
+        lfs.touch(request.space_id, held)
+    quota = lfs.quota_of(request.space_id)
     answer = batch_answer(operation, [o for o in objects if isinstance(o, dict)], held,
-                          lambda oid: f"{base}/objects/{oid}", auth, lfs.max_size)
+                          lambda oid: f"{base}/objects/{oid}", auth, lfs.max_size,
+                          lambda adding: quota.refusal(request.space_id, adding))
     await _json(send, 200, answer)
 
 
@@ -94,7 +98,7 @@ async def _upload(lfs: LfsObjects, space_id: str, oid: str, receive: Receive, se
                 if not message.get("more_body", False):
                     break
         lfs.keep(space_id, oid, scratch, digest.hexdigest(), size)
-    except UploadError as exc:
+    except (UploadError, StorageQuotaError) as exc:
         scratch.unlink(missing_ok=True)
         await _json(send, exc.http_status, {"message": str(exc)})
         return

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from spaces_runtime.errors import ConflictError, InvalidNameError, NotFoundError, SpacesError
 from spaces_runtime.hub.git import HOOKS, MAIN, ZERO
+from spaces_runtime.hub.lfs import MAX_POINTER, Pointer, parse_pointer
 
 COMMIT_PATTERN = re.compile(r"[0-9a-f]{4,40}")
 _FIELD, _RECORD = "\x1f", "\x1e"
@@ -141,6 +142,24 @@ class SpaceRepos:
         run_git(self.path(space_id), "archive", "--format=tar", f"--output={out}", commit, env=objects)
         return out
 
+    def lfs_references(self, space_id: str, commits: list[str]) -> set[str]:
+        """The oids of the LFS objects that the files of any commit reachable from a ref, or from ``commits``
+        (the deploys recorded, whichever are still there), point at. Unreachable commits (history a force-push
+        rewrote, kept only in reflogs) do not count."""
+        repo = self.path(space_id)
+        if not self.exists(space_id):
+            return set()
+        listed = _git_input(repo, ["rev-list", "--objects", "--all", "--stdin", "--ignore-missing"],
+                            "\n".join(commits) + "\n")
+        oids = "\n".join(line.split(" ", 1)[0] for line in listed.decode().splitlines() if line)
+        checked = _git_input(repo, ["cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)"], oids)
+        small = set()
+        for line in checked.decode().splitlines():
+            oid, kind, size = [*line.split(), "", ""][:3]
+            if kind == "blob" and size.isdigit() and int(size) <= MAX_POINTER:
+                small.add(oid)
+        return {pointer.oid for pointer in pointers(repo, small).values()}
+
     # --- writing ----------------------------------------------------------------------------------------------
     def commit_folder(self, space_id: str, folder: Path, author: Author, message: str) -> str:
         """Make ``folder``'s files the next commit of ``main`` (the same commit again when nothing changed)."""
@@ -174,6 +193,34 @@ class SpaceRepos:
 
 def _head(repo: Path) -> str | None:
     return _try_git(repo, "rev-parse", "--quiet", "--verify", f"{MAIN}^{{commit}}")
+
+
+def pointers(repo: Path, oids: set[str]) -> dict[str, Pointer]:
+    """Which of these small blobs are git-lfs pointers (one ``git cat-file --batch`` for all of them)."""
+    if not oids:
+        return {}
+    data = _git_input(repo, ["cat-file", "--batch"], "\n".join(oids))
+    found: dict[str, Pointer] = {}
+    at = 0
+    while at < len(data):
+        end = data.index(b"\n", at)
+        head = data[at:end].decode().split()
+        if len(head) != 3:  # "OID missing"
+            at = end + 1
+            continue
+        content = data[end + 1:end + 1 + int(head[2])]
+        at = end + 2 + int(head[2])
+        if (pointer := parse_pointer(content)) is not None:
+            found[head[0]] = pointer
+    return found
+
+
+def _git_input(repo: Path, args: list[str], stdin: str) -> bytes:
+    done = subprocess.run(["git", f"--git-dir={repo}", *args], input=stdin.encode(), capture_output=True,
+                          env=git_env(), check=False)
+    if done.returncode != 0:
+        raise GitCommandError(f"git {args[0]} failed in {repo}: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout
 
 
 def run_git(repo: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -24,9 +23,10 @@ from spaces_runtime.errors import NotFoundError, UploadError
 from spaces_runtime.hub import shapes
 from spaces_runtime.hub.apierrors import EntryNotFoundError, NotSupportedError, RevisionNotFoundError
 from spaces_runtime.hub.commits import SpaceCommits
-from spaces_runtime.hub.lfs import MAX_POINTER, Pointer, parse_pointer
+from spaces_runtime.hub.lfs import MAX_POINTER, Pointer
 from spaces_runtime.hub.ndjson import AddFile, DeleteFile, DeleteFolder, Operation, ignored
-from spaces_runtime.hub.repos import COMMIT_PATTERN, GitCommandError, git_env, run_git
+from spaces_runtime.hub.repos import COMMIT_PATTERN, GitCommandError, run_git
+from spaces_runtime.hub.repos import pointers as lfs_pointers
 from spaces_runtime.store import SpaceRecord
 from spaces_runtime.wiring.platform import Platform
 
@@ -152,26 +152,8 @@ def _tree(repo: Path, commit: str) -> Tree:
             folders[path] = oid
         elif kind == "blob" and mode in FILE_MODES:
             blobs[path] = Blob(path, oid, int(size))
-    pointers = _pointers(repo, {b.oid for b in blobs.values() if b.size <= MAX_POINTER})
+    pointers = lfs_pointers(repo, {b.oid for b in blobs.values() if b.size <= MAX_POINTER})
     return Tree(commit, {p: Blob(p, b.oid, b.size, pointers.get(b.oid)) for p, b in blobs.items()}, folders)
-
-
-def _pointers(repo: Path, oids: set[str]) -> dict[str, Pointer]:
-    """Which of these small blobs are git-lfs pointers (one ``git cat-file --batch`` for all of them)."""
-    if not oids:
-        return {}
-    done = subprocess.run(["git", f"--git-dir={repo}", "cat-file", "--batch"], input="\n".join(oids).encode(),
-                          capture_output=True, env=git_env(), check=False)
-    found: dict[str, Pointer] = {}
-    data, at = done.stdout, 0
-    while at < len(data):
-        end = data.index(b"\n", at)
-        oid, _, size = data[at:end].decode().split()
-        content = data[end + 1:end + 1 + int(size)]
-        at = end + 2 + int(size)
-        if (pointer := parse_pointer(content)) is not None:
-            found[oid] = pointer
-    return found
 
 
 # --- writing -----------------------------------------------------------------------------------------------------

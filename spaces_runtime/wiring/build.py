@@ -83,8 +83,9 @@ def model_preparer(runner: RunnerService) -> ModelPreparer:
     return prepare
 
 
-def make_housekeeper(settings: Settings, store: Store, backend: Backend) -> Housekeeper:
-    """`spaces gc` and the disk budget: environments always; images and build cache with the docker backend."""
+def make_housekeeper(settings: Settings, store: Store, backend: Backend, commits: SpaceCommits) -> Housekeeper:
+    """`spaces gc` and the disk budget: environments always; images and build cache with the docker backend;
+    LFS objects no commit references (`spaces gc` only)."""
     images = None
     if settings.backend == "docker":
         from spaces_runtime.housekeeping.images import DockerImages
@@ -92,7 +93,8 @@ def make_housekeeper(settings: Settings, store: Store, backend: Backend) -> Hous
 
         assert isinstance(backend, DockerBackend)
         images = DockerImages(backend.client)
-    return Housekeeper(Collector(settings, store, images), settings.disk_budget_bytes, settings.gc_interval_s)
+    return Housekeeper(Collector(settings, store, images, commits), settings.disk_budget_bytes,
+                       settings.gc_interval_s)
 
 
 def build_platform(settings: Settings) -> Platform:
@@ -124,4 +126,4 @@ def build_platform(settings: Settings) -> Platform:
                            replicas=getattr(backend, "task_upstreams", None))  # swarm: every healthy task
     return Platform(settings, store, accounts, auth, secrets, logs, hub, stages, supervisor, pipeline, lifecycle,
                     targets, runner=runner,
-                    housekeeper=make_housekeeper(settings, store, backend))
+                    housekeeper=make_housekeeper(settings, store, backend, commits))

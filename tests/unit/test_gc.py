@@ -110,3 +110,14 @@ def test_sizes_read_as_people_write_them() -> None:
     assert human_bytes(999) == "999 B"
     assert human_bytes(1_500_000) == "1.5 MB"
     assert human_bytes(3 * 10**12) == "3000.0 GB"
+
+
+def test_an_lfs_object_goes_once_no_commit_references_it_and_its_grace_period_is_over() -> None:
+    def lfs(oid: str, age_s: float) -> Item:
+        return Item("lfs-object", oid, 1000, NOW - age_s)
+
+    usage = Usage(lfs_refs={"shared": ["bob/kept"]}, lfs_grace_s=3600)
+    found = verdicts(decide([lfs("shared", 5 * DAY), lfs("orphan", 2 * 3600), lfs("pushing", 60)], usage, now=NOW))
+    assert found["shared"] == (False, "a commit of bob/kept references it")
+    assert found["orphan"][0] and "no commit of any space references it" in found["orphan"][1]
+    assert not found["pushing"][0] and "a push in progress may reference it" in found["pushing"][1]

@@ -1,6 +1,6 @@
 """Git LFS's pure parts: reading pointer files, and the batch API's answer per object."""
 
-from spaces_runtime.hub.lfs import Pointer, batch_answer, parse_pointer
+from spaces_runtime.hub.lfs import Pointer, Quota, batch_answer, parse_pointer
 
 OID = "4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393"
 
@@ -39,3 +39,20 @@ def test_downloads_only_of_held_objects_and_bad_or_large_objects_are_refused_one
     refused = batch_answer("upload", [{"oid": OID, "size": 101}, {"oid": "x", "size": 1}], held=set(),
                            href=href, header={}, max_size=100)
     assert [o["error"]["code"] for o in refused["objects"]] == [413, 422]
+
+
+def test_uploads_that_would_pass_the_quota_are_all_refused_saying_what_is_used_and_what_to_do() -> None:
+    held, fresh = "f" * 64, "e" * 64
+    quota = Quota(used=60, limit=100)
+    objects = [{"oid": OID, "size": 30}, {"oid": fresh, "size": 20}, {"oid": held, "size": 50}]
+    answer = batch_answer("upload", objects, held={held}, href=href, header={}, max_size=100,
+                          over_quota=lambda adding: quota.refusal("a/b", adding))
+    first, second, third = answer["objects"]
+    assert first["error"]["code"] == second["error"]["code"] == 507 and "actions" not in first
+    message = first["error"]["message"]
+    assert "this upload would pass a/b's LFS storage quota" in message and "SPACES_SPACE_STORAGE_BYTES" in message
+    assert "error" not in third  # held already: it costs nothing more
+    fits = batch_answer("upload", objects[:1], held=set(), href=href, header={}, max_size=100,
+                        over_quota=lambda adding: quota.refusal("a/b", adding))
+    assert "upload" in fits["objects"][0]["actions"]  # 60 + 30 fits 100
+    assert quota.refusal("a/b", 40) is None and quota.refusal("a/b", 41) is not None
