@@ -101,7 +101,8 @@ def files_page(request: Request, who: Principal, record: SpaceRecord, tree: Tree
                status_code: int = 200, **context: Any) -> HTMLResponse:
     p: Platform = request.app.state.platform
     return page(request, "files.html", who, status_code, s=space_view(record, p.settings.public_link_host),
-                commit=tree.commit, path=path, crumbs=crumbs(path), human_size=human_size, **context)
+                commit=tree.commit, path=path, crumbs=crumbs(path), human_size=human_size,
+                storage=p.pipeline.commits.lfs.quota_of(record.id), **context)
 
 
 # --- routes ---------------------------------------------------------------------------------------------------

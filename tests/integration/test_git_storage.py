@@ -62,6 +62,8 @@ def test_a_push_past_the_quota_is_refused_with_git_lfs_saying_why_and_main_stays
     status = _cli_as(git, "alice", "status", "alice/heavy")
     assert "storage: 1.5 MiB of LFS files, of its 2 MiB quota" in " ".join(status.stdout.split())
     assert git.platform.space("alice/heavy")["storage"] == {"lfs_bytes": len(first), "quota_bytes": QUOTA}
+    files_tab = httpx.get(f"{git.platform.url}/alice/heavy/tree/main", timeout=30)
+    assert "Git LFS storage: 1.5 MB of this space's 2.0 MB quota." in files_tab.text
 
     before = git.remote_main("alice/heavy")
     (folder / "two.bin").write_bytes(blob(2, 1024 * 1024))
