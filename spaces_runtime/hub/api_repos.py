@@ -156,6 +156,7 @@ async def _deploy_copy(p: Platform, parts: HubParts, source: SpaceRecord, target
     await asyncio.to_thread(repos.remove, target)  # a leftover of a space by that name deleted long ago
     await asyncio.to_thread(shutil.copytree, repos.path(source.id), repos.path(target), symlinks=True)
     await asyncio.to_thread(repos.ensure, target)
+    p.pipeline.commits.lfs.share(source.id, target)  # its LFS files come along with the history
     archive = await asyncio.to_thread(p.pipeline.commits.export, target, head)
     try:
         return await p.pipeline.accept_upload(owner, name, archive, author=author, commit=head)
