@@ -162,6 +162,13 @@ class LfsObjects:
     def quota_of(self, space_id: str) -> Quota:
         return Quota(self.usage(space_id), self.quota)
 
+    def share(self, source: str, target: str) -> None:
+        """A duplicate or a move: the target holds what the source holds (its history points at the same objects),
+        counted for it as for any space holding them."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO lfs_objects (space_id, oid, size, at) SELECT ?, oid, size, at "
+                             "FROM lfs_objects WHERE space_id = ?", (target, source))
+
     def forget(self, space_id: str) -> None:
         """The space no longer holds its objects (the files stay while another space holds them)."""
         with self._lock:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from huggingface_hub import HfApi
 from test_git import STATIC, Git, _cli_as
 
 from spaces_harness import Platform, write_app
@@ -82,6 +83,10 @@ def test_gc_removes_a_deleted_spaces_objects_but_not_one_another_space_still_ref
     own, shared = blob(3, 300 * 1024), blob(4, 200 * 1024)
     push(git, lfs_repo(git, "doomed", {"own.bin": own, "shared.bin": shared}), "alice/doomed")
     push(git, lfs_repo(git, "keeper", {"shared.bin": shared}), "alice/keeper")
+    hub = HfApi(endpoint=git.platform.url, token=git.tokens["alice"])
+    hub.duplicate_repo("alice/keeper", "alice/twin", repo_type="space")  # the history and its LFS files come along
+    git.platform.wait_for("alice/twin", timeout=300)
+    assert httpx.get(f"{git.platform.url}/spaces/alice/twin/shared.bin", timeout=30).content == shared
     own_oid, shared_oid = _oid(own), _oid(shared)
     assert {own_oid, shared_oid} <= stored(git.platform)
     deleted = httpx.delete(f"{git.platform.url}/api/spaces/alice/doomed", timeout=60,
@@ -92,7 +97,7 @@ def test_gc_removes_a_deleted_spaces_objects_but_not_one_another_space_still_ref
     collect = {row["key"]: row for row in listed["collect"] if row["kind"] == "lfs-object"}
     keep = {row["key"]: row["reason"] for row in listed["keep"] if row["kind"] == "lfs-object"}
     assert set(collect) == {own_oid} and collect[own_oid]["bytes"] == len(own)
-    assert keep[shared_oid] == "a commit of alice/keeper references it"
+    assert keep[shared_oid] == "a commit of alice/keeper, alice/twin references it"
     assert own_oid in stored(git.platform)  # a dry run removes nothing
     shown = git.platform.cli("gc", "--dry-run", check=True).stdout
     assert "lfs-object" in shown and own_oid[:16] in shown
