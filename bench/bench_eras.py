@@ -1,4 +1,4 @@
-"""Old Spaces: how many of the era apps of tests/integration/era_apps.py work directly vs through the platform.
+"""Old Spaces: how many of the era apps of tests/era_apps.py work directly vs through the platform.
 
 Run: .venv/bin/python bench/bench_eras.py [--direct] [--platform] [--platform-env K=V ...] [--out FILE]
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "integration")]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import httpx  # noqa: E402
 from era_apps import APPS, EraApp, direct_venv, probe, running_directly  # noqa: E402

@@ -1,10 +1,16 @@
-"""Suite-wide rules: on CI (env CI set) a skipped test is a failure — Docker and browser tests must really run."""
+"""Suite-wide rules (on CI, env CI set, a skipped test is a failure: Docker and browser tests must really run)
+and the fixtures several folders share."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
+from era_apps import DirectEras
+
+from builder.pythons import discover
+from spaces_runtime.config import Settings
 
 _skipped: list[str] = []
 
@@ -28,3 +34,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             for node in _skipped:
                 reporter.write_line(f"  {node}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def direct_eras(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DirectEras]:
+    """The era apps run directly, shared by the process and the docker backend's era tests (tests/era_apps.py)."""
+    pythons = {i.minor_version: i.path for i in discover(Settings())}
+    yield DirectEras(tmp_path_factory.mktemp("direct-eras"), pythons)

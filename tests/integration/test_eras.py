@@ -18,19 +18,15 @@ import tarfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from era_apps import APPS, GRADIO_4, PYTHON_3_12, STREAMLIT_1_17, EraApp, direct_venv, probe, running_directly
+from era_apps import APPS, GRADIO_4, PYTHON_3_12, STREAMLIT_1_17, DirectEras, EraApp, probe
 from prerequisites import missing
 
 from builder import plan as build_plan
 from builder import spec as build_spec
-from builder.pythons import discover
-from builder.releases import release_time
 from builder.venv import LOCK, MARKER, VenvBuilder
 from spaces_harness import Platform, free_port
 from spaces_runtime.config import Settings
@@ -68,39 +64,23 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 
 
 @pytest.fixture(scope="module")
-def direct(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
-    """Each app's folder and its own era virtualenv, as its author had them."""
-    root = tmp_path_factory.mktemp("direct")
-    pythons = {i.minor_version: i.path for i in discover(Settings())}
-    absent = sorted({app.python_version or "3.11" for app in APPS} - set(pythons))
+def direct(direct_eras: DirectEras) -> DirectEras:
+    """Each app's era virtualenv, as its author had it (shared with the docker backend's era test)."""
+    absent = direct_eras.absent(APPS)
     if absent:
         missing(f"this host has no Python {', '.join(absent)} to run the era apps directly")
-
-    def build(app: EraApp) -> tuple[Path, Path]:
-        as_of = release_time(app.sdk, app.sdk_version) + timedelta(days=1)
-        folder = app.write(root / app.name / "app")
-        python = str(pythons[app.python_version or "3.11"])
-        built = direct_venv(app, root / app.name / "venv", python, f"{as_of:%Y-%m-%dT%H:%M:%SZ}")
-        assert built.returncode == 0, f"{app.name} does not install directly: {built.stderr[-2000:]}"
-        return folder, root / app.name / "venv"
-
     with ThreadPoolExecutor(max_workers=len(APPS)) as pool:  # uv waits on the network, not the CPU
-        return dict(zip((app.name for app in APPS), pool.map(build, APPS), strict=True))
-
-
-def _direct_answer(app: EraApp, direct: dict[str, tuple[Path, Path]]) -> dict[str, Any]:
-    folder, venv = direct[app.name]
-    with running_directly(app, folder, venv, free_port()) as url:
-        return probe(app, venv / "bin" / "python", url)
+        list(pool.map(direct_eras.built, APPS))
+    return direct_eras
 
 
 @pytest.mark.parametrize("app", APPS, ids=[app.name for app in APPS])
 def test_era_app_answers_through_the_gateway_as_it_does_directly(
-        app: EraApp, platform: Platform, direct: dict[str, tuple[Path, Path]]) -> None:
-    expected = _direct_answer(app, direct)
+        app: EraApp, platform: Platform, direct: DirectEras) -> None:
+    expected = direct.answer(app, free_port())
     space = platform.wait_for(f"{OWNER}/{app.name}", timeout=1200)
     assert space["stage"] == "RUNNING"
-    answer = probe(app, direct[app.name][1] / "bin" / "python", f"{platform.url}/spaces/{OWNER}/{app.name}/")
+    answer = probe(app, direct.python(app), f"{platform.url}/spaces/{OWNER}/{app.name}/")
     assert answer == expected
     if app.sdk == "gradio":
         assert answer["endpoints"] == sorted(name for name, _ in app.calls)
@@ -108,14 +88,14 @@ def test_era_app_answers_through_the_gateway_as_it_does_directly(
         assert answer["exceptions"] == [] and answer["texts"], answer
 
 
-def test_the_answers_are_what_each_app_computes(platform: Platform, direct: dict[str, tuple[Path, Path]]) -> None:
+def test_the_answers_are_what_each_app_computes(platform: Platform, direct: DirectEras) -> None:
     """The equality above must not be two identical failures: spot-check real outputs."""
-    python = direct[PYTHON_3_12.name][1] / "bin" / "python"
+    python = direct.python(PYTHON_3_12)
     platform.wait_for(f"{OWNER}/{PYTHON_3_12.name}", timeout=1200)
     answer = probe(PYTHON_3_12, python, f"{platform.url}/spaces/{OWNER}/{PYTHON_3_12.name}/")
     assert answer["outputs"] == {"/python": "3.12"}
     platform.wait_for(f"{OWNER}/{STREAMLIT_1_17.name}", timeout=1200)
-    st = probe(STREAMLIT_1_17, direct[STREAMLIT_1_17.name][1] / "bin" / "python",
+    st = probe(STREAMLIT_1_17, direct.python(STREAMLIT_1_17),
                f"{platform.url}/spaces/{OWNER}/{STREAMLIT_1_17.name}/")
     assert STREAMLIT_1_17.stream_path == stream_path(STREAMLIT_1_17.sdk_version) == "stream"
     assert "arrow_vega_lite_chart" in st["elements"] and "total **12**" in st["texts"]

@@ -1,9 +1,10 @@
 """Apps written the way Spaces of each SDK era were, and how to run one directly, as its author did.
 
-Shared by tests/integration/test_eras.py and bench/bench_eras.py. "Directly" means what Hugging Face did when the
-app was published: a fresh virtualenv with the pinned SDK and requirements.txt (resolved as of the SDK release
-when ``exclude_newer`` is given, else as of today), then `python app.py` or `streamlit run app.py`. Calls go through
-tests/integration/era_probe.py run with the app's own interpreter, so each era is called with its own
+Shared by tests/integration/test_eras.py, tests/docker/test_docker_eras.py (both through ``DirectEras``, one per
+session: each app is installed and run directly once) and bench/bench_eras.py. "Directly" means what Hugging Face
+did when the app was published: a fresh virtualenv with the pinned SDK and requirements.txt (resolved as of the
+SDK release when ``exclude_newer`` is given, else as of today), then `python app.py` or `streamlit run app.py`.
+Calls go through tests/era_probe.py run with the app's own interpreter, so each era is called with its own
 gradio_client or Streamlit protocol.
 """
 
@@ -14,13 +15,17 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from polling import wait_answering
+
+from builder.releases import release_time
 
 PROBE = Path(__file__).with_name("era_probe.py")
 
@@ -220,3 +225,55 @@ def probe(app: EraApp, python: Path, url: str) -> dict[str, Any]:
         raise RuntimeError(f"probing {url} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return answer
+
+
+class DirectEras:
+    """Each era app installed and run directly once per session, as its author had it: its folder, its era's
+    virtualenv (resolved as of a day after its SDK release) and what it answers when run directly. Both the
+    process and the docker backend's era tests compare against the same answers; a virtualenv is built on first
+    use, so a module asks only for the apps it deploys."""
+
+    def __init__(self, root: Path, pythons: dict[str, Path]) -> None:
+        self.root = root
+        self.pythons = pythons  # minor version → interpreter (builder.pythons.discover)
+        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._built: dict[str, tuple[Path, Path]] = {}
+        self._answers: dict[str, dict[str, Any]] = {}
+
+    @staticmethod
+    def key(app: EraApp) -> str:
+        return f"{app.name}-py{app.python_version or 'default'}"
+
+    def absent(self, apps: tuple[EraApp, ...]) -> list[str]:
+        """The Pythons these apps need that the host lacks."""
+        return sorted({app.python_version or "3.11" for app in apps} - set(self.pythons))
+
+    def built(self, app: EraApp) -> tuple[Path, Path]:
+        """The app's folder and virtualenv (built now if this session has not yet)."""
+        key = self.key(app)
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._built:
+                as_of = release_time(app.sdk, app.sdk_version) + timedelta(days=1)
+                folder = app.write(self.root / key / "app")
+                python = str(self.pythons[app.python_version or "3.11"])
+                done = direct_venv(app, self.root / key / "venv", python, f"{as_of:%Y-%m-%dT%H:%M:%SZ}")
+                assert done.returncode == 0, f"{app.name} does not install directly: {done.stderr[-2000:]}"
+                self._built[key] = folder, self.root / key / "venv"
+            return self._built[key]
+
+    def python(self, app: EraApp) -> Path:
+        """The app's own interpreter, which carries its era's client."""
+        return self.built(app)[1] / "bin" / "python"
+
+    def answer(self, app: EraApp, port: int) -> dict[str, Any]:
+        """What the app answers when run directly (asked once per session)."""
+        key = self.key(app)
+        folder, venv = self.built(app)
+        with self._locks[key]:
+            if key not in self._answers:
+                with running_directly(app, folder, venv, port) as url:
+                    self._answers[key] = probe(app, venv / "bin" / "python", url)
+            return self._answers[key]
