@@ -1,7 +1,8 @@
 """People in a real browser, against a real `spaces serve` running a real private Gradio app: alice signs in with
 the password `spaces users passwd` set, finds her private space under "My spaces" with its badge, adds a secret
 and changes visibility on the settings page, shares the private app with someone who has no account, revokes the
-link, and signs out. A page on another origin cannot use her session to pause or delete her spaces."""
+link, and signs out; "sign out everywhere" ends her session in another browser. A page on another origin cannot
+use her session to pause or delete her spaces."""
 
 from __future__ import annotations
 
@@ -201,6 +202,27 @@ def test_signing_out_hides_the_private_space(browser: Any, platform: Platform) -
     page.context.close()
 
 
+def test_sign_out_everywhere_ends_the_session_of_another_browser(browser: Any, platform: Platform) -> None:
+    """Two browsers (two contexts: no cookie in common) signed in as alice; from the first she sees both on the
+    Sessions page and signs out everywhere; the second, reloading, is signed out and sees her private space no
+    more, and its copy of the old cookie opens nothing."""
+    here, there = signed_in(browser, platform), signed_in(browser, platform)
+    old_cookie = next(c for c in there.context.cookies() if c["name"] == "spaces_session")
+    here.locator("#my-sessions").click()
+    expect(here.locator("h1")).to_have_text("Where you are signed in")
+    expect(here.locator("#session-list li[data-current=true]")).to_have_count(1)
+    assert here.locator("#session-list li").count() >= 2
+    here.locator("#sign-out-everywhere").click()
+    expect(here.get_by_role("link", name="Sign in")).to_be_visible()
+    there.reload()
+    expect(there.get_by_role("link", name="Sign in")).to_be_visible()
+    expect(card(there, VAULT)).to_have_count(0)
+    replayed = httpx.get(f"{platform.url}/api/whoami-v2", cookies={"spaces_session": old_cookie["value"]})
+    assert replayed.status_code == 401
+    here.context.close()
+    there.context.close()
+
+
 class AttackerSite:
     """Another origin on this machine (another port is the same *site*: SameSite=Lax still sends the cookie)."""
 
@@ -236,8 +258,9 @@ def test_a_page_on_another_origin_cannot_pause_delete_or_sign_out_with_the_victi
         page.goto(attacker.url)
         expect(page).to_have_title("fetch refused")  # no CORS for another origin: the DELETE never went out
         pause = f"POST {platform.url}/api/spaces/{NOTES}/pause"
-        wait_until(lambda: pause in answers and f"POST {platform.url}/logout" in answers, timeout=30,
-                   what="both forged form posts answered")
+        # sync Playwright delivers "response" events only inside its own calls: each poll makes one
+        wait_until(lambda: page.wait_for_timeout(50) or (pause in answers and f"POST {platform.url}/logout" in
+                                                          answers), timeout=30, what="both forged form posts answered")
         refused = answers[pause]
         assert refused.status == 401  # the cookie went with it, and the missing CSRF token stopped it:
         assert "X-CSRF-Token" in json.loads(refused.body())["message"]
