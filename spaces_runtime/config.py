@@ -198,6 +198,9 @@ class Settings(BaseSettings):
     sandbox: bool = True  # SPACES_SANDBOX=0: never sandbox (benchmarks, one trusted user); logged at start
     sandbox_uid_base: int = 200_000_000  # apps' uids: one per space from here, above every host user's
     sandbox_uid_count: int = 1_000_000
+    # the host's one record of which (data dir, space) runs as which uid: every platform of the host allocates from
+    # it, so two platforms on one host (production beside staging, tests) never hand one uid to two apps
+    sandbox_uid_registry: Path = Path("/var/lib/spaces-runtime/uids.db")
     sandbox_subnet: str = "10.213.0.0/16"  # the private bridge's; every app instance gets an address of it
     sandbox_bridge: str = "spaces-br0"
     # private ranges apps may still reach on TCP 80/443 (comma-separated CIDRs: an internal model server); every

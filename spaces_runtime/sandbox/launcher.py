@@ -14,7 +14,7 @@ from spaces_runtime.config import PACKAGE_DIR, Settings
 from spaces_runtime.errors import BackendError
 from spaces_runtime.sandbox import cgroups, layout, seccomp
 from spaces_runtime.sandbox.disks import Disks
-from spaces_runtime.sandbox.identity import Identities
+from spaces_runtime.sandbox.identity import HostRegistry, Identities
 from spaces_runtime.sandbox.network import Lease, Network
 from spaces_runtime.supervisor.backend import LaunchSpec
 from spaces_runtime.supervisor.docker import TIERS, Limits, limits_for, platform_id, under_ceilings
@@ -82,7 +82,8 @@ class Sandbox:
     def __init__(self, settings: Settings, tools: dict[str, str]) -> None:
         self.settings = settings
         self.tools = tools
-        self.identities = Identities(settings.db_path, settings.sandbox_uid_base, settings.sandbox_uid_count)
+        registry = HostRegistry(settings.sandbox_uid_registry, settings.sandbox_uid_base, settings.sandbox_uid_count)
+        self.identities = Identities(settings.db_path, registry, settings.data_dir)
         allowed = tuple(c.strip() for c in settings.sandbox_private_outbound.split(",") if c.strip())
         self.network = Network(settings.sandbox_bridge, settings.sandbox_subnet, allowed)
         self.prefix = f"sbx{platform_id(settings.data_dir)[:8]}"
@@ -104,7 +105,8 @@ class Sandbox:
         data.mkdir(parents=True, exist_ok=True)
         self.disks.attach(data)  # before the chown: a fresh disk's root is root's
         try:
-            os.chown(data, uid, uid)
+            if data.stat().st_uid != uid:  # a fresh disk (root's), or the space's uid changed (``identity``)
+                chown_tree(data, uid, uid)
             os.chmod(data, 0o700)
             chown_tree(spec.app_dir, uid, uid)
             readable(spec.env_dir)
