@@ -1,4 +1,5 @@
-"""`spaces login | whoami | users | orgs | tokens | settings | events`: people, their tokens, and who did what."""
+"""`spaces login | whoami | users | orgs | tokens | sessions | settings | events`: people, their tokens and web
+sessions, and who did what."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import getpass
 import os
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -23,6 +24,8 @@ tokens_app = typer.Typer(help="Access tokens: create (shown once), list, revoke.
 app.add_typer(users_app, name="users", rich_help_panel="People")
 app.add_typer(orgs_app, name="orgs", rich_help_panel="People")
 app.add_typer(tokens_app, name="tokens", rich_help_panel="People")
+sessions_app = typer.Typer(help="Where you are signed in on the web: list, revoke one, or all.", no_args_is_help=True)
+app.add_typer(sessions_app, name="sessions", rich_help_panel="People")
 RoleOpt = Annotated[str, typer.Option("--role", help="read | write | admin")]
 
 
@@ -163,6 +166,42 @@ def tokens_revoke(token_id: int, server: ServerOpt = None) -> None:
     out.print(f"revoked token {revoked['id']} ({revoked['name']} of {revoked['user']})", highlight=False)
 
 
+# --- web sessions --------------------------------------------------------------------------------------------------
+@sessions_app.command("list")
+def sessions_list(user: Annotated[str | None, typer.Option("--user", help="another user's (admins only)")] = None,
+                  server: ServerOpt = None, as_json: JsonOpt = False) -> None:
+    """Your browsers' sessions (the same as the web's Sessions page)."""
+    found = client(server).call("GET", "/api/sessions", params={"user": user} if user else None)
+    if as_json:
+        print_json(found)
+        return
+    table = Table("id", "user", "browser", "address", "signed in", "last used", box=None)
+    for session in found:
+        table.add_row(str(session["id"]), session["user"], session["user_agent"][:60] or "-", session["address"],
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(session["created_at"])),
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(session["last_seen_at"])))
+    out.print(table)
+
+
+@sessions_app.command("revoke")
+def sessions_revoke(
+    session_id: Annotated[int | None, typer.Argument(help="the id `spaces sessions list` shows")] = None,
+    every: Annotated[bool, typer.Option("--all", help="sign out everywhere")] = False,
+    user: Annotated[str | None, typer.Option("--user", help="with --all: another user's (admins only)")] = None,
+    server: ServerOpt = None,
+) -> None:
+    """End one web session at once, or with --all every one of yours (an admin: --user NAME's)."""
+    if (session_id is None) == (not every):
+        err.print("name one session id, or --all for every session", highlight=False)
+        raise typer.Exit(2)
+    if every:
+        ended = client(server).call("DELETE", "/api/sessions", params={"user": user} if user else None)
+        out.print(f"signed {ended['user']} out everywhere ({ended['ended']} sessions ended)", highlight=False)
+        return
+    ended = client(server).call("DELETE", f"/api/sessions/{session_id}")
+    out.print(f"ended session {ended['id']} of {ended['user']}", highlight=False)
+
+
 # --- a space's settings and the audit trail ----------------------------------------------------------------------
 @app.command(rich_help_panel="People")
 def settings(
@@ -171,24 +210,38 @@ def settings(
                                                 help="true: only its members see it")] = None,
     sleep_time: Annotated[int | None, typer.Option("--sleep-time", metavar="SECONDS",
                                                    help="it sleeps after this long without a visit; -1: never")] = None,
+    hardware: Annotated[str | None, typer.Option("--hardware", metavar="TIER",
+                                                 help="the tier it runs on (cpu-basic, cpu-upgrade, t4-small, ...); "
+                                                      "default: the README's suggested_hardware again")] = None,
+    replicas: Annotated[int | None, typer.Option("--replicas", metavar="N",
+                                                 help="instances serving it (swarm backend); 0: the README's")] = None,
     server: ServerOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change a space's settings (visibility, sleep time)."""
+    """Change a space's settings (visibility, sleep time, hardware, replicas); a new tier or replica count
+    restarts it."""
     split_id(space_id)
     api = client(server)
     if sleep_time is not None:  # the Hub's own route, as huggingface_hub's set_space_sleep_time calls it
         api.call("POST", f"/api/spaces/{space_id}/sleeptime", json={"seconds": sleep_time})
+    run: dict[str, Any] = {}
+    if hardware is not None or replicas is not None:
+        run = api.call("PUT", f"/api/spaces/{space_id}/run", json={"hardware": hardware, "replicas": replicas})
     body = {} if private is None else {"private": _truth(private, "--private")}
     result = api.call("PUT", f"/api/spaces/{space_id}/settings", json=body)
     if sleep_time is not None:
         result = {**result, "sleep_time": sleep_time}
+    if run:
+        result = {**result, "hardware": run["hardware"], "replicas": run["replicas"]}
     if as_json:
         print_json(result)
         return
     out.print(f"{space_id}: {'private' if result['private'] else 'public'}")
     if sleep_time is not None:
         out.print(f"{space_id}: {'never sleeps' if sleep_time < 0 else f'sleeps after {sleep_time} s without a visit'}")
+    if run:
+        for what in ("hardware", "replicas"):
+            out.print(f"{space_id}: {what} {run[what]['current']} ({run[what]['source']})", highlight=False)
 
 
 @app.command(rich_help_panel="People")
