@@ -61,12 +61,22 @@ class Disks:
         with contextlib.suppress(FileNotFoundError):
             self.image_of(folder).unlink()
 
+    def in_use(self, folder: Path) -> bool:
+        with self._lock:
+            return self._users.get(folder, 0) > 0
+
+    def unmount(self, folder: Path) -> None:
+        """Unmounted now, whatever the count said (a mount an earlier platform left)."""
+        with self._lock:
+            self._users.pop(folder, None)
+            _unmount(folder)
+
     def image_of(self, folder: Path) -> Path:
         return self.images_dir / f"{folder.name}{IMAGE_SUFFIX}"
 
     def unmount_leftovers(self, data_root: Path) -> None:
         """Mounts under ``data_root`` that a platform killed with -9 left (none of its apps survived it)."""
-        for mountpoint in _mounts_under(data_root):
+        for mountpoint in mounts_under(data_root):
             _unmount(mountpoint)
 
     def _mount(self, folder: Path) -> None:
@@ -110,7 +120,7 @@ class Disks:
                 entry.unlink()
 
 
-def _mounts_under(root: Path) -> list[Path]:
+def mounts_under(root: Path) -> list[Path]:
     prefix = str(root.resolve()).rstrip("/") + "/"
     found = []
     with contextlib.suppress(OSError):

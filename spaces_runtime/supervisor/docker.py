@@ -1,7 +1,9 @@
 """Docker backend: each app is one hardened container on the platform's private bridge network.
 
-Hardening: uid 1000, every capability dropped, no-new-privileges, read-only root filesystem with a tmpfs at /tmp
-and a per-app volume at /data, memory/CPU/pids limits from a hardware tier, no Docker socket, tini as PID 1.
+Hardening: uid 1000, every capability dropped, no-new-privileges, the engine's default seccomp profile, read-only
+root filesystem with a tmpfs at /tmp and a per-app /data (a disk of its own with a quota where the platform runs on
+the engine's host: ``dockerdata``; else a named volume), memory/CPU/pids limits from a hardware tier, no Docker
+socket, tini as PID 1.
 
 The gateway (on the host) reaches an app at its container IP on the bridge, port ``app_port``: nothing is
 published on a host interface, no host port is allocated (no races between apps or with other services), and a
@@ -26,6 +28,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import re
 import threading
 import time
@@ -47,6 +50,7 @@ from spaces_runtime.errors import BackendError
 from spaces_runtime.logs import LogSink
 from spaces_runtime.sandbox.network import guard_containers
 from spaces_runtime.supervisor.backend import ExitInfo, Instance, LaunchSpec
+from spaces_runtime.supervisor.dockerdata import DataDisks, note_volumes, why_not
 from spaces_runtime.supervisor.hostpaths import host_path, host_volumes, own_mounts
 
 log = logging.getLogger("spaces_runtime")
@@ -257,6 +261,12 @@ class DockerBackend:
         self._generation = 0
         self._pumps: dict[str, threading.Thread] = {}
         self._limits: dict[str, Limits] = {}
+        self.data: DataDisks | None = None  # None: /data on named volumes (why: said once, here)
+        reason = why_not(settings, self._own_mounts is not None, os.geteuid())
+        if reason is None:
+            self.data = DataDisks(settings)
+        elif settings.sandbox_data_quota_mb > 0:
+            note_volumes(reason)
 
     # --- the Backend protocol --------------------------------------------------------------------------
     async def launch(self, spec: LaunchSpec, log: LogSink) -> Instance:
@@ -294,9 +304,17 @@ class DockerBackend:
         await asyncio.to_thread(self.remove_volume, space_id)
 
     def remove_volume(self, space_id: str) -> None:
-        """For deletes: the app's /data goes with it."""
+        """For deletes: the app's /data goes with it (its disk, and its volume of before the disks)."""
         with contextlib.suppress(docker.errors.NotFound):
             self.client.volumes.get(self.volume_name(space_id)).remove(force=True)
+        if self.data is not None:
+            self.data.remove(space_id)
+
+    def unmount_idle(self) -> None:
+        """/data disks that no running container of this platform holds are unmounted."""
+        if self.data is not None:
+            running = self.client.containers.list(filters={"label": f"{PLATFORM_LABEL}={self.platform}"})
+            self.data.unmount_idle(c.labels.get(SPACE_LABEL, "") for c in running)
 
     # --- blocking work -----------------------------------------------------------------------------------
     def _launch(self, spec: LaunchSpec, log: LogSink) -> Instance:
@@ -306,7 +324,25 @@ class DockerBackend:
             log(f"warning: hardware {spec.hardware} asks for {tier.gpus} GPU(s); this host has "
                 f"{limits.gpus} usable through Docker, so the app runs without")
         self._ensure_network()
-        volume = self._ensure_volume(spec.space_id)
+        volume = self._data_for(spec.space_id)
+        try:
+            return self._run(spec, limits, volume, log)
+        except BaseException:
+            if self.data is not None:
+                self.data.detach(spec.space_id)
+            raise
+
+    def _data_for(self, space_id: str) -> str:
+        """/data's source: the space's disk (a host folder) or, without disks, its named volume."""
+        if self.data is None:
+            return self._ensure_volume(space_id)
+        try:
+            before = Path(self.client.volumes.get(self.volume_name(space_id)).attrs["Mountpoint"])
+        except docker.errors.NotFound:
+            before = None
+        return str(self.data.attach(space_id, before))
+
+    def _run(self, spec: LaunchSpec, limits: Limits, volume: str, log: LogSink) -> Instance:
         image = self._image_config(spec.image or "")
         config = container_config(spec, limits, network=self.settings.docker_network, volume=volume,
                                   platform=self.platform, generation=self._next_generation(),
@@ -420,6 +456,8 @@ class DockerBackend:
             container.stop(timeout=max(0, round(grace_s)))
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True, v=True)  # v: its app-folder volume too
+        if self.data is not None:
+            self.data.detach(instance.space_id)
         pump = self._pumps.pop(container.id, None)
         if pump is not None:
             pump.join(_DRAIN_S)
@@ -443,6 +481,9 @@ class DockerBackend:
                 port = int(keep.labels.get(PORT_LABEL, "7860"))
                 adopted.append(Instance(space_id=space_id, upstream=self._upstream(keep, port),
                                         backend_ref=keep.id, started_at=_started_at(keep)))
+        if self.data is not None:
+            self.data.unmount_idle(i.space_id for i in adopted)
+            self.data.adopted(i.space_id for i in adopted)
         return adopted
 
     def _pump(self, container: Container, log: LogSink, since: int | None = None) -> None:

@@ -56,5 +56,6 @@ def backend(engine: docker.DockerClient, settings: Settings) -> Iterator[DockerB
     ours = {"label": f"{PLATFORM_LABEL}={platform_id(settings.data_dir)}"}
     for container in engine.containers.list(all=True, filters=ours):
         container.remove(force=True)
+    backend.unmount_idle()  # their /data disks
     for volume in engine.volumes.list(filters=ours):
         volume.remove(force=True)

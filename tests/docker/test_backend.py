@@ -4,6 +4,8 @@ and a restarted platform adopts its containers without duplicates."""
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
 import docker
 import httpx
@@ -16,7 +18,7 @@ from polling import wait_until_async
 from builder.docker import BuiltImage, ImageBuilder
 from spaces_runtime.config import Settings
 from spaces_runtime.supervisor.backend import ExitInfo, Instance
-from spaces_runtime.supervisor.docker import SPACE_LABEL, DockerBackend, Tier
+from spaces_runtime.supervisor.docker import PLATFORM_LABEL, SPACE_LABEL, DockerBackend, Tier
 
 pytestmark = pytest.mark.docker
 
@@ -63,7 +65,10 @@ async def test_container_runs_hardened_with_tier_limits(engine: docker.DockerCli
     assert host["Memory"] == limits.memory_bytes > 0 and host["NanoCpus"] == limits.nano_cpus > 0
     assert host["PidsLimit"] == limits.pids and "/tmp" in host["Tmpfs"]
     mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
-    assert mounts["/data"]["Type"] == "volume" and "/var/run/docker.sock" not in mounts
+    # /data: the space's own disk (a quota), mounted on the host and bound in; the engine's socket: never
+    assert backend.data is not None and mounts["/data"]["Source"] == str(backend.data.folder("alice/locked"))
+    assert mounts["/data"]["Type"] == "bind" and os.path.ismount(mounts["/data"]["Source"])
+    assert "/var/run/docker.sock" not in mounts
     assert container.exec_run("id -u").output.strip() == b"1000"
     assert container.exec_run("touch /etc/x").exit_code != 0, "the root filesystem is writable"
     assert container.exec_run("touch /data/x /tmp/x").exit_code == 0
@@ -79,6 +84,7 @@ async def test_container_runs_hardened_with_tier_limits(engine: docker.DockerCli
     assert folder["Type"] == "volume" and folder["RW"] is True
     await backend.stop(instance, grace_s=5)
     assert not engine.volumes.list(filters={"name": folder["Name"]}), "the app folder's volume outlived its app"
+    assert not os.path.ismount(mounts["/data"]["Source"]), "the /data disk stayed mounted after its app stopped"
 
 
 async def test_memory_hog_ends_with_out_of_memory(engine: docker.DockerClient, settings: Settings,
@@ -116,5 +122,26 @@ async def test_restarted_platform_adopts_its_containers_without_duplicates(
     ids = {c.id for c in left}
     assert older.backend_ref not in ids and dead.backend_ref not in ids
     assert len(await restarted.adopt()) == 2, "adopting twice must not duplicate"
+    # the adopted apps' /data disks stay mounted (the apps write on them); the dead one's is unmounted
+    assert restarted.data is not None
+    assert os.path.ismount(restarted.data.folder("alice/one")) and os.path.ismount(restarted.data.folder("alice/two"))
+    assert not os.path.ismount(restarted.data.folder("alice/three"))
     await wait_ready(adopted["alice/one"])
     assert httpx.get(adopted["alice/one"].upstream + "/", timeout=5).status_code == 200
+
+
+async def test_data_of_a_volume_from_before_the_disks_moves_onto_the_spaces_disk(
+        engine: docker.DockerClient, backend: DockerBackend, gradio_image: BuiltImage) -> None:
+    """A platform upgraded from named volumes: the space's /data is still there, now on a disk with a quota."""
+    assert backend.data is not None
+    volume = engine.volumes.create(backend.volume_name("alice/kept"), labels={PLATFORM_LABEL: backend.platform})
+    Path(volume.attrs["Mountpoint"], "notes.txt").write_text("written before the upgrade")
+    instance = await backend.launch(launch_spec("alice/kept", gradio_image, "gradio"), lambda _l: None)
+    container = engine.containers.get(instance.backend_ref)
+    assert container.exec_run("cat /data/notes.txt").output == b"written before the upgrade"
+    quota = container.exec_run("df -m --output=size /data").output.split()[-1]
+    assert int(quota) <= backend.settings.sandbox_data_quota_mb
+    await backend.stop(instance, grace_s=5)
+    backend.remove_volume("alice/kept")  # a delete: the disk and the volume both go
+    assert not backend.data.disks.image_of(backend.data.folder("alice/kept")).exists()
+    assert not engine.volumes.list(filters={"name": volume.name})

@@ -56,8 +56,12 @@ demo.launch(server_name="0.0.0.0", server_port=7860)
 '''
 
 ATTACKER = '''
-import json, os, signal, socket, sys, time
+import ctypes, json, os, signal, socket, subprocess, sys, time
 import gradio as gr
+
+libc = ctypes.CDLL(None, use_errno=True)
+NR = {"x86_64": {"keyctl": 250, "bpf": 321}, "aarch64": {"keyctl": 219, "bpf": 280}}[os.uname().machine]
+CLONE_NEWUSER = 0x10000000
 
 def attempt(action):
     try:
@@ -73,6 +77,20 @@ def write(path, text):
     with open(path, "a") as f:
         f.write(text)
     return path
+
+def native(function, *args):
+    """A libc call, its -1 and errno raised as Python would."""
+    ctypes.set_errno(0)
+    if function(*[ctypes.c_long(a) for a in args]) < 0:
+        number = ctypes.get_errno()
+        raise OSError(number, os.strerror(number))
+    return "returned"
+
+def run(argv):
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise OSError(f"{argv[0]} exited {done.returncode}: {done.stderr.strip()[-200:]}")
+    return done.stdout
 
 def connect(host, port):
     with socket.create_connection((host, port), timeout=3) as s:
@@ -122,6 +140,13 @@ def attack(targets_json):
         "processes_seen": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
         "uid": os.getuid(),
         "own_code_writable": attempt(lambda: write("/home/user/app/notes.txt", "mine")),
+        # kernel surface: a user namespace (root inside it), mounts in one, the keyrings, eBPF (before the fork bomb
+        # takes every pid)
+        "user_namespace": attempt(lambda: native(libc.unshare, CLONE_NEWUSER)),
+        "unshare_cli": attempt(lambda: run(["unshare", "-U", "true"])),
+        "mount_in_user_namespace": attempt(lambda: run(["unshare", "-Urm", "mount", "-t", "tmpfs", "none", "/tmp"])),
+        "keyctl": attempt(lambda: native(libc.syscall, NR["keyctl"], 0, -3, 0)),  # the session keyring's id
+        "bpf": attempt(lambda: native(libc.syscall, NR["bpf"], 0, 0, 0)),  # BPF_MAP_CREATE
         "forks": forks(t["forks"]),
         "fill_data": attempt(lambda: fill("/data/fill.bin", t["fill_mb"])),
     }
@@ -269,15 +294,18 @@ def test_an_attacker_app_reaches_nothing_of_the_platform_or_its_neighbour(platfo
     else:
         assert found["pid1_environ"].startswith("blocked"), found["pid1_environ"]
     assert PLATFORM_ONLY not in json.dumps(found)
+    for attack in ("user_namespace", "keyctl", "bpf"):  # the seccomp filter's (the engine's default profile's)
+        assert found[attack].startswith("blocked: PermissionError: [Errno 1]"), f"{attack}: {found[attack]}"
+    for attack in ("unshare_cli", "mount_in_user_namespace"):
+        assert "unshare failed: Operation not permitted" in found[attack], f"{attack}: {found[attack]}"
     if _on_docker(platform):  # every app is uid 1000 as on HF; the container is the isolation
         assert found["uid"] == victim_uid == 1000
         assert b"the victim's own data" in _container(platform, "alice/victim").exec_run(
             "cat /data/victim.txt").output
     else:
         assert found["uid"] not in (0, os.getuid(), victim_uid)
-        # /data is a disk of its own: the app hits its quota, not the host's disk (the docker backend's volumes
-        # have no quota yet: that is not asserted here)
-        assert "No space left on device" in found["fill_data"], found["fill_data"]
+    # /data is a disk of its own on both backends: the app hits its quota, not the host's disk
+    assert "No space left on device" in found["fill_data"], found["fill_data"]
     assert targets["victim_pid"] not in found["processes_seen"]
     assert len(found["processes_seen"]) <= 4 + found["forks"]  # bwrap's init, the app and its own children
     assert found["own_code_writable"].startswith("SUCCEEDED")  # its own folder is its own, as on HF
