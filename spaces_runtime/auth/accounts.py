@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_by_target ON audit (target, id);
 """
 TOKEN_PREFIX = "spt_"
+# users' columns added after a data dir was made: an older file gains them (the store's way, store.ADDED_COLUMNS)
+ADDED_USER_COLUMNS = {"disabled_at": "REAL"}
 
 
 class TokenInfo(BaseModel):
@@ -57,6 +59,7 @@ class UserInfo(BaseModel):
     admin: bool
     created_at: float
     orgs: dict[str, Role] = {}
+    disabled: bool = False
 
 
 class AuditEvent(BaseModel):
@@ -83,6 +86,11 @@ class Accounts:
         self._folder = path.parent
         self._db = open_db(path, SCHEMA)
         self._lock = threading.RLock()
+        with self._lock:
+            have = {row["name"] for row in self._db.execute("PRAGMA table_info(users)")}
+            for column, declaration in ADDED_USER_COLUMNS.items():
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE users ADD COLUMN {column} {declaration}")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -109,12 +117,19 @@ class Accounts:
         if row is None:
             raise NotFoundError(f"no user named {name}", hint="`spaces users add NAME` creates one")
         return UserInfo(name=row["name"], admin=bool(row["admin"]), created_at=row["created_at"],
-                        orgs=self.roles_of(name))
+                        orgs=self.roles_of(name), disabled=row["disabled_at"] is not None)
 
     def users(self) -> list[UserInfo]:
         with self._lock:
             names = [r["name"] for r in self._db.execute("SELECT name FROM users ORDER BY name")]
         return [self.user(name) for name in names]
+
+    def set_disabled(self, name: str, disabled: bool) -> UserInfo:
+        """A disabled user's tokens and password open nothing (they are kept, for when the user is enabled)."""
+        self.user(name)
+        with self._tx() as db:
+            db.execute("UPDATE users SET disabled_at = ? WHERE name = ?", (time.time() if disabled else None, name))
+        return self.user(name)
 
     def has_users(self) -> bool:
         return self._one("SELECT 1 FROM users LIMIT 1", ()) is not None
@@ -210,10 +225,19 @@ class Accounts:
             db.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), token_id))
         return self.token(token_id)
 
+    def revoke_all(self, user: str) -> list[int]:
+        """Revoke every token of ``user``; the ids revoked now."""
+        self.user(user)
+        with self._tx() as db:
+            ids = [r["id"] for r in db.execute("SELECT id FROM tokens WHERE user = ? AND revoked_at IS NULL",
+                                               (user,)).fetchall()]
+            db.execute("UPDATE tokens SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL", (time.time(), user))
+        return ids
+
     def principal(self, secret: str) -> Principal | None:
         """Who holds ``secret``; None for an unknown or revoked token."""
         row = self._one("SELECT t.id, t.user, t.role, u.admin FROM tokens t JOIN users u ON u.name = t.user "
-                        "WHERE t.hash = ? AND t.revoked_at IS NULL", (hash_token(secret),))
+                        "WHERE t.hash = ? AND t.revoked_at IS NULL AND u.disabled_at IS NULL", (hash_token(secret),))
         if row is None:
             return None
         with self._tx() as db:
@@ -223,6 +247,14 @@ class Accounts:
     def principal_of(self, user: str, cap: Role = "write", token_id: int | None = None) -> Principal:
         info = self.user(user)
         return Principal(name=info.name, admin=info.admin, cap=cap, orgs=info.orgs, token_id=token_id)
+
+    def active(self, user: str) -> Principal | None:
+        """The user as a principal; None when they were removed or are disabled (their browsers are signed out)."""
+        try:
+            info = self.user(user)
+        except NotFoundError:
+            return None
+        return None if info.disabled else Principal(name=info.name, admin=info.admin, orgs=info.orgs)
 
     # --- audit -------------------------------------------------------------------------------------------------
     def audit(self, principal: Principal, action: str, target: str = "", detail: str = "") -> None:

@@ -20,7 +20,7 @@ from spaces_runtime.auth.sessions import Live, Sessions
 from spaces_runtime.auth.shares import ShareLinks, cookie_name
 from spaces_runtime.auth.signing import Signer
 from spaces_runtime.auth.throttle import Limits, SignInThrottle
-from spaces_runtime.errors import AuthError, NotFoundError
+from spaces_runtime.errors import AuthError
 
 SESSION_COOKIE = "spaces_session"
 SECURE_SESSION_COOKIE = "__Host-" + SESSION_COOKIE
@@ -79,7 +79,8 @@ class Authenticator:
             raise AuthError("the Authorization header is not 'Bearer TOKEN'", hint=LOGIN_HINT)
         principal = self.accounts.principal(secret.strip())
         if principal is None:
-            raise AuthError("this token is not valid: revoked, mistyped, or from another platform", hint=LOGIN_HINT)
+            raise AuthError("this token is not valid: revoked, mistyped, from another platform, or its user is "
+                            "disabled", hint=LOGIN_HINT)
         return principal
 
     def _session(self, credentials: Credentials) -> Principal:
@@ -91,11 +92,11 @@ class Authenticator:
             # a page elsewhere can make the browser send the cookie, never read it: writes must show the token
             raise AuthError("a write from a signed-in browser needs its X-CSRF-Token header",
                             hint="reload the page; scripts use a token instead of the cookie")
-        try:
-            return replace(self.accounts.principal_of(live.user), via="session", session_id=live.id)
-        except NotFoundError:  # the user was removed since: their sessions end
+        who = self.accounts.active(live.user)
+        if who is None:  # the user was removed or disabled since: their sessions end
             self.sessions.end_all(live.user)
             return ANONYMOUS
+        return replace(who, via="session", session_id=live.id)
 
     def live_session(self, credentials: Credentials) -> Live | None:
         """The session the request's cookie names, while it lasts (not ended, not expired)."""
@@ -148,10 +149,8 @@ class Authenticator:
         return user is not None and self._member_sees(user, space_id)
 
     def _member_sees(self, user: str, space_id: str) -> bool:
-        try:
-            return rules.may_see(replace(self.accounts.principal_of(user), via="pass"), space_id, private=True)
-        except NotFoundError:  # the user was removed since
-            return False
+        who = self.accounts.active(user)  # None: removed or disabled since
+        return who is not None and rules.may_see(replace(who, via="pass"), space_id, private=True)
 
     def share_opens(self, token: str, space_id: str) -> bool:
         key = self._share_key_of(space_id)

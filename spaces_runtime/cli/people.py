@@ -86,11 +86,26 @@ def users_list(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(found)
         return
-    table = Table("user", "admin", "organizations", box=None)
+    table = Table("user", "admin", "organizations", "state", box=None)
     for user in found:
         table.add_row(user["name"], "yes" if user["admin"] else "", ", ".join(
-            f"{org} ({role})" for org, role in user["orgs"].items()))
+            f"{org} ({role})" for org, role in user["orgs"].items()), "[red]disabled[/]" if user.get("disabled")
+            else "active")
     out.print(table)
+
+
+@users_app.command("disable")
+def users_disable(name: str, server: ServerOpt = None) -> None:
+    """Lock a user out at once: their tokens and password open nothing, their browsers are signed out."""
+    client(server).call("POST", f"/api/users/{name}/disable")
+    out.print(f"disabled {name}; `spaces users enable {name}` lets them back in with the same tokens",
+              highlight=False)
+
+
+@users_app.command("enable")
+def users_enable(name: str, server: ServerOpt = None) -> None:
+    client(server).call("POST", f"/api/users/{name}/enable")
+    out.print(f"enabled {name}", highlight=False)
 
 
 @orgs_app.command("add")
@@ -160,8 +175,22 @@ def tokens_list(user: Annotated[str | None, typer.Option("--user")] = None, serv
 
 
 @tokens_app.command("revoke")
-def tokens_revoke(token_id: int, server: ServerOpt = None) -> None:
-    """Revoke a token at once: its next request is refused."""
+def tokens_revoke(
+    token_id: Annotated[int | None, typer.Argument(help="the id `spaces tokens list` shows")] = None,
+    every: Annotated[bool, typer.Option("--all", help="every token, and every web session, of the user")] = False,
+    user: Annotated[str | None, typer.Option("--user", help="with --all: another user's (admins only)")] = None,
+    server: ServerOpt = None,
+) -> None:
+    """Revoke a token at once: its next request is refused. --all: every token of yours (or --user NAME's), and
+    their web sessions end too."""
+    if (token_id is None) == (not every):
+        err.print("name one token id, or --all for every token", highlight=False)
+        raise typer.Exit(2)
+    if every:
+        done = client(server).call("DELETE", "/api/tokens", params={"user": user} if user else None)
+        out.print(f"revoked {len(done['revoked'])} tokens of {done['user']} and ended {done['sessions_ended']} "
+                  "web sessions", highlight=False)
+        return
     revoked = client(server).call("DELETE", f"/api/tokens/{token_id}")
     out.print(f"revoked token {revoked['id']} ({revoked['name']} of {revoked['user']})", highlight=False)
 

@@ -79,6 +79,24 @@ def orgs(p: PlatformDep, who: PrincipalDep) -> dict[str, dict[str, Role]]:
     return found if who.admin else {name: members for name, members in found.items() if name in who.orgs}
 
 
+@router.post("/users/{user}/disable")
+def disable_user(user: str, p: PlatformDep, who: AdminDep) -> UserInfo:
+    """Their tokens and password open nothing and their browsers are signed out, until enabled again."""
+    if user == who.name:
+        raise ForbiddenError("an admin cannot disable their own account", hint="ask another admin")
+    info = p.accounts.set_disabled(user, True)
+    ended = p.auth.sessions.end_all(user)
+    p.accounts.audit(who, "disable user", user, f"{ended} sessions ended")
+    return info
+
+
+@router.post("/users/{user}/enable")
+def enable_user(user: str, p: PlatformDep, who: AdminDep) -> UserInfo:
+    info = p.accounts.set_disabled(user, False)
+    p.accounts.audit(who, "enable user", user)
+    return info
+
+
 @router.post("/orgs", status_code=201)
 def add_org(body: NewOrg, p: PlatformDep, who: AdminDep) -> dict[str, str]:
     p.accounts.add_org(body.name)
@@ -130,6 +148,22 @@ def create_token(body: NewToken, p: PlatformDep, who: PrincipalDep) -> dict[str,
     info, secret = p.accounts.create_token(user, body.name, body.role)
     p.accounts.audit(who, "create token", user, f"{info.name} ({info.role}, id {info.id})")
     return {**info.model_dump(), "token": secret}
+
+
+@router.delete("/tokens")
+def revoke_all_tokens(p: PlatformDep, who: PrincipalDep, user: str | None = None) -> dict[str, Any]:
+    """Every token of ``user`` (default: the caller) revoked, and the web sessions that came with them ended: for a
+    user whose machine was stolen."""
+    rules.require_signed_in(who)
+    wanted = user or str(who.name)
+    if wanted != who.name:
+        rules.require_admin(who)
+    elif who.cap == "read":
+        raise ForbiddenError("a read token cannot revoke tokens", hint="use a write token")
+    revoked = p.accounts.revoke_all(wanted)
+    ended = p.auth.sessions.end_all(wanted)
+    p.accounts.audit(who, "revoke all tokens", wanted, f"{len(revoked)} tokens, {ended} sessions")
+    return {"user": wanted, "revoked": revoked, "sessions_ended": ended}
 
 
 @router.delete("/tokens/{token_id}")

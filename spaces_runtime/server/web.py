@@ -36,6 +36,7 @@ WRONG_PASSWORD = "That user name and password do not match. Check both, or sign 
 WRONG_TOKEN = "That token is not valid: it was revoked, mistyped, or made by another platform."
 READ_TOKEN = ("That is a read-only token, and a signed-in browser can write. Sign in with a write token or a "
               "password.")
+DISABLED = "This account is disabled. Ask an admin of this platform to enable it."
 EXPIRIES = (("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days"), ("30d", "30 days"))
 
 
@@ -135,9 +136,11 @@ def _by_password(p: Platform, user: str, password: str) -> tuple[str | None, str
     """The user, if the password is theirs. An unknown user costs the same argon2 work as a wrong password, so
     the answer's timing does not tell which names exist."""
     stored = p.accounts.password_hash(user) if user and len(user) <= 100 else None
-    if check_password(password, stored):
-        return user, ""
-    return None, WRONG_PASSWORD
+    if not check_password(password, stored):
+        return None, WRONG_PASSWORD
+    if p.accounts.active(user) is None:  # said only to whoever knows the password
+        return None, DISABLED
+    return user, ""
 
 
 def _by_token(p: Platform, token: str) -> tuple[str | None, str, int | None]:

@@ -67,7 +67,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     platform = Platform(root / "data", env={"SPACES_RUNNER_ENABLED": "false", "SPACES_TRUSTED_PROXIES": PROXY,
                                             "SPACES_SIGN_IN_FAILURES_PER_ADDRESS": str(PER_ADDRESS)}).start()
     tokens = {"admin": platform.token}
-    for user in ("alice", "bob"):
+    for user in ("alice", "bob", "carol"):
         platform.cli("users", "add", user, check=True)
         made = platform.cli("tokens", "create", "--user", user, "--name", "laptop", "--json", check=True)
         tokens[user] = json.loads(made.stdout)["token"]
@@ -133,6 +133,33 @@ def test_revoking_a_token_ends_the_sessions_signed_in_with_it(site: Site) -> Non
     assert whoami(kiosk) == "alice"
     site.platform.cli("tokens", "revoke", str(made["id"]), check=True)
     assert whoami(kiosk) is None
+
+
+def test_a_disabled_account_and_one_whose_tokens_are_all_revoked_are_signed_out_everywhere(site: Site) -> None:
+    first, second = site.browser("carol's laptop"), site.browser("carol's phone")
+    for client in (first, second):
+        assert site.sign_in(client, "carol").status_code == 303
+    assert site.api("alice", "POST", "/api/users/carol/disable").status_code == 403, "admins only"
+    assert site.api("admin", "POST", "/api/users/admin/disable").status_code == 403, "nor oneself"
+    site.platform.cli("users", "disable", "carol", check=True)
+    assert whoami(first) is None and whoami(second) is None
+    refused = site.api("carol", "GET", "/api/whoami-v2")
+    assert refused.status_code == 401 and "disabled" in refused.json()["message"]
+    assert site.sign_in(site.browser("carol again"), "carol").status_code == 401
+    users = json.loads(site.platform.cli("users", "list", "--json", check=True).stdout)
+    assert next(u for u in users if u["name"] == "carol")["disabled"] is True
+
+    site.platform.cli("users", "enable", "carol", check=True)
+    assert site.api("carol", "GET", "/api/whoami-v2").json()["name"] == "carol", "her tokens were kept"
+    assert whoami(first) is None, "the sessions that ended stay ended"
+    again = site.browser("carol's new browser")
+    assert site.sign_in(again, "carol").status_code == 303
+    env = {**site.platform.cli_env(), "SPACES_DATA_DIR": "/nonexistent", "SPACES_TOKEN": site.tokens["carol"]}
+    revoked = subprocess.run([*CLI, "tokens", "revoke", "--all"], cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert revoked.returncode == 0 and "ended 1 web sessions" in revoked.stdout, revoked.stderr
+    assert whoami(again) is None
+    assert site.api("carol", "GET", "/api/whoami-v2").status_code == 401
 
 
 def test_a_members_pass_to_a_private_app_is_good_once(site: Site, tmp_path: Path) -> None:
