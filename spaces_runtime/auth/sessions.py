@@ -85,7 +85,9 @@ class Sessions:
         """A new session for ``user``: its secret id (for the cookie only) and its CSRF token. ``token_id``: the
         token it was signed in with, whose revocation ends it."""
         secret, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(24), self._clock()
-        with self._tx() as db:
+        with self._tx() as db:  # sessions nobody came back to are dropped here, not kept for ever
+            db.execute("DELETE FROM sessions WHERE last_seen_at < ? OR created_at < ?",
+                       (now - self.lifetimes.idle_s, now - self.lifetimes.absolute_s))
             db.execute("INSERT INTO sessions (hash, user, csrf, created_at, last_seen_at, user_agent, address, "
                        "token_id) VALUES (?,?,?,?,?,?,?,?)",
                        (hash_session(secret), user, csrf, now, now, user_agent[:MAX_USER_AGENT], address, token_id))

@@ -45,6 +45,8 @@ def test_the_platforms_cookies_are_removed_and_the_apps_kept() -> None:
     seen = headers_for_app((b"cookie", b"spaces_session=abc; theme=dark; spaces_share_bob_vault=xyz; "
                                        b"spaces_pass_bob_vault=p"))
     assert seen == [(b"cookie", b"theme=dark")]
+    over_https = headers_for_app((b"cookie", b"__Host-spaces_session=abc; theme=dark; __Host-spaces_pass_bob_v=p"))
+    assert over_https == [(b"cookie", b"theme=dark")], "the __Host- names are the platform's too"
 
 
 def visit(*headers: tuple[str, str], kind: str = "http") -> bool:

@@ -4,6 +4,7 @@ was signed in with; a pass nonce is good once; the trusted proxies setting refus
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,14 @@ def test_a_session_lasts_while_used_and_ends_after_its_idle_time(sessions: Sessi
     clock[0] += 101
     assert sessions.live(secret) is None
     assert sessions.of("alice") == []
+
+
+def test_sessions_nobody_came_back_to_are_dropped(sessions: Sessions, clock: list[float], tmp_path: Path) -> None:
+    sessions.start("alice", "forgotten")
+    clock[0] += 101
+    sessions.start("bob")
+    with sqlite3.connect(tmp_path / "spaces.db") as db:
+        assert [row[0] for row in db.execute("SELECT user FROM sessions")] == ["bob"]
 
 
 def test_a_session_ends_at_its_absolute_lifetime_even_when_used(sessions: Sessions, clock: list[float]) -> None:
