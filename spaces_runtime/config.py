@@ -212,10 +212,10 @@ class Settings(BaseSettings):
     # each space's /data on a disk of its own of this size (a sparse loop-mounted ext4 image: it costs only what is
     # written); past it the app gets ENOSPC, never the host's disk full. 0: /data is a plain folder of the host's
     sandbox_data_quota_mb: int = 20480
-    # SPACES_ZYGOTE=1: apps fork from a zygote per (environment, SDK) that has imported the SDK (spaces_runtime.zygote),
-    # then enter the same sandbox; off by default because the zygote imports the app's packages as root before any
-    # sandbox exists, so a hostile package in that import chain would run as root. For hosts whose apps are trusted.
-    zygote: bool = False
+    # apps fork from a zygote per (environment, SDK) that has imported the SDK (spaces_runtime.zygote), then enter
+    # the same sandbox; the zygote imports it in a sandbox of its own (a user namespace where it is nobody on the
+    # host, no network, nothing of the data dir). SPACES_ZYGOTE=0: every app is exec'd
+    zygote: bool = True
 
     # per-space secrets (spaces_runtime.auth.secrets): sealed with the key in this file, made 0600 in a 0700 folder
     # on first use; never under apps/ or envs/ (apps read those). None: {data_dir}/keys/secrets.key

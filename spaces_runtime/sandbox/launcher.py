@@ -12,7 +12,7 @@ from pathlib import Path
 
 from spaces_runtime.config import PACKAGE_DIR, Settings
 from spaces_runtime.errors import BackendError
-from spaces_runtime.sandbox import cgroups, layout, seccomp
+from spaces_runtime.sandbox import cgroups, forking, layout, seccomp
 from spaces_runtime.sandbox.disks import Disks
 from spaces_runtime.sandbox.identity import HostRegistry, Identities
 from spaces_runtime.sandbox.network import Lease, Network
@@ -88,6 +88,7 @@ class Sandbox:
         self.network = Network(settings.sandbox_bridge, settings.sandbox_subnet, allowed)
         self.prefix = f"sbx{platform_id(settings.data_dir)[:8]}"
         self.disks = disks_of(settings)
+        self._zygotes_group: cgroups.Cgroup | None = None  # the zygotes' own cgroup, made on first use
         self.seccomp = seccomp_program(settings)
 
     @staticmethod
@@ -98,7 +99,9 @@ class Sandbox:
     def data_dir(self, space_id: str) -> Path:
         return self.data_dir_of(self.settings, space_id)
 
-    def prepare(self, spec: LaunchSpec, python: Path) -> Prepared:
+    def prepare(self, spec: LaunchSpec, python: Path, plumb: bool = True) -> Prepared:
+        """``plumb`` False: the network namespace is a placeholder, for a fork of a zygote (``attach_fork``; an
+        exec after all calls ``plumb``)."""
         assert spec.env_dir is not None
         uid = self.identities.uid_for(spec.space_id)
         data = self.data_dir(spec.space_id)
@@ -118,7 +121,7 @@ class Sandbox:
             self.disks.detach(data)
             raise
         try:
-            lease = self.network.claim(self.prefix)
+            lease = self.network.claim(self.prefix, plumb=plumb)
         except BaseException:
             group.remove()
             self.disks.detach(data)
@@ -135,18 +138,26 @@ class Sandbox:
                         uid=uid, cgroup=group, lease=lease, limits=limits, plan=plan, data=data)
 
     def fork_request(self, prepared: Prepared) -> dict[str, object]:
-        """What a fork of a zygote needs to build ``prepared``'s sandbox itself (``spaces_runtime.zygote.enter``):
-        the same plan bwrap is given, as JSON. The new root's tmpfs is mounted on an empty root-only folder, in the
-        fork's own mount namespace only."""
-        plan = prepared.plan
-        root = self.settings.data_dir / "run" / "zygote-root"
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        box = {"mounts": [[m.source, m.dest, m.writable] for m in plan.mounts],
-               "symlinks": [list(link) for link in plan.symlinks], "masks": list(plan.masks),
-               "uid": plan.uid, "gid": plan.gid, "cwd": plan.cwd, "netns": plan.netns,
-               "cgroup_procs": list(plan.cgroup_procs), "root": str(root), "hostname": "app"}
-        env = {**plan.env, "PWD": plan.cwd}  # bwrap's --chdir sets it
-        return {"argv": list(plan.argv), "env": env, "cwd": plan.cwd, "sandbox": box}
+        """What a fork of a zygote needs to build ``prepared``'s sandbox itself (``sandbox.forking``)."""
+        own = self.identities.uid_for(forking.ZYGOTE_IDENTITY)  # a uid of the zygotes' own, never an app's
+        program = Path(prepared.plan.seccomp).read_bytes() if prepared.plan.seccomp else None
+        if self._zygotes_group is None:  # what an SDK's import does in a zygote counts against limits too
+            limits = host_limits(self.settings, "cpu-basic")
+            self._zygotes_group = cgroups.Cgroup.create(f"{self.prefix}-zygotes", cgroups.CgroupLimits(
+                limits.memory_bytes, limits.nano_cpus / 1e9, limits.pids))
+        return forking.request(prepared.plan, own, self.settings.sandbox_uid_base, self.settings.sandbox_uid_count,
+                               program, tuple(str(p) for p in self._zygotes_group.plan.procs))
+
+    def attach_fork(self, prepared: Prepared, pid: int) -> None:
+        """The fork ``pid`` joins the instance's cgroups, and its own network namespace becomes the instance's."""
+        assert prepared.lease is not None
+        forking.join_cgroups(prepared.plan.cgroup_procs, pid)
+        self.network.attach(prepared.lease, pid)
+
+    def plumb(self, prepared: Prepared) -> None:
+        """The network of an instance prepared for a fork that is exec'd after all."""
+        assert prepared.lease is not None
+        self.network.plumb(prepared.lease)
 
     def _system(self) -> tuple[list[layout.Mount], list[tuple[str, str]]]:
         return layout.system_view(root_entries())

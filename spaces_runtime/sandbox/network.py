@@ -53,6 +53,11 @@ class Lease:
         return str(NETNS_DIR / self.netns)
 
 
+def app_mac(tag: str) -> str:
+    """The MAC of an instance's eth0, from its lease's 8 hex digits: locally administered, unicast (pure)."""
+    return "02:5b:" + ":".join(tag[i:i + 2] for i in range(0, 8, 2))
+
+
 def gateway_address(subnet: str) -> str:
     """The bridge's own address: the subnet's first (pure)."""
     return str(next(ipaddress.ip_network(subnet).hosts()))
@@ -171,8 +176,10 @@ class Network:
         if _run("iptables", "-t", "nat", "-C", *nat).returncode != 0:
             _must("iptables", "-t", "nat", "-A", *nat)
 
-    def claim(self, prefix: str) -> Lease:
-        """A fresh namespace named ``prefix-…`` with its veth on the bridge and an address of its own."""
+    def claim(self, prefix: str, plumb: bool = True) -> Lease:
+        """A fresh namespace named ``prefix-…`` with its veth on the bridge and an address of its own.
+        ``plumb`` False: the namespace is only a placeholder that holds the claim; a fork of a zygote makes its
+        own network namespace, which ``attach`` puts in the placeholder's place (``plumb`` for an exec after all)."""
         self.ensure()
         with _host_lock():
             address = free_address(self.subnet, _live_claims())
@@ -180,19 +187,39 @@ class Network:
             lease = Lease(netns=f"{prefix}-{tag}", address=address, host_veth=f"vsb{tag}")
             _must("ip", "netns", "add", lease.netns)  # inside the lock: a claim without its namespace is stale
             (CLAIMS / address).write_text(lease.netns)
+        if plumb:
+            self.plumb(lease)
+        return lease
+
+    def attach(self, lease: Lease, pid: int) -> None:
+        """Process ``pid``'s own network namespace becomes the lease's (``ip netns attach``: the name now refers
+        to it), plumbed like a fresh one. The fork of a zygote made it inside the zygote's user namespace, so the
+        fork (no capability on the host) could not have entered the platform's; root here can plumb its."""
+        with _host_lock():  # the placeholder's name never goes missing while a claim is counted
+            _must("ip", "netns", "del", lease.netns)
+            _must("ip", "netns", "attach", lease.netns, str(pid))
+        self.plumb(lease)
+
+    def plumb(self, lease: Lease) -> None:
+        """The lease's veth pair, address, route and localhost redirect; released on failure."""
         try:
             self._plumb(lease)
         except BaseException:
             self.release(lease)
             raise
-        return lease
 
     def _plumb(self, lease: Lease) -> None:
         prefix = ipaddress.ip_network(self.subnet).prefixlen
-        peer = f"vsp{lease.host_veth[3:]}"
-        _must("ip", "link", "add", lease.host_veth, "type", "veth", "peer", "name", peer, "netns", lease.netns)
+        peer, mac = f"vsp{lease.host_veth[3:]}", app_mac(lease.host_veth[3:])
+        _must("ip", "link", "add", lease.host_veth, "type", "veth", "peer", "name", peer, "address", mac,
+              "netns", lease.netns)
         _must("ip", "link", "set", lease.host_veth, "master", self.bridge, "up")
-        _must("bridge", "link", "set", "dev", lease.host_veth, "isolated", "on")
+        # the app's MAC and address are the platform's, fixed on the host's side: the bridge learns no address
+        # from what the port sends, and the host's neighbour entry is permanent, so no instance can take over
+        # another's traffic with forged ARP or frames (a fork of a zygote is in a network namespace the
+        # zygote's user namespace owns, where the zygote could change addresses)
+        _must("bridge", "link", "set", "dev", lease.host_veth, "isolated", "on", "learning", "off")
+        _must("bridge", "fdb", "replace", mac, "dev", lease.host_veth, "master", "static")
         ns = ("ip", "-n", lease.netns)
         _must(*ns, "link", "set", peer, "name", "eth0")
         _must(*ns, "addr", "add", f"{lease.address}/{prefix}", "dev", "eth0")
@@ -205,14 +232,13 @@ class Network:
         _must(*inside, "sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1")
         _must(*inside, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", "eth0", "-p", "tcp",
               "-j", "DNAT", "--to-destination", "127.0.0.1")
-        # addresses are reused (a restart claims the one its previous instance gave back): the host may still
-        # hold a REACHABLE neighbour entry with the gone veth's MAC, and would send the gateway's packets there
-        # for up to base_reachable_time (15-45 s); forgetting it makes the next packet ask afresh
-        _must("ip", "neigh", "flush", "to", lease.address, "dev", self.bridge)
+        # addresses are reused (a restart claims the one its previous instance gave back): the entry is replaced
+        _must("ip", "neigh", "replace", lease.address, "lladdr", mac, "dev", self.bridge, "nud", "permanent")
 
     def release(self, lease: Lease) -> None:
         _run("ip", "netns", "del", lease.netns)  # its end of the veth pair goes with it, and so the host's
         _run("ip", "link", "del", lease.host_veth)
+        _run("ip", "neigh", "del", lease.address, "dev", self.bridge)
         with _host_lock():
             claim = CLAIMS / lease.address
             with contextlib.suppress(OSError):

@@ -34,10 +34,11 @@ def ns_pids_of(pid: int, proc: Path = Path("/proc")) -> list[int]:
     return []
 
 
-def find_app(candidates: list[int], proc: Path = Path("/proc")) -> int | None:
+def find_app(candidates: list[int], proc: Path = Path("/proc"), nesting: int = 1) -> int | None:
     """The host pid of the app among an instance's cgroup ``candidates``: the one that is pid 2 of a PID
-    namespace one level below the platform's own; None while bwrap has not forked it (or after it ended)."""
-    depth = len(ns_pids_of(os.getpid(), proc)) + 1
+    namespace ``nesting`` levels below the platform's own (1 under bwrap; 2 for a fork of a zygote, whose own PID
+    namespace lies between); None while bwrap has not forked it (or after it ended)."""
+    depth = len(ns_pids_of(os.getpid(), proc)) + nesting
     for pid in candidates:
         levels = ns_pids_of(pid, proc)
         if len(levels) == depth and levels[-1] == APP_NS_PID:

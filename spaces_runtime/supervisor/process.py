@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -136,7 +137,8 @@ class ProcessBackend:
                         started_at=time.time())
 
     async def _launch_sandboxed(self, sandbox: Sandbox, spec: LaunchSpec, python: Path, log: LogSink) -> Instance:
-        prepared = await asyncio.to_thread(sandbox.prepare, spec, python)
+        # a fork makes its own network namespace, which the platform plumbs (``attach_fork``): a placeholder till then
+        prepared = await asyncio.to_thread(sandbox.prepare, spec, python, self.zygotes is None)
         limits = prepared.limits
         log(f"$ {spec.app_file} in the sandbox as uid {prepared.uid} at {prepared.upstream.removeprefix('http://')} "
             f"(hardware {spec.hardware}: {limits.nano_cpus / 1e9:g} CPU, {limits.memory_label} memory, "
@@ -144,6 +146,12 @@ class ProcessBackend:
         process: asyncio.subprocess.Process | Forked | None = None
         if self.zygotes is not None:
             process = await self._fork(sandbox, spec, prepared, log)
+            if process is None:
+                try:
+                    await asyncio.to_thread(sandbox.plumb, prepared)
+                except BaseException:
+                    await asyncio.to_thread(sandbox.release, prepared)
+                    raise
         if process is None:
             try:
                 process = await asyncio.create_subprocess_exec(
@@ -172,10 +180,14 @@ class ProcessBackend:
             return None
         try:
             request = await asyncio.to_thread(sandbox.fork_request, prepared)
-            forked, zygote = await self.zygotes.spawn(spec.space_id, key, request)
+            attach = functools.partial(sandbox.attach_fork, prepared)
+            forked, zygote = await self.zygotes.spawn(spec.space_id, key, request, attach)
         except ZygoteUnavailable as exc:
             log(f"zygote: {exc}; starting it with exec")
             return None
+        except (BackendError, OSError) as exc:  # the platform's part for the fork (cgroups, network) failed
+            await asyncio.to_thread(sandbox.release, prepared)
+            raise BackendError(f"{spec.space_id}: the forked app's sandbox could not be set up: {exc}") from None
         log(f"forked from the {spec.sdk} zygote (pid {zygote.process.pid}) of {key.python}")
         return forked
 
@@ -268,7 +280,7 @@ class ProcessBackend:
     def zygote_pss(self) -> list[tuple[str, int, int]]:
         """(sdk, pid, PSS bytes) of each live zygote."""
         live = self.zygotes.live() if self.zygotes is not None else []
-        return [(z.key.sdk, z.process.pid, pss_bytes([z.process.pid])) for z in live]
+        return [(z.key.sdk, z.inner, pss_bytes([z.process.pid, z.inner])) for z in live]
 
     def attach_logs(self, instance: Instance, log: LogSink) -> None:
         """Never called: processes are not adopted (see ``adopt``)."""
@@ -315,7 +327,7 @@ async def _app_pid(box: Prepared, leader: asyncio.subprocess.Process | Forked) -
     """The app's host pid once bwrap has forked it; None if bwrap ended first or took past the wait."""
     deadline = time.monotonic() + _APP_PID_WAIT_S
     while leader.returncode is None and time.monotonic() < deadline:
-        found = find_app(box.cgroup.pids())
+        found = find_app(box.cgroup.pids(), nesting=2 if isinstance(leader, Forked) else 1)
         if found is not None:
             return found
         await asyncio.sleep(_APP_PID_POLL_S)

@@ -1,11 +1,20 @@
 """The zygote process: imports an SDK once in an app's virtualenv, then forks apps that run as if exec'd.
 
-    python .../spaces_runtime/zygote/entry.py --control-fd N --preload gradio [--preload MODULE ...]
+    python .../spaces_runtime/zygote/entry.py --control-fd N --view JSON --preload gradio [--preload MODULE ...]
 
 Run by the environment's own interpreter, with the environment an app's SDK sees at import (the platform's part
 of the app's environment: PATH, HOME, TMPDIR, GRADIO_*... without the space's own variables and secrets), cwd /.
 It imports only the standard library, its two siblings (loaded by file, so nothing of this folder shadows the
 app's packages) and the SDK. Protocol: ``wire``; the sandbox a fork enters: ``enter``.
+
+Before it imports the SDK (whose import chain runs code of packages an index author controls), the zygote leaves
+the platform's root behind: a user namespace of its own whose maps the platform writes (0 in it is an
+unprivileged host uid of the zygote's own, the apps' uids are mapped one to one so a fork can become its
+space's), and new mount, PID, network, IPC, UTS and cgroup namespaces. Its pid 1 (the zygote proper) sees only
+``--view``: the system folders, the environment and the appkit read-only, a private /tmp, its own /proc and a
+minimal /dev; nothing of the data dir, the store, the runner's secret, other apps' folders or the platform's
+code; no network; no process outside its own. Whatever the SDK's import chain does runs there. What needs the
+host's root for a fork (its cgroups, its network) the platform does from outside (``wire``).
 
 What a forked app finds, as after ``exec``: its own environment (``os.environ`` replaced), ``sys.argv``,
 ``sys.orig_argv``, ``sys.path`` (the script's folder or, for ``-m``, the working directory, then what the
@@ -39,7 +48,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 import types  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
@@ -89,7 +98,11 @@ def main(argv: list[str]) -> App:
     parser = argparse.ArgumentParser()
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--preload", action="append", default=[])
+    parser.add_argument("--view", required=True, help="the zygote's own mount view, JSON (enter.Box)")
+    parser.add_argument("--tree", type=int, action="append", default=[], help="a detached tree the view mounts")
     args = parser.parse_args(argv)
+    control = socket.socket(fileno=args.control_fd)
+    _isolate(control, enter.Box.of(json.loads(args.view), tuple(args.tree)))
     started = time.monotonic()
     unsafe = _preload(args.preload)
     tasks = len(os.listdir("/proc/self/task"))
@@ -103,7 +116,27 @@ def main(argv: list[str]) -> App:
     print(json.dumps(hello), flush=True)
     if unsafe:
         sys.exit(0)
-    return _serve(socket.socket(fileno=args.control_fd))
+    return _serve(control)
+
+
+def _isolate(control: socket.socket, view: enter.Box) -> None:
+    """The zygote's own sandbox, before anything of the environment is imported. The process the platform
+    started stays outside the new PID namespace and waits (as bwrap's outer process does); its child, pid 1 of
+    that namespace, returns here as the zygote proper."""
+    enter.own_user_namespace(control, os.getppid())
+    enter.unshare(enter.FORK_NS | enter.CLONE_NEWNET)
+    inner = os.fork()
+    if inner:
+        with _quiet():
+            control.sendall(f"inner {inner}\n".encode())
+        control.close()
+        os._exit(enter.exit_code(os.waitpid(inner, 0)[1]))
+    enter.die_with_parent(None)
+    enter.build_root(replace(view, hostname="zygote"))
+    for fd in view.trees:
+        os.close(fd)
+    os.mkdir(enter.FORK_ROOT, 0o700)
+    os.chdir("/")
 
 
 def _preload(modules: list[str]) -> str | None:
@@ -120,6 +153,10 @@ def _preload(modules: list[str]) -> str | None:
     if threading.active_count() > 1:
         names = ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
         return f"the SDK started {threading.active_count() - 1} Python thread(s) at import ({names})"
+    # a process left behind would outlive the import and share the zygote's namespaces with every fork
+    others = sorted(int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid())
+    if others:
+        return f"the SDK's import left {len(others)} other process(es) running (pids {others} in the zygote)"
     return None
 
 
@@ -173,20 +210,22 @@ def _reap(children: dict[int, socket.socket]) -> None:
         channel.close()
 
 
-def _fork(zygote: _Zygote, channel_fd: int, log_fd: int) -> App | None:
+def _fork(zygote: _Zygote, channel_fd: int, log_fd: int, trees: tuple[int, ...]) -> App | None:
     channel = socket.socket(fileno=channel_fd)
     parent = os.getpid()
     try:
         pid = os.fork()
     except OSError as exc:
-        os.close(log_fd)
+        for fd in (log_fd, *trees):
+            os.close(fd)
         with _quiet():
             channel.sendall(f"error {exc}\n".encode())
         channel.close()
         return None
     if pid == 0:
-        return _outer(zygote, channel, log_fd, parent)
-    os.close(log_fd)  # the zygote never holds an app's log open: the log ends when the app's processes end
+        return _outer(zygote, channel, log_fd, trees, parent)
+    for fd in (log_fd, *trees):  # the zygote never holds an app's log or folders open
+        os.close(fd)
     with _quiet():
         channel.sendall(f"forked {pid}\n".encode())
     zygote.children[pid] = channel
@@ -201,27 +240,27 @@ class _quiet:
         return kind is not None and issubclass(kind, (OSError, ValueError))
 
 
-def _outer(zygote: _Zygote, channel: socket.socket, log_fd: int, parent: int) -> App:
-    """The fork: sheds the zygote's descriptors and handlers, reads its request, enters the sandbox."""
+def _outer(zygote: _Zygote, channel: socket.socket, log_fd: int, trees: tuple[int, ...], parent: int) -> App:
+    """The fork: sheds the zygote's descriptors and handlers, reads its request, waits for the platform to give
+    it its cgroups and network, enters the sandbox."""
     try:
         enter.die_with_parent(parent)
         _shed(zygote)
         request = wire.read_request(channel)
-        channel.close()
         for target in (1, 2):
             os.dup2(log_fd, target)
         os.close(log_fd)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-        os.closerange(3, 1 << 16)  # no descriptor of the zygote's reaches the app
+        _close_all_but((channel.fileno(), *trees))  # no descriptor of the zygote's reaches the app
         sandbox = request.get("sandbox")
         if not isinstance(sandbox, dict):
-            os.setsid()
-            os.chdir(str(request["cwd"]))
-            return _become_app(request)
-        box = enter.Box.of(sandbox)
-        enter.outer(box)
+            raise ValueError("a request without a sandbox: a zygote forks only into one")
+        box = replace(enter.Box.of(sandbox, trees), root=enter.FORK_ROOT)
+        enter.wait_for_platform(channel)
+        channel.close()
+        enter.unshare(enter.FORK_NS)
         init = os.fork()
         if init:
             os._exit(enter.exit_code(os.waitpid(init, 0)[1]))  # bwrap's outer process waits for its init
@@ -235,6 +274,7 @@ def _init(box: enter.Box, request: dict[str, object]) -> App:
     try:
         enter.die_with_parent(None)
         enter.build_root(box)
+        os.closerange(3, 1 << 16)  # the detached trees are mounted now
         app = os.fork()
         if app:
             os._exit(enter.reap_until(app))
@@ -243,6 +283,14 @@ def _init(box: enter.Box, request: dict[str, object]) -> App:
     except BaseException:
         _fatal()
         raise
+
+
+def _close_all_but(kept: tuple[int, ...]) -> None:
+    low = 3
+    for fd in sorted(kept):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
 
 
 def _fatal() -> None:

