@@ -83,6 +83,18 @@ def port(entry: Entry) -> int:
     return value
 
 
+MAX_REPLICAS = 16  # a space's tasks on the swarm backend; more is a load test, not a demo
+
+
+def replicas(entry: Entry) -> int:
+    value = entry.value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be a whole number of instances (like 2), found {_kind(value)}")
+    if not 1 <= value <= MAX_REPLICAS:
+        raise ValueError(f"{value} is not a number of instances; write one from 1 to {MAX_REPLICAS}")
+    return value
+
+
 def string_list(entry: Entry) -> list[str]:
     value = entry.value
     if isinstance(value, str):
@@ -159,10 +171,13 @@ KNOWN: dict[str, tuple[str, Callable[[Entry], Any]]] = {
     "disable_embedding": ("disable_embedding", boolean),
     "custom_headers": ("custom_headers", headers),
     "runner_models": ("runner_models", runner_models),
+    # the tier it asks for (Hugging Face's names); an unknown tier is a warning at launch, where the tiers are known
+    "suggested_hardware": ("suggested_hardware", text),
+    "replicas": ("replicas", replicas),  # ours: instances on the swarm backend
 }
 
 # Hugging Face keys that mean something on the Hub but nothing here: kept in ``extra`` with a milder warning
 HUB_ONLY = frozenset({
     "datasets", "hf_oauth", "hf_oauth_scopes", "hf_oauth_expiration_minutes", "hf_oauth_authorized_org",
-    "suggested_hardware", "suggested_storage", "preload_from_hub", "thumbnail", "base_path",
+    "suggested_storage", "preload_from_hub", "thumbnail", "base_path",
 })

@@ -46,7 +46,8 @@ class AppSpec:
       sdk_version (None: the platform's default); python_version (None: the platform's default);
       app_file (relative to folder); app_port; short_description; pinned; tags; models; license;
       startup_duration_timeout (seconds, from "30m"/"1h"; None: the platform's default);
-      full_width [fullWidth]; header (mini|default); disable_embedding; custom_headers;
+      full_width [fullWidth]; header (mini|default); disable_embedding; custom_headers; runner_models;
+      suggested_hardware (a tier's name); replicas (1..16, the swarm backend's tasks);
       extra (unknown keys, kept as written); warnings (human-readable, e.g. unknown keys);
       requirements / pre_requirements / packages (lines of requirements.txt, pre-requirements.txt,
       packages.txt without comments) and *_lines (the file's line number of each entry, same order);
@@ -74,6 +75,8 @@ class AppSpec:
     disable_embedding: bool = False
     custom_headers: dict[str, str] = field(default_factory=dict)
     runner_models: list[dict[str, Any]] = field(default_factory=list)  # model files the runner serves
+    suggested_hardware: str | None = None  # a hardware tier's name; spaces settings --hardware overrides it
+    replicas: int | None = None  # swarm backend: how many tasks serve it (spaces settings --replicas overrides it)
     extra: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     requirements: list[str] = field(default_factory=list)

@@ -44,7 +44,8 @@ CREATE INDEX IF NOT EXISTS visits_by_space ON visits (space_id, at);
 CREATE INDEX IF NOT EXISTS likes_by_space ON likes (space_id, at);
 """
 
-ADDED_COLUMNS = {"private": "INTEGER NOT NULL DEFAULT 0", "share_key": "TEXT"}
+ADDED_COLUMNS = {"private": "INTEGER NOT NULL DEFAULT 0", "share_key": "TEXT", "hardware": "TEXT",
+                 "replicas": "INTEGER"}
 TRENDING_WINDOW_S = 7 * 24 * 3600
 
 
@@ -62,6 +63,8 @@ class SpaceRecord(BaseModel):
     code_hash: str | None = None
     code_dir: str | None = None
     private: bool = False  # seen only by the owner, the owner organization's members and admins
+    hardware: str | None = None  # the tier its owner chose (None: the README's, else the platform's default)
+    replicas: int | None = None  # swarm backend: the owner's choice (None: the README's, else 1)
     created_at: float
     updated_at: float
     likes: int = 0
@@ -216,8 +219,8 @@ class Store:
         return key
 
     def update(self, space_id: str, **fields: Any) -> None:
-        """Set plain columns (card, desired, env_hash, code_hash, code_dir)."""
-        allowed = {"card", "desired", "env_hash", "code_hash", "code_dir", "private"}
+        """Set plain columns (card, desired, env_hash, code_hash, code_dir, private, hardware, replicas)."""
+        allowed = {"card", "desired", "env_hash", "code_hash", "code_dir", "private", "hardware", "replicas"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"cannot update {sorted(unknown)}")

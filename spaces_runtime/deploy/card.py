@@ -8,7 +8,7 @@ from builder.spec import AppSpec
 
 CARD_FIELDS = ("title", "emoji", "color_from", "color_to", "sdk", "sdk_version", "python_version", "app_file",
                "app_port", "short_description", "pinned", "tags", "models", "license", "full_width", "header",
-               "disable_embedding", "custom_headers")
+               "disable_embedding", "custom_headers", "suggested_hardware", "replicas")
 
 
 def card_of(spec: AppSpec) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from builder.plan import BuildPlan
 from builder.spec import AppSpec
 from spaces_runtime import appfiles
 from spaces_runtime.config import Settings
+from spaces_runtime.deploy import runchoice
 from spaces_runtime.deploy.card import card_of
 from spaces_runtime.deploy.environments import BuiltEnvironment, EnvironmentBuilder
 from spaces_runtime.deploy.stagesink import StageSink
@@ -30,19 +31,22 @@ from spaces_runtime.names import space_id as make_space_id
 from spaces_runtime.stages import ERROR_STAGES, SERVING_STAGES, Stage
 from spaces_runtime.store import Store
 from spaces_runtime.supervisor.backend import Instance, LaunchSpec
+from spaces_runtime.supervisor.docker import TIERS
 from spaces_runtime.supervisor.loop import Supervisor
 
 log = logging.getLogger(__name__)
 
 # per space: env vars the platform adds (its variables and secrets, the runner's address and token)
 AppEnv = Callable[[str], dict[str, str]]
+SecretKeys = Callable[[str], frozenset[str]]  # which of those are secrets (the swarm backend hands them apart)
 ModelPreparer = Callable[[AppSpec, Path], Awaitable[list[str]]]
 
 
 class Pipeline:
     def __init__(self, settings: Settings, store: Store, logs: LogBook, supervisor: Supervisor, stages: StageSink,
                  hub: EventHub, environments: EnvironmentBuilder, app_env: AppEnv | None = None,
-                 prepare_models: ModelPreparer | None = None, commits: SpaceCommits | None = None) -> None:
+                 prepare_models: ModelPreparer | None = None, commits: SpaceCommits | None = None,
+                 secret_keys: SecretKeys | None = None) -> None:
         self.settings = settings
         self.store = store
         self.logs = logs
@@ -51,6 +55,7 @@ class Pipeline:
         self.hub = hub
         self.environments = environments
         self.app_env: AppEnv = app_env or (lambda _space_id: {})
+        self.secret_keys: SecretKeys = secret_keys or (lambda _space_id: frozenset())
         self.prepare_models = prepare_models
         self.commits = commits or SpaceCommits(settings, store, stages)  # every deploy is a commit (hub/commits.py)
         self.limits = appfiles.UploadLimits(settings.max_upload_bytes, settings.max_unpacked_bytes,
@@ -184,7 +189,7 @@ class Pipeline:
         built = await self._build(space_id, plan, spec, app_dir, sink)
         await self._prepare_models(spec, app_dir, sink)
         sink("build succeeded; starting the app")
-        launch = self.launch_spec(space_id, spec, app_dir, built)
+        launch = self.launch_spec(space_id, spec, app_dir, built, sink)
         stage = await (self.supervisor.adopt(launch, adopt) if adopt else self.supervisor.run_app(launch))
         keep_version(self.store, space_id, app_dir, worked=stage == Stage.RUNNING)
 
@@ -227,7 +232,8 @@ class Pipeline:
         keep_version(self.store, space_id, app_dir, worked=True)  # the gateway serves code_dir: set it first
         self.stages(space_id, Stage.RUNNING, "static site deployed")
 
-    def launch_spec(self, space_id: str, spec: AppSpec, app_dir: Path, built: BuiltEnvironment) -> LaunchSpec:
+    def launch_spec(self, space_id: str, spec: AppSpec, app_dir: Path, built: BuiltEnvironment,
+                    sink: LogSink | None = None) -> LaunchSpec:
         owner, name = space_id.split("/", 1)
         env = {
             "SPACE_ID": space_id, "SPACE_AUTHOR_NAME": owner, "SPACE_REPO_NAME": name,
@@ -236,9 +242,22 @@ class Pipeline:
             **self.app_env(space_id),
         }
         timeout = spec.startup_duration_timeout or self.settings.startup_timeout_s
+        hardware, replicas = self.run_choices(space_id, spec)
+        for choice, what in ((hardware, "hardware"), (replicas, "replicas")):
+            if sink is not None:
+                sink(f"==> {what}: {choice.value} ({choice.source})")
+                if choice.warning:
+                    sink(f"warning: {choice.warning}")
         return LaunchSpec(
             space_id=space_id, sdk=spec.sdk, app_dir=app_dir, app_file=spec.app_file,
             base_path=f"/spaces/{space_id}", env=env, env_dir=built.env_dir, image=built.image,
-            app_port=spec.app_port, startup_timeout_s=float(timeout), hardware=self.settings.hardware,
+            app_port=spec.app_port, startup_timeout_s=float(timeout), hardware=str(hardware.value),
+            replicas=int(replicas.value), secret_keys=self.secret_keys(space_id) & env.keys(),
             sdk_version=spec.sdk_version,  # sdk_eras: the probe and flags of the app's SDK version
         )
+
+    def run_choices(self, space_id: str, spec: AppSpec) -> tuple[runchoice.Choice, runchoice.Choice]:
+        """The tier and the replicas the space runs with, and where each came from (deploy/runchoice.py)."""
+        record = self.store.get(space_id)
+        return (runchoice.hardware(record.hardware, spec.suggested_hardware, self.settings.hardware, TIERS),
+                runchoice.replicas(record.replicas, spec.replicas, self.supervisor.backend_name))

@@ -10,12 +10,14 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from spaces_runtime.deploy import runchoice
 from spaces_runtime.hub import shapes
 from spaces_runtime.hub.state import HubStates
 from spaces_runtime.hub.tree import SpaceFiles
 from spaces_runtime.server.api import space_answer
 from spaces_runtime.server.views import space_view
 from spaces_runtime.store import SpaceRecord
+from spaces_runtime.supervisor.docker import TIERS
 from spaces_runtime.wiring.platform import Platform
 
 
@@ -51,7 +53,11 @@ def machine(p: Platform) -> shapes.Machine:
 
 def runtime_of(p: Platform, parts: HubParts, record: SpaceRecord) -> dict[str, Any]:
     running = p.targets.runtime(record.id)
-    return shapes.runtime(record, parts.states.get(record), machine(p), p.settings.public_link_host,
+    hardware, replicas = runchoice.of_card(record.hardware, record.replicas, record.card, p.settings.hardware, TIERS,
+                                           p.supervisor.backend_name)
+    runs = shapes.Machine(hardware=str(hardware.value), sleep_after_s=p.settings.sleep_after_s,
+                          replicas=int(replicas.value))
+    return shapes.runtime(record, parts.states.get(record), runs, p.settings.public_link_host,
                           asdict(running) if running is not None else None)
 
 

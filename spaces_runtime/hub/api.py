@@ -41,6 +41,7 @@ from spaces_runtime.names import space_id as make_space_id
 from spaces_runtime.server import accounts
 from spaces_runtime.server import api as platform_api
 from spaces_runtime.server.auth import PlatformDep, PrincipalDep, changeable, seen, visible
+from spaces_runtime.server.secrets import apply
 from spaces_runtime.stages import Stage
 from spaces_runtime.store import SpaceRecord
 from spaces_runtime.supervisor.docker import TIERS
@@ -159,16 +160,18 @@ async def sleep_time(owner: str, name: str, request: Request, p: PlatformDep, wh
 
 
 @router.post("/spaces/{owner}/{name}/hardware")
-async def request_hardware(owner: str, name: str, request: Request, p: PlatformDep, who: PrincipalDep,
-                           parts: HubDep) -> dict[str, Any]:
+async def request_hardware(owner: str, name: str, request: Request, response: Response, p: PlatformDep,
+                           who: PrincipalDep, parts: HubDep) -> dict[str, Any]:
     space_id = make_space_id(owner, name)
     record = changeable(p, who, space_id)
     body = await _json(request)
     flavor = shapes.check_hardware(body.get("flavor"), TIERS)
     seconds = body.get("sleepTimeSeconds")
-    parts.states.change(record, hardware=flavor,
-                        sleep_time=shapes.check_sleep_time(seconds) if seconds is not None else None)
+    if seconds is not None:
+        parts.states.change(record, sleep_time=shapes.check_sleep_time(seconds))
+    p.store.update(space_id, hardware=flavor)
     p.accounts.audit(who, "request hardware", space_id, flavor)
+    await apply(p, space_id, response)  # it restarts on the new tier, as on the Hub
     return runtime_answer(p, parts, space_id)
 
 

@@ -97,7 +97,8 @@ async def create(request: Request, p: PlatformDep, who: PrincipalDep, parts: Hub
     secrets, variables = _pairs(body.get("secrets"), "secrets"), _pairs(body.get("variables"), "variables")
     record = _new_record(p, space_id, _private(body))
     try:
-        parts.states.change(record, sdk=sdk, sleep_time=settings.sleep_time, hardware=settings.hardware)
+        parts.states.change(record, sdk=sdk, sleep_time=settings.sleep_time)
+        p.store.update(space_id, hardware=settings.hardware)  # the tier it runs on (deploy.runchoice)
         _set_pairs(p, space_id, secrets, variables)
         await _deploy_files(p, space_id, files, who.name)
     except BaseException:
@@ -231,7 +232,8 @@ async def _clone(p: Platform, parts: HubParts, who: Principal, source: SpaceReco
     record = _new_record(p, target, private)
     try:
         parts.states.change(record, sdk=source.card.get("sdk") or parts.states.get(source).sdk,
-                            sleep_time=settings.sleep_time, hardware=settings.hardware)
+                            sleep_time=settings.sleep_time)
+        p.store.update(record.id, hardware=settings.hardware or source.hardware)
         _set_pairs(p, target, secrets, [{**v, "description": v.get("description") or ""} for v in variables])
         await _deploy_copy(p, parts, source, target, who.name)
     except BaseException:

@@ -53,10 +53,11 @@ class Place:
 
 @dataclass(frozen=True)
 class Machine:
-    """The hardware the platform runs every app on, and its idle timeout."""
+    """The hardware a space runs on (deploy.runchoice), how many replicas, and the platform's idle timeout."""
 
     hardware: str
     sleep_after_s: float  # 0: apps never sleep
+    replicas: int = 1
 
 
 def is_file_download(scope: Mapping[str, object]) -> bool:
@@ -86,16 +87,16 @@ def card_data(card: Mapping[str, Any]) -> dict[str, Any]:
 def runtime(record: SpaceRecord, state: HubState, machine: Machine, public_host: str,
             instance: Mapping[str, Any] | None) -> dict[str, Any]:
     """``SpaceRuntime``'s JSON; ``instance`` (the platform's own backend, backend_ref, upstream, started_at) is
-    merged in while the app runs. The hardware an app runs on is the platform's for every space: a requested
-    tier is kept and shown as ``requested``."""
+    merged in while the app runs. ``machine`` is what this space runs on (its owner's tier, else its README's,
+    else the platform's); ``requested`` is the owner's choice where there is one."""
     default_sleep = int(machine.sleep_after_s) if machine.sleep_after_s > 0 else -1
     return {
         "stage": record.stage.value,
         "hardware": {"current": machine.hardware if instance else None,
-                     "requested": state.hardware or machine.hardware},
+                     "requested": record.hardware or machine.hardware},
         "gcTimeout": state.sleep_time if state.sleep_time is not None else default_sleep,
         "storage": None,
-        "replicas": {"current": 1 if instance else 0, "requested": 1},
+        "replicas": {"current": machine.replicas if instance else 0, "requested": record.replicas or machine.replicas},
         "devMode": False,
         "domains": [{"domain": f"{record.owner}-{record.name}.{public_host}", "stage": "READY"}],
         "errorMessage": record.error,

@@ -15,13 +15,18 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 
+from builder.keys import MAX_REPLICAS
 from spaces_runtime.appfiles import receive
 from spaces_runtime.auth import rules
 from spaces_runtime.auth.principal import Principal
+from spaces_runtime.deploy import runchoice
 from spaces_runtime.deploy.versions import version_name
 from spaces_runtime.names import space_id as make_space_id
 from spaces_runtime.server.auth import PlatformDep, PrincipalDep, changeable, seen, visible, writable
+from spaces_runtime.server.secrets import apply
 from spaces_runtime.server.views import space_view
+from spaces_runtime.store import SpaceRecord
+from spaces_runtime.supervisor.docker import TIERS
 from spaces_runtime.supervisor.process import memory_metrics, space_pss
 from spaces_runtime.wiring.platform import Platform
 
@@ -39,7 +44,16 @@ def space_answer(p: Platform, space_id: str) -> dict[str, Any]:
     runtime = p.targets.runtime(space_id)
     view["runtime"] = asdict(runtime) if runtime is not None else None
     view["memory"] = {"pss_bytes": space_pss(p.supervisor, space_id)}  # None while nothing of it runs
+    view |= run_view(p, record)
     return view
+
+
+def run_view(p: Platform, record: SpaceRecord) -> dict[str, Any]:
+    """The tier and replicas it runs with, where each came from, and what its owner asked for (None: nothing)."""
+    hardware, replicas = runchoice.of_card(record.hardware, record.replicas, record.card, p.settings.hardware, TIERS,
+                                           p.supervisor.backend_name)
+    return {"hardware": {"current": hardware.value, "source": hardware.source, "requested": record.hardware},
+            "replicas": {"current": replicas.value, "source": replicas.source, "requested": record.replicas}}
 
 
 router = APIRouter(prefix="/api")
@@ -145,6 +159,31 @@ async def restart(owner: str, name: str, p: PlatformDep, who: PrincipalDep) -> d
     changeable(p, who, space_id)
     await p.lifecycle.restart(space_id)
     p.accounts.audit(who, "restart", space_id)
+    return space_answer(p, space_id)
+
+
+class RunSettings(BaseModel):
+    hardware: str | None = None  # a tier's name; "default": the README's suggested_hardware or the platform's again
+    replicas: int | None = None  # 1..16 (swarm backend only beyond 1); 0: the README's replicas or 1 again
+
+
+@router.put("/spaces/{owner}/{name}/run")
+async def run_settings(owner: str, name: str, body: RunSettings, response: Response, p: PlatformDep,
+                       who: PrincipalDep) -> dict[str, Any]:
+    """What the space runs on; a change restarts it when it should run (answered with X-Spaces-Restarted: 1)."""
+    space_id = make_space_id(owner, name)
+    changeable(p, who, space_id)
+    changes: dict[str, Any] = {}
+    if body.hardware is not None:
+        changes["hardware"] = None if body.hardware == "default" else runchoice.check_hardware(body.hardware, TIERS)
+    if body.replicas is not None:
+        changes["replicas"] = None if body.replicas == 0 else \
+            runchoice.check_replicas(body.replicas, p.supervisor.backend_name, MAX_REPLICAS)
+    if changes:
+        p.store.update(space_id, **changes)
+        said = ", ".join(f"{key} {value or 'default'}" for key, value in changes.items())
+        p.accounts.audit(who, "set run settings", space_id, said)
+        await apply(p, space_id, response)
     return space_answer(p, space_id)
 
 

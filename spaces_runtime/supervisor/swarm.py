@@ -38,11 +38,19 @@ from typing import Any
 import docker
 import docker.errors
 from docker.models.services import Service
-from docker.types import EndpointSpec, Healthcheck, Mount, Resources, RestartPolicy, ServiceMode, UpdateConfig
+from docker.types import (
+    EndpointSpec,
+    Healthcheck,
+    Mount,
+    Resources,
+    RestartPolicy,
+    SecretReference,
+    ServiceMode,
+    UpdateConfig,
+)
 
-from builder import frontmatter
 from spaces_runtime.config import Settings
-from spaces_runtime.errors import BackendError, SpacesError
+from spaces_runtime.errors import BackendError
 from spaces_runtime.logs import LogSink
 from spaces_runtime.supervisor.backend import ExitInfo, Instance, LaunchSpec
 from spaces_runtime.supervisor.docker import (
@@ -58,13 +66,13 @@ from spaces_runtime.supervisor.docker import (
     runtime_env,
 )
 from spaces_runtime.supervisor.probes import readiness_url
+from spaces_runtime.swarm.secrets import SwarmSecrets, wrapped_command
 
 IMAGE_REPO = "spaces-runtime/app"  # in the platform's registry: {registry}/spaces-runtime/app:{tag}
 DRAIN_S = 3.0
 TASKS_TTL_S = 0.5
 FAILED_TASKS = 3  # failed tasks of a version with none running: it counts as exited (a crash loop)
 NANO = 1_000_000_000
-MAX_REPLICAS = 16
 # an instance's upstream until ``exited`` finds one of its tasks running: a valid URL that refuses at once (the
 # discard port on loopback), so readiness probes say "not yet" rather than fail on an empty address
 NO_TASK_YET = "http://127.0.0.1:9"
@@ -94,16 +102,6 @@ def service_name(space_id: str) -> str:
     return f"spaces-{slug}"[:63].rstrip("-")
 
 
-def replicas_of(app_dir: Path) -> int:
-    """README front matter ``replicas:`` (1 when absent or not a number in 1..MAX_REPLICAS)."""
-    try:
-        entry = frontmatter.parse((app_dir / "README.md").read_text()).entries.get("replicas")
-    except (OSError, SpacesError):
-        return 1
-    value = entry.value if entry is not None else 1
-    return value if isinstance(value, int) and 1 <= value <= MAX_REPLICAS else 1
-
-
 def health_test(spec: LaunchSpec) -> list[str] | None:
     """The readiness probe run inside the task with the image's own Python; None for a docker-SDK app (its image
     may have no Python; the supervisor's probe from outside still decides when it is ready)."""
@@ -115,8 +113,11 @@ def health_test(spec: LaunchSpec) -> list[str] | None:
 
 
 def service_config(spec: LaunchSpec, limits: Limits, *, image: str, platform: str, generation: int,
-                   replicas: int, volume: str, constraints: list[str]) -> dict[str, Any]:
-    """Keyword arguments for ``client.services.create`` and ``Service.update`` (pure)."""
+                   replicas: int, volume: str, constraints: list[str], secrets: list[SecretReference] | None = None,
+                   command: list[str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``client.services.create`` and ``Service.update`` (pure). ``secrets`` are mounted
+    at /run/secrets and kept out of the environment in the spec (``swarm.secrets``); ``command`` replaces the
+    image's entrypoint (the loop that exports them)."""
     labels = {SPACE_LABEL: spec.space_id, PLATFORM_LABEL: platform, GENERATION_LABEL: str(generation)}
     resources = Resources(cpu_limit=limits.nano_cpus, mem_limit=limits.memory_bytes)
     resources["Limits"]["Pids"] = limits.pids  # Engine API 1.41; docker-py has no argument for it
@@ -127,7 +128,8 @@ def service_config(spec: LaunchSpec, limits: Limits, *, image: str, platform: st
         "name": service_name(spec.space_id),
         "labels": labels,
         "container_labels": labels,
-        "env": [f"{k}={v}" for k, v in runtime_env(spec).items()],
+        "env": [f"{k}={v}" for k, v in runtime_env(spec).items() if k not in spec.secret_keys],
+        "secrets": secrets or [],
         "user": "1000:1000",
         "cap_drop": ["ALL"],
         "read_only": True,
@@ -147,6 +149,8 @@ def service_config(spec: LaunchSpec, limits: Limits, *, image: str, platform: st
         "log_driver": "json-file",
         "log_driver_options": {"max-size": "10m", "max-file": "2"},
     }
+    if command is not None:
+        config["command"] = command
     if test is not None:
         config["healthcheck"] = Healthcheck(test=test, interval=2 * NANO, timeout=4 * NANO, retries=3,
                                             start_period=int(min(spec.startup_timeout_s, 600) * NANO))
@@ -184,6 +188,7 @@ class SwarmBackend:
         self._tasks: dict[str, list[Task]] = {}
         self._tasks_at = 0.0
         self._pumps: dict[str, threading.Thread] = {}
+        self.secrets = SwarmSecrets(client, self.platform)
 
     # --- the Backend protocol --------------------------------------------------------------------------
     async def launch(self, spec: LaunchSpec, log: LogSink) -> Instance:
@@ -232,15 +237,17 @@ class SwarmBackend:
     def _launch(self, spec: LaunchSpec, log: LogSink) -> Instance:
         image = self._push(spec.image or "", log)
         limits = self.limits(spec.hardware)
-        replicas = replicas_of(spec.app_dir)
+        replicas = spec.replicas
         env = {k: v for k, v in spec.env.items() if not (k == "SPACES_RUNNER_URL" and v.startswith("unix://"))}
         if len(env) != len(spec.env):
             log("warning: the model runner's socket is on the manager only; swarm tasks run without the runner")
         spec = LaunchSpec(**{**spec.__dict__, "env": env})
         generation = self._next_generation()
         constraints = self._gpu_constraints(spec, log)
+        secrets, command = self._secrets(spec, log)
         config = service_config(spec, limits, image=image, platform=self.platform, generation=generation,
-                                replicas=replicas, volume=self.volume_name(spec.space_id), constraints=constraints)
+                                replicas=replicas, volume=self.volume_name(spec.space_id), constraints=constraints,
+                                secrets=secrets, command=command)
         service = self._service(service_name(spec.space_id))
         try:
             if service is None:
@@ -255,6 +262,21 @@ class SwarmBackend:
         self._pump(service.id, log, since=int(time.time()) - 1)
         return Instance(space_id=spec.space_id, upstream=NO_TASK_YET, backend_ref=f"{service.id}:{generation}",
                         started_at=time.time())
+
+    def _secrets(self, spec: LaunchSpec, log: LogSink) -> tuple[list[SecretReference], list[str] | None]:
+        """The space's secrets as Docker secrets, and the command that exports them to the app's environment;
+        secrets of its older versions go first (the serving version's are in use, so the Engine keeps them)."""
+        self.secrets.prune(spec.space_id)
+        values = {key: spec.env[key] for key in spec.secret_keys if key in spec.env}
+        if not values:
+            return [], None
+        references = self.secrets.references(spec.space_id, values)
+        entrypoint, cmd, has_shell = self.secrets.image_command(spec.image or "")
+        log(f"secrets {', '.join(sorted(values))}: Docker secrets, mounted at /run/secrets")
+        if not has_shell:
+            log("warning: the image has no /bin/sh, so its secrets are files in /run/secrets only, not variables")
+            return references, None
+        return references, wrapped_command(entrypoint, cmd)
 
     def _gpu_constraints(self, spec: LaunchSpec, log: LogSink) -> list[str]:
         """A GPU tier runs only on nodes labelled with GPUs (``swarm.nodes.label_gpus``); with none in the swarm
@@ -346,6 +368,7 @@ class SwarmBackend:
             return
         with contextlib.suppress(docker.errors.NotFound):
             service.remove()
+        self.secrets.prune(instance.space_id)
         with self._lock:
             self._versions.pop(instance.space_id, None)
 

@@ -118,7 +118,7 @@ def build_platform(settings: Settings) -> Platform:
     supervisor = Supervisor(backend, logs, settings, stages, liveness=liveness)
     commits = SpaceCommits(settings, store, stages)  # every deploy a commit of the space's git repository
     pipeline = Pipeline(settings, store, logs, supervisor, stages, hub, environments, app_env=space_env,
-                        commits=commits,
+                        commits=commits, secret_keys=space_env.secret_keys,
                         prepare_models=model_preparer(runner) if runner is not None else None)
     lifecycle = Lifecycle(settings, store, logs, supervisor, stages, hub, pipeline)
     lifecycle.on_delete.append(secrets.drop_space)  # a new space of the same name starts without them

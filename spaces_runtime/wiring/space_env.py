@@ -27,6 +27,10 @@ class SpaceEnv:
         platform = self.runner_env(space_id) if self.runner_env is not None else {}
         return {**self.secrets.variable_values(space_id), **self.secrets.secret_values(space_id), **platform}
 
+    def secret_keys(self, space_id: str) -> frozenset[str]:
+        """The pipeline's ``secret_keys``: the names among ``self(space_id)`` that are secrets."""
+        return frozenset(self.secrets.secret_values(space_id))
+
     def build_inputs(self, app_folder: Path) -> SpaceInputs:
         """The docker builder's ``inputs_of``: it knows the folder it builds, the space is the folder's place."""
         from builder.docker.build import SpaceInputs  # the docker SDK, only for the docker backend

@@ -11,10 +11,11 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from cluster import Cluster, leftovers
 from prerequisites import missing
-from swarmkit import SWARM_EXAMPLES, ManagerPlatform, manager_platform, sdk_images, twin_apps
+from swarmkit import SWARM_EXAMPLES, TWIN_SECRET, ManagerPlatform, manager_platform, sdk_images, twin_apps
 
 from builder.docker.render import BOOTSTRAP_BASE
 from spaces_harness import EXAMPLES, copy_app
@@ -53,6 +54,9 @@ def platform(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
     server = manager_platform(cluster, root, ["--examples", str(root / "examples")])
     server.start()
     try:
+        made = httpx.post(f"{server.url}/api/spaces/tests/twin/secrets", headers=server.auth, timeout=30,
+                          json={"key": "TWIN_SECRET", "value": TWIN_SECRET})
+        assert made.status_code == 200, made.text
         for space_id, folder in twin_apps(root).items():
             server.cli("deploy", str(folder), "--name", space_id, check=True, timeout=900)
         server.wait_all_running(timeout=900)

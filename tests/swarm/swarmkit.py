@@ -28,17 +28,22 @@ SDK_APPS = (REPO / "examples" / "sentiment", REPO / "examples" / "data-explorer"
 # One Gradio and one Streamlit example: each other core example only adds requirements (covered by the docker
 # backend's tests), and every build here installs them from the index again in a fresh engine: minutes on 2 cores
 SWARM_EXAMPLES = ("sentiment", "data-explorer")
-GRADIO_TWIN = """import socket
+GRADIO_TWIN = """import os
+import socket
 import gradio as gr
 
 def who(_: str) -> str:
     return "{text} from " + socket.gethostname()
+
+def secret() -> str:
+    return os.environ.get("TWIN_SECRET", "(not set)")
 
 with gr.Blocks() as demo:
     gr.Markdown("{text} served by " + socket.gethostname())
     box = gr.Textbox()
     out = gr.Textbox()
     box.submit(who, box, out, api_name="who")
+    gr.Button("Secret").click(secret, None, gr.Textbox(), api_name="secret")
 
 demo.launch()
 """
@@ -47,6 +52,11 @@ import streamlit as st
 
 st.write("streamlit served by " + socket.gethostname())
 """
+
+
+# set before tests/twin's first deploy: its tasks get it as a Docker secret, the app as a variable; the trailing
+# newline must survive the trip
+TWIN_SECRET = "twin-secret-5d1c8e\n"
 
 
 def twin_readme(sdk: str, version: str) -> str:

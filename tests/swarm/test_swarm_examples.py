@@ -11,8 +11,9 @@ from __future__ import annotations
 import httpx
 import pytest
 from cluster import Cluster
+from gradio_client import Client
 from polling import wait_http
-from swarmkit import SWARM_EXAMPLES, ManagerPlatform, node_names, tasks_of
+from swarmkit import SWARM_EXAMPLES, TWIN_SECRET, ManagerPlatform, node_names, tasks_of
 
 from example_checks import check_sentiment, check_streamlit_script_runs
 
@@ -62,3 +63,17 @@ def test_a_pulled_image_serves_with_docker_run_alone(platform: ManagerPlatform, 
     finally:
         container.remove(force=True)
     assert httpx.get(f"{platform.url}/api/health", timeout=5).status_code == 200
+
+
+def test_a_secret_reaches_the_app_but_not_the_service_s_spec(platform: ManagerPlatform, cluster: Cluster) -> None:
+    """tests/twin's secret (set before its first deploy) is a Docker secret mounted into its tasks and a variable
+    in the app; `docker service inspect` and the tasks' container specs, which anyone who may inspect services
+    on the manager reads, never hold its value."""
+    answer = Client(f"{platform.url}/spaces/tests/twin/", verbose=False).predict(api_name="/secret")
+    assert answer == TWIN_SECRET
+    client = cluster.manager.client()
+    inspected = cluster.manager.docker("service", "inspect", "spaces-tests--twin")
+    assert TWIN_SECRET.strip() not in inspected and "TWIN_SECRET=" not in inspected
+    assert all(TWIN_SECRET.strip() not in str(t["Spec"]) for t in tasks_of(client, "tests/twin"))
+    mounted = [r["SecretName"] for t in tasks_of(client, "tests/twin") for r in t["Spec"]["ContainerSpec"]["Secrets"]]
+    assert mounted and all(name.endswith(mounted[0][-12:]) and "twin_secret" in name for name in mounted), mounted

@@ -70,8 +70,9 @@ def test_the_platform_keeps_its_own_fields_and_a_hub_client_its_datetime() -> No
 
 
 def test_a_requested_tier_and_sleep_time_are_reported_and_a_stopped_space_runs_on_nothing() -> None:
-    state = shapes.HubState(sleep_time=-1, hardware="t4-small")
-    run = SpaceRuntime(shapes.runtime(record(stage=Stage.PAUSED), state, MACHINE, PLACE.public_host, None))
+    state = shapes.HubState(sleep_time=-1)
+    paused = record(stage=Stage.PAUSED, hardware="t4-small")  # the owner's tier lives in the space's record
+    run = SpaceRuntime(shapes.runtime(paused, state, MACHINE, PLACE.public_host, None))
     assert (run.stage, run.hardware, run.requested_hardware, run.sleep_time) == ("PAUSED", None, "t4-small", -1)
     never = shapes.Machine(hardware="cpu-basic", sleep_after_s=0)
     assert SpaceRuntime(shapes.runtime(record(), shapes.HubState(), never, "h", None)).sleep_time == -1

@@ -1,8 +1,12 @@
 """The swarm backend's pure parts: the service spec, which tasks the gateway may use, which task a visitor
-gets, what `spaces nodes` shows, the registry's config and README `replicas:`."""
+gets, what `spaces nodes` shows, the registry's config, and how secrets reach a task."""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -12,9 +16,10 @@ from spaces_runtime.gateway.routes import resolve
 from spaces_runtime.gateway.targets import Upstream
 from spaces_runtime.supervisor.backend import LaunchSpec
 from spaces_runtime.supervisor.docker import TIERS, limits_for
-from spaces_runtime.supervisor.swarm import generation_of, replicas_of, service_config, service_name, task_url
+from spaces_runtime.supervisor.swarm import generation_of, service_config, service_name, task_url
 from spaces_runtime.swarm.nodes import gpus_of, node_view
 from spaces_runtime.swarm.registry import registry_config
+from spaces_runtime.swarm.secrets import export_script, secret_name, wrapped_command
 
 GIB = 1024 ** 3
 
@@ -94,9 +99,30 @@ def test_the_registry_keeps_its_images_in_the_data_dir(tmp_path: Path) -> None:
     assert made["http"]["addr"] == "10.0.0.2:5000"
 
 
-def test_replicas_come_from_the_readme(tmp_path: Path) -> None:
-    (tmp_path / "README.md").write_text("---\nsdk: gradio\nreplicas: 3\n---\n")
-    assert replicas_of(tmp_path) == 3
-    (tmp_path / "README.md").write_text("---\nsdk: gradio\nreplicas: lots\n---\n")
-    assert replicas_of(tmp_path) == 1
-    assert replicas_of(tmp_path / "missing") == 1
+def test_secrets_stay_out_of_the_service_s_environment() -> None:
+    spec = LaunchSpec(space_id="alice/app", sdk="gradio", app_dir=Path("/x"), app_file="app.py",
+                      base_path="/spaces/alice/app", env={"API_KEY": "s3cret", "MODE": "fast"},
+                      secret_keys=frozenset({"API_KEY"}))
+    config = service_config(spec, limits_for("cpu-basic", TIERS, 2, 8 * 1024**3, 0), image="r/i@sha256:1",
+                            platform="p", generation=1, replicas=1, volume="v", constraints=[],
+                            command=wrapped_command(["tini"], ["python", "app.py"]))
+    assert "MODE=fast" in config["env"] and not any("s3cret" in item for item in config["env"])
+    assert config["command"][:2] == ["/bin/sh", "-c"] and config["command"][-3:] == ["tini", "python", "app.py"]
+
+
+def test_a_changed_secret_is_a_new_docker_secret_of_a_valid_name() -> None:
+    first = secret_name("0123456789abcdef", "Alice/My_App", "API_KEY", "one")
+    assert first != secret_name("0123456789abcdef", "Alice/My_App", "API_KEY", "two")
+    assert first == secret_name("0123456789abcdef", "Alice/My_App", "API_KEY", "one")
+    long = secret_name("0123456789abcdef", "a" * 40 + "/" + "b" * 60, "K" * 50, "v")
+    assert len(long) <= 64 and re.fullmatch(r"[a-z0-9-]+", long), long
+
+
+def test_the_export_loop_gives_the_app_each_file_as_a_variable(tmp_path: Path) -> None:
+    """Run by a real /bin/sh: names as the files are named, values byte for byte (a trailing newline too)."""
+    (tmp_path / "API_KEY").write_text("s3cret\n")
+    (tmp_path / "TOKEN").write_text("a b $HOME 'q'")
+    shown = subprocess.run(["/bin/sh", "-c", export_script(str(tmp_path)), "sh", sys.executable, "-c",
+                            "import os, json; print(json.dumps([os.environ['API_KEY'], os.environ['TOKEN']]))"],
+                           capture_output=True, text=True, check=True, timeout=30)
+    assert json.loads(shown.stdout) == ["s3cret\n", "a b $HOME 'q'"]
