@@ -200,6 +200,9 @@ def status(space_id: IdArg, server: ServerOpt = None, as_json: JsonOpt = False) 
         return
     out.print(f"{space['emoji']} [bold]{space['title']}[/] ({space['id']})")
     out.print(f"stage: {space['stage']}\nsdk:   {space['sdk']}\nurl:   {space['url']}", highlight=False)
+    hardware = space.get("hardware") or {}
+    if hardware.get("current"):
+        out.print(f"hardware: {hardware['current']} ({hardware['source']})", highlight=False)
     pss = (space.get("memory") or {}).get("pss_bytes")
     if pss is not None:
         out.print(f"memory: {pss / 2**20:.0f} MiB (PSS of all its processes)", highlight=False)
