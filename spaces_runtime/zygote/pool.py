@@ -280,7 +280,11 @@ class Zygotes:
 
     def _stop(self, key: ZygoteKey) -> None:
         zygote = self._zygotes.pop(key)
-        zygote.control.close()  # the zygote exits when its control channel closes
+        zygote.control.close()  # a zygote exits when its control channel closes
+        # and is killed all the same (none of its apps runs): one whose import went bad could ignore that, and
+        # keep the folders of spaces that have moved on (everything in its PID namespace dies with its outer process)
+        with contextlib.suppress(ProcessLookupError):
+            zygote.process.kill()
         log.info("zygote %s (%s) stopped: no space launches from it", zygote.process.pid, key.sdk)
 
     async def _start(self, key: ZygoteKey, setup: dict[str, object]) -> Zygote:
