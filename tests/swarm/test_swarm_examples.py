@@ -30,9 +30,6 @@ def test_the_examples_answer_from_swarm_tasks(platform: ManagerPlatform, cluster
         assert image.startswith(f"{cluster.manager.ip}:5000/") and "@sha256:" in image, image
     check_sentiment(platform.example_url("sentiment"))
     check_streamlit_script_runs(platform.example_url("data-explorer"))
-    nodes = node_names(client)
-    placed = {nodes[t["NodeID"]] for name in SWARM_EXAMPLES for t in tasks_of(client, f"examples/{name}")}
-    assert placed - {"spt-mgr"}, f"every example ran on the manager: swarm placed nothing on a worker ({placed})"
 
 
 def test_tasks_run_hardened(platform: ManagerPlatform, cluster: Cluster) -> None:
