@@ -22,7 +22,9 @@ interpreter set), ``__main__`` as its own module with ``__file__`` absolute (``p
 by ``runpy.run_module`` (``python -m streamlit``), the signal dispositions and mask the interpreter starts with,
 freshly seeded ``random`` (and numpy's global generator when the SDK imported numpy), only stdin/stdout/stderr
 open, one thread, and its exit code as the interpreter's (an uncaught exception: its traceback and 1).
-Not the same: ``hash()``'s seed is the zygote's (shared by its forks), and /proc/self/cmdline names the zygote.
+Not the same: ``hash()``'s seed is the zygote's (shared by its forks), /proc/self/cmdline names the zygote, files
+of the host's root show as owned by nobody (the zygote's user namespace does not map root) and
+/proc/self/uid_map is the zygote's.
 """
 
 from __future__ import annotations
