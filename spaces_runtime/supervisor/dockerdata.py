@@ -48,10 +48,10 @@ def why_not(settings: Settings, in_container: bool, euid: int) -> str | None:
 
 
 class DataDisks:
-    """The spaces' /data disks of one docker platform, under its data dir's ``docker/``."""
+    """The spaces' /data disks of one docker platform, under its data dir's ``docker-data/``."""
 
     def __init__(self, settings: Settings) -> None:
-        root = Path(settings.data_dir).resolve() / "docker"
+        root = Path(settings.data_dir).resolve() / "docker-data"  # docker/ is the image builder's
         self.folders = root / "data"
         # root's only: on the host the files on a disk are uid 1000's, which may be a real user of the host
         self.folders.mkdir(mode=0o700, parents=True, exist_ok=True)
