@@ -15,7 +15,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -93,6 +93,26 @@ def choose(request: str, found: Iterable[Interpreter], *, origin: str, nearest: 
                                      f"nearest, Python {pick.full_version} ({pick.path}), because "
                                      "SPACES_PYTHON_NEAREST=true", nearest=True)
     raise missing(request, origin, found)
+
+
+def for_image(request: str, base_minor: str, found: Iterable[Interpreter], *, origin: str,
+              nearest: bool = False) -> Choice:
+    """The Python of an image whose base has ``base_minor``: that one when asked for (``interpreter`` None: nothing
+    to copy in); else the host's interpreter of the minor asked for (to be copied in); else, with
+    ``nearest``, whichever of the base's and the host's is nearest — the base's on a tie, as it needs no copy."""
+    if parse_request(request)[:2] == parse_request(base_minor)[:2]:
+        return Choice(request, None, f"Python {base_minor}, the base image's, for python_version {request}, {origin}")
+    found = list(found)
+    if not nearest or any(i.version[:2] == parse_request(request)[:2] for i in found):
+        return choose(request, found, origin=origin)
+    wanted = parse_request(request)[1]
+    base = parse_request(base_minor)[1]
+    host = choose(request, found, origin=origin, nearest=True) if found else None
+    if host is None or host.interpreter is None or abs(base - wanted) <= abs(host.interpreter.version[1] - wanted):
+        return Choice(base_minor, None, f"WARNING: Python {request} ({origin}) is not installed here; using the "
+                                        f"nearest, Python {base_minor} of the base image, because "
+                                        "SPACES_PYTHON_NEAREST=true", nearest=True)
+    return replace(host, request=host.interpreter.minor_version)
 
 
 def missing(request: str, origin: str, found: list[Interpreter]) -> BuildError:

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import docker
@@ -109,8 +109,9 @@ class ImageBuilder:
         as_of, era_line = releases.era_date(plan, self.settings.ca_bundle)  # the same rule as virtualenvs
         log(era_line)
         log("==> phase 2/3: SDK image")
-        brought = self._python_for(plan, base, log)
-        sdk = self.sdk_image(render.sdk_image_for(plan, base, releases.exclude_newer(as_of), brought), log)
+        brought, python = self._python_for(plan, base, log)
+        image_plan = plan if python == plan.python_version else replace(plan, python_version=python)
+        sdk = self.sdk_image(render.sdk_image_for(image_plan, base, releases.exclude_newer(as_of), brought), log)
         log("==> phase 3/3: app image")
         app = render.app_image_for(plan, spec.packages, sdk.tag, spec.package_lines,
                                    exclude_newer=releases.exclude_newer(as_of))
@@ -148,17 +149,21 @@ class ImageBuilder:
             built = self._buildkit(Path(ctx), tag, "sdk", log, None)
         return BuiltImage(tag, built, reused=False)
 
-    def _python_for(self, plan: BuildPlan, base: str, log: LogSink) -> render.BroughtPython | None:
-        """None when the base image has the plan's Python; else the host's interpreter of that version (found as
-        the process backend finds one), to copy into the SDK image: images cannot download one either."""
+    def _python_for(self, plan: BuildPlan, base: str, log: LogSink) -> tuple[render.BroughtPython | None, str]:
+        """The SDK image's Python: the base image's when the plan asks for it; else the host's interpreter of that
+        version (found as the process backend finds one) to copy in, as images cannot download one either; with
+        SPACES_PYTHON_NEAREST, the nearest of the two. Returns what to copy (None: nothing) and its minor."""
         if not plan.needs_env:
-            return None
+            return None, plan.python_version
         have = self._base_python(base)
         if pythons.parse_request(plan.python_version)[:2] == pythons.parse_request(have)[:2]:
-            return None
+            return None, plan.python_version
         found = pythons.discover(self.settings, self.environ, pythons.uv_python_dir(find_uv(), self.environ))
-        choice = pythons.choose(plan.python_version, found, origin=plan.python_origin)  # the exact minor only
-        assert choice.interpreter is not None  # no downloads asked for: choose raised instead
+        choice = pythons.for_image(plan.python_version, have, found, origin=plan.python_origin,
+                                   nearest=self.settings.python_nearest)
+        if choice.interpreter is None:  # the nearest is the base image's own
+            log(f"==> {choice.note}")
+            return None, have
         prefix = choice.interpreter.path.parent.parent
         minor = choice.interpreter.minor_version
         if prefix in SYSTEM_PREFIXES or not (prefix / "lib" / f"python{minor}" / "os.py").is_file():
@@ -169,7 +174,7 @@ class ImageBuilder:
                                   f"install {minor}) and list it in SPACES_PYTHONS, or set SPACES_BASE_IMAGE to "
                                   f"an image with Python {minor}")
         log(f"==> {choice.note}; the base image has Python {have}, so the SDK image gets a copy of it")
-        return render.BroughtPython(str(prefix), choice.interpreter.full_version, choice.interpreter.source)
+        return render.BroughtPython(str(prefix), choice.interpreter.full_version, choice.interpreter.source), minor
 
     def _base_python(self, base: str) -> str:
         """The base image's python3 version ("3.11"), asked once per image id."""

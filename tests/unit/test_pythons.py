@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from builder import pythons
 from builder.pythons import Interpreter, choose, discover
 from spaces_runtime.config import Settings
 from spaces_runtime.errors import BuildError
@@ -93,3 +94,19 @@ def test_an_interpreter_the_operator_lists_is_found_and_a_dead_shim_is_not(tmp_p
 def test_spaces_pythons_reads_a_colon_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPACES_PYTHONS", "/opt/py312/bin/python3.12:/opt/pythons")
     assert Settings().pythons == [Path("/opt/py312/bin/python3.12"), Path("/opt/pythons")]
+
+
+def test_an_image_gets_the_base_s_python_or_a_copy_of_the_host_s_or_with_nearest_the_nearer() -> None:
+    """The docker backend's choice (builder.pythons.for_image): exact first; SPACES_PYTHON_NEAREST picks the nearer
+    of the base image's Python and the host's, the base's on a tie (no copy needed), and says so."""
+    host = [Interpreter(Path("/root/.pyenv/versions/3.9.19/bin/python3.9"), (3, 9, 19), "pyenv"),
+            Interpreter(Path("/root/.pyenv/versions/3.12.7/bin/python3.12"), (3, 12, 7), "pyenv")]
+    assert pythons.for_image("3.11", "3.11", host, origin="README").interpreter is None
+    assert pythons.for_image("3.9", "3.11", host, origin="README").interpreter == host[0]
+    with pytest.raises(BuildError):
+        pythons.for_image("3.8", "3.11", host, origin="README")  # not without the operator's say-so
+    to_base = pythons.for_image("3.10", "3.11", host, origin="README", nearest=True)  # 3.9 and 3.11 tie
+    assert (to_base.interpreter, to_base.request, to_base.nearest) == (None, "3.11", True)
+    assert "nearest, Python 3.11 of the base image" in to_base.note
+    to_host = pythons.for_image("3.8", "3.11", host, origin="README", nearest=True)
+    assert (to_host.interpreter, to_host.request, to_host.nearest) == (host[0], "3.9", True)
