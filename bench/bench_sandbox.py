@@ -1,14 +1,15 @@
 """The app sandbox's cost: cold start and code-only redeploy of one Gradio app, sandboxed vs unsandboxed.
 
-Two real `spaces serve` side by side, one with the default process backend (each app as its own uid, in its
-own namespaces, under cgroup limits) and one with SPACES_SANDBOX=0 (the app as the platform's user on a
-loopback port). Each round, on each platform:
+Three real `spaces serve` side by side: the process backend's sandbox with apps exec'd (SPACES_ZYGOTE=0: each
+app as its own uid, in its own namespaces, under cgroup limits, started by bwrap), the same with SPACES_SANDBOX=0
+(the app as the platform's user on a loopback port), and the default (sandboxed, forked from a zygote). The
+first two are the sandbox's cost on its own; the third is what a user gets. Each round, on each platform:
 
   cold start  the space paused (no process left), then `POST .../restart` until the link answers again (the
               environment exists; the app starts from nothing: namespaces, veth pair, cgroups, Python, Gradio)
   redeploy    PUT a changed app.py (requirements unchanged) until the link answers with the new code
 
-Rounds alternate the platforms; the table shows medians and the ratio sandboxed / unsandboxed (goal <= 1.1x).
+Rounds alternate the platforms; the table shows medians and each one's ratio to unsandboxed (goal <= 1.1x).
 
     .venv/bin/python bench/bench_sandbox.py [--rounds 5]
 """
@@ -37,7 +38,8 @@ from bench_redeploy import SPACE, app_source, redeploy, wait_answer  # noqa: E40
 from spaces_harness import Platform, gradio_readme, write_app  # noqa: E402
 from spaces_runtime.cli.remote import PlatformClient  # noqa: E402
 
-KINDS = ("sandboxed", "unsandboxed")
+# kind → (SPACES_SANDBOX, SPACES_ZYGOTE)
+KINDS = {"sandboxed": ("1", "0"), "unsandboxed": ("0", "0"), "sandboxed+zygote": ("1", "1")}
 
 
 def cold_start(platform: Platform, version: str) -> float:
@@ -58,9 +60,9 @@ def main() -> None:
     times: dict[tuple[str, str], list[float]] = {(k, m): [] for k in KINDS for m in ("cold start", "redeploy")}
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp:
         work = Path(tmp)
-        platforms = {kind: Platform(work / kind, env={"SPACES_RUNNER_ENABLED": "0",
-                                                      "SPACES_SANDBOX": "1" if kind == "sandboxed" else "0"})
-                     for kind in KINDS}
+        platforms = {kind: Platform(work / kind, env={"SPACES_RUNNER_ENABLED": "0", "SPACES_SANDBOX": sandbox,
+                                                      "SPACES_ZYGOTE": zygote})
+                     for kind, (sandbox, zygote) in KINDS.items()}
         try:
             apis = {}
             for kind, platform in platforms.items():
@@ -84,12 +86,14 @@ def main() -> None:
 def report(times: dict[tuple[str, str], list[float]], rounds: int) -> Table:
     table = Table(title=f"Sandboxed vs unsandboxed · one Gradio 6.31 app · {rounds} rounds · medians · "
                         f"{os.cpu_count()} CPUs")
-    for column in ("measure", "sandboxed s", "unsandboxed s", "ratio"):
+    for column in ("measure", "sandboxed s", "unsandboxed s", "ratio", "sandboxed+zygote s", "ratio "):
         table.add_column(column, justify="left" if column == "measure" else "right")
     for measure in ("cold start", "redeploy"):
         boxed = statistics.median(times[("sandboxed", measure)])
         plain = statistics.median(times[("unsandboxed", measure)])
-        table.add_row(measure, f"{boxed:.2f}", f"{plain:.2f}", f"{boxed / plain:.2f}x")
+        forked = statistics.median(times[("sandboxed+zygote", measure)])
+        table.add_row(measure, f"{boxed:.2f}", f"{plain:.2f}", f"{boxed / plain:.2f}x", f"{forked:.2f}",
+                      f"{forked / plain:.2f}x")
     return table
 
 
