@@ -44,6 +44,11 @@ TOKEN_PREFIX = "spt_"
 ADDED_USER_COLUMNS = {"disabled_at": "REAL"}
 
 
+LOCAL_TOKEN = "local admin token"  # the token the platform keeps in its data dir (wiring.admin)
+ENV_TOKEN = "SPACES_TOKEN"  # a token the operator gave the platform at start
+PLATFORM_TOKENS = frozenset({LOCAL_TOKEN, ENV_TOKEN})  # `spaces tokens revoke --all` leaves them (by id only)
+
+
 class TokenInfo(BaseModel):
     id: int
     user: str
@@ -225,13 +230,13 @@ class Accounts:
             db.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), token_id))
         return self.token(token_id)
 
-    def revoke_all(self, user: str) -> list[int]:
-        """Revoke every token of ``user``; the ids revoked now."""
+    def revoke_all(self, user: str, spare: frozenset[str] = frozenset()) -> list[int]:
+        """Revoke every token of ``user`` but those named in ``spare``; the ids revoked now."""
         self.user(user)
         with self._tx() as db:
-            ids = [r["id"] for r in db.execute("SELECT id FROM tokens WHERE user = ? AND revoked_at IS NULL",
-                                               (user,)).fetchall()]
-            db.execute("UPDATE tokens SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL", (time.time(), user))
+            ids = [r["id"] for r in db.execute("SELECT id, name FROM tokens WHERE user = ? AND revoked_at IS NULL",
+                                               (user,)).fetchall() if r["name"] not in spare]
+            db.executemany("UPDATE tokens SET revoked_at = ? WHERE id = ?", [(time.time(), i) for i in ids])
         return ids
 
     def principal(self, secret: str) -> Principal | None:

@@ -190,6 +190,9 @@ def tokens_revoke(
         done = client(server).call("DELETE", "/api/tokens", params={"user": user} if user else None)
         out.print(f"revoked {len(done['revoked'])} tokens of {done['user']} and ended {done['sessions_ended']} "
                   "web sessions", highlight=False)
+        if done.get("kept"):
+            out.print(f"kept the platform's own token (id {', '.join(map(str, done['kept']))}, in its data dir); "
+                      "revoke it by id if that is meant", highlight=False)
         return
     revoked = client(server).call("DELETE", f"/api/tokens/{token_id}")
     out.print(f"revoked token {revoked['id']} ({revoked['name']} of {revoked['user']})", highlight=False)

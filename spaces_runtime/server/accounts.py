@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from spaces_runtime.auth import rules
-from spaces_runtime.auth.accounts import AuditEvent, TokenInfo, UserInfo
+from spaces_runtime.auth.accounts import PLATFORM_TOKENS, AuditEvent, TokenInfo, UserInfo
 from spaces_runtime.auth.passwords import MIN_LENGTH, hash_password
 from spaces_runtime.auth.principal import Principal, Role
 from spaces_runtime.auth.shares import SHARE_PARAM, parse_duration
@@ -160,10 +160,13 @@ def revoke_all_tokens(p: PlatformDep, who: PrincipalDep, user: str | None = None
         rules.require_admin(who)
     elif who.cap == "read":
         raise ForbiddenError("a read token cannot revoke tokens", hint="use a write token")
-    revoked = p.accounts.revoke_all(wanted)
+    # the platform's own token (in its data dir, on its own machine: not what a stolen laptop held) stays, or the
+    # CLI on the platform's machine would stop working; it is revoked by id when that is meant
+    revoked = p.accounts.revoke_all(wanted, spare=PLATFORM_TOKENS)
+    kept = [t.id for t in p.accounts.tokens(wanted) if t.name in PLATFORM_TOKENS and not t.revoked]
     ended = p.auth.sessions.end_all(wanted)
     p.accounts.audit(who, "revoke all tokens", wanted, f"{len(revoked)} tokens, {ended} sessions")
-    return {"user": wanted, "revoked": revoked, "sessions_ended": ended}
+    return {"user": wanted, "revoked": revoked, "kept": kept, "sessions_ended": ended}
 
 
 @router.delete("/tokens/{token_id}")

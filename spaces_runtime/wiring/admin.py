@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from spaces_runtime.auth.accounts import Accounts, hash_token
+from spaces_runtime.auth.accounts import ENV_TOKEN, LOCAL_TOKEN, Accounts, hash_token
 from spaces_runtime.auth.authenticate import Authenticator
 from spaces_runtime.auth.sessions import Lifetimes, Sessions
 from spaces_runtime.auth.shares import ShareLinks
@@ -42,14 +42,14 @@ def ensure_admin(settings: Settings, accounts: Accounts) -> Path:
         log.info("created the admin user %r", ADMIN)
     path = token_file(settings)
     if path.exists():
-        _adopt(accounts, path.read_text().strip(), "local admin token")
+        _adopt(accounts, path.read_text().strip(), LOCAL_TOKEN)
     else:
-        _, secret = accounts.create_token(_first_admin(accounts), "local admin token")
+        _, secret = accounts.create_token(_first_admin(accounts), LOCAL_TOKEN)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(secret + "\n")
     if settings.token:
-        _adopt(accounts, settings.token, "SPACES_TOKEN")
+        _adopt(accounts, settings.token, ENV_TOKEN)
     return path
 
 

@@ -162,6 +162,20 @@ def test_a_disabled_account_and_one_whose_tokens_are_all_revoked_are_signed_out_
     assert site.api("carol", "GET", "/api/whoami-v2").status_code == 401
 
 
+def test_an_admin_revoking_all_their_tokens_keeps_the_platform_s_own(site: Site) -> None:
+    """The admin's stolen laptop token stops; the local admin token in the data dir, which the CLI on the
+    platform's own machine uses without typing, is left (revoked by id only), and the CLI says so."""
+    made = site.platform.cli("tokens", "create", "--name", "admin laptop", "--json", check=True)
+    laptop = json.loads(made.stdout)["token"]
+    revoked = site.platform.cli("tokens", "revoke", "--all", check=True)
+    assert "kept the platform's own token" in " ".join(revoked.stdout.split()), revoked.stdout
+    stolen = httpx.get(f"{site.platform.url}/api/whoami-v2", headers={"Authorization": f"Bearer {laptop}"},
+                       timeout=30)
+    assert stolen.status_code == 401
+    assert site.api("admin", "GET", "/api/whoami-v2").json()["name"] == "admin"
+    assert site.platform.cli("whoami", check=True).returncode == 0
+
+
 def test_a_members_pass_to_a_private_app_is_good_once(site: Site, tmp_path: Path) -> None:
     folder = write_app(tmp_path / "vault", {"README.md": "---\ntitle: Vault\nsdk: static\n---\n",
                                             "index.html": "alice's vault"})
