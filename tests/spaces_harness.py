@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -103,6 +104,15 @@ class Platform:
             raise AssertionError(f"spaces {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n"
                                  f"{result.stderr}")
         return result
+
+    def add_users(self, *names: str, token_name: str = "laptop") -> dict[str, str]:
+        """Users made by the admin's CLI, each with a write token of its own: name → token."""
+        tokens = {}
+        for name in names:
+            self.cli("users", "add", name, check=True)
+            made = self.cli("tokens", "create", "--user", name, "--name", token_name, "--json", check=True)
+            tokens[name] = json.loads(made.stdout)["token"]
+        return tokens
 
     def space(self, space_id: str) -> dict[str, Any]:
         response = httpx.get(f"{self.url}/api/spaces/{space_id}", timeout=10)

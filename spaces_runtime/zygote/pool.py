@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -130,6 +131,7 @@ class Forked:
         self.stdout = stdout
         self.returncode: int | None = None
         self.zygote_died = False
+        self.on_exit: Callable[[], None] | None = None  # the pool's: a zygote no app runs from any more may go
         self._writer = writer
         self._done = asyncio.ensure_future(self._watch(events))
 
@@ -144,6 +146,8 @@ class Forked:
         self._writer.close()
         self.zygote_died = code is None
         self.returncode = code if code is not None else -signal.SIGKILL  # its outer process died with it
+        if self.on_exit is not None:
+            self.on_exit()
 
     async def wait(self) -> int:
         await asyncio.shield(self._done)
@@ -239,10 +243,18 @@ class Zygotes:
         except OSError as exc:
             raise BackendError(f"cannot hand the app its folder: {exc}") from None
         try:
-            return await zygote.spawn(request, tuple(trees), attach, self.start_timeout_s), zygote
+            forked = await zygote.spawn(request, tuple(trees), attach, self.start_timeout_s)
         finally:
             for fd in trees:
                 os.close(fd)
+        # set before anything can await: the old version of a redeployed space is the last app of its zygote, and
+        # when it ends that zygote (and the environment it holds open) must go, not wait for the platform's exit
+        forked.on_exit = functools.partial(self._retire_if_idle, key, zygote)
+        return forked, zygote
+
+    def _retire_if_idle(self, key: ZygoteKey, zygote: Zygote) -> None:
+        if self._zygotes.get(key) is zygote and not zygote.spaces and not zygote.running_apps():
+            self._stop(key)
 
     async def _get(self, key: ZygoteKey, setup: dict[str, object]) -> Zygote:
         if key not in self._refused and (risk := startup_code(Path(key.python))) is not None:

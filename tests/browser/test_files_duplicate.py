@@ -7,7 +7,6 @@ space nor duplicate it."""
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -38,10 +37,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator
     root = tmp_path_factory.mktemp("files")
     server = Platform(root / "data", env={"SPACES_RUNNER_ENABLED": "false"}).start()
     try:
-        for user in ("alice", "bob"):
-            server.cli("users", "add", user, check=True)
-            made = server.cli("tokens", "create", "--user", user, "--name", "web", "--json", check=True)
-            TOKENS[user] = json.loads(made.stdout)["token"]
+        TOKENS.update(server.add_users("alice", "bob", token_name="web"))
         tool = write_app(root / "tool", {"README.md": "---\ntitle: Tool\nsdk: static\n---\n",
                                          "index.html": "<h1>tool</h1>", "weights.bin": POINTER})
         for folder in ("src", "data"):

@@ -66,11 +66,7 @@ class Git:
 def git(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Git]:
     root = tmp_path_factory.mktemp("git")
     platform = Platform(root / "data", env={"SPACES_RUNNER_ENABLED": "false"}).start()
-    tokens = {}
-    for user in ("alice", "bob"):
-        platform.cli("users", "add", user, check=True)
-        made = platform.cli("tokens", "create", "--user", user, "--name", "git", "--json", check=True)
-        tokens[user] = json.loads(made.stdout)["token"]
+    tokens = platform.add_users("alice", "bob", token_name="git")
     yield Git(platform, root, tokens)
     platform.stop()
 

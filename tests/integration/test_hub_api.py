@@ -6,7 +6,6 @@ the person each rule must stop; what the platform does not serve answers 501 at 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -91,10 +90,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     platform = Platform(root / "data", env={"SPACES_RUNNER_ENABLED": "false",
                                             "SPACES_SLEEP_AFTER_S": str(SLEEP_AFTER_S)}).start()
     hub = Hub(platform, root)
-    for user in ("alice", "bob"):
-        platform.cli("users", "add", user, check=True)
-        made = platform.cli("tokens", "create", "--user", user, "--json", check=True)
-        hub.tokens[user] = json.loads(made.stdout)["token"]
+    hub.tokens.update(platform.add_users("alice", "bob"))
     yield hub
     platform.stop()
 
@@ -265,8 +261,10 @@ def test_lifecycle_sleep_time_and_hardware(hub: Hub, hello: str) -> None:
     with pytest.warns(UserWarning, match="cpu-basic"):  # huggingface_hub's own note about free hardware
         assert api.set_space_sleep_time(hello, 3600).sleep_time == 3600
     assert api.get_space_runtime(hello).sleep_time == 3600, "stored"
-    runtime = api.request_space_hardware(hello, SpaceHardware.CPU_UPGRADE)
-    assert runtime.requested_hardware == "cpu-upgrade" and runtime.hardware in ("cpu-basic", None)
+    runtime = api.request_space_hardware(hello, SpaceHardware.CPU_UPGRADE)  # it restarts on that tier
+    assert runtime.requested_hardware == "cpu-upgrade" and runtime.hardware in ("cpu-upgrade", None)
+    hub.wait_stage(hello, {"RUNNING"})
+    assert api.get_space_runtime(hello).hardware == "cpu-upgrade"
     with pytest.raises(hub_errors.BadRequestError, match="zero-a10g"):
         api.request_space_hardware(hello, SpaceHardware.ZERO_A10G)
 

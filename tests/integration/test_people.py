@@ -53,10 +53,7 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Team:
     platform = Platform(root / "data", env={"SPACES_RUNNER_ENABLED": "false",
                                             "SPACES_SIGN_IN_WINDOW_S": str(SIGN_IN_WINDOW_S)}).start()
     team = Team(platform, root)
-    for user in ("alice", "bob", "carol"):
-        platform.cli("users", "add", user, check=True)
-        made = platform.cli("tokens", "create", "--user", user, "--name", "laptop", "--json", check=True)
-        team.tokens[user] = json.loads(made.stdout)["token"]
+    team.tokens.update(platform.add_users("alice", "bob", "carol"))
     platform.cli("orgs", "add", "team", check=True)
     platform.cli("orgs", "add-member", "team", "alice", "--role", "write", check=True)
     platform.cli("orgs", "add-member", "team", "carol", "--role", "read", check=True)

@@ -5,7 +5,6 @@ space's writers changes any of it."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -66,11 +65,7 @@ class Owners:
 def owners(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Owners]:
     root = tmp_path_factory.mktemp("run-settings")
     platform = Platform(root / "data", env={"SPACES_RUNNER_ENABLED": "false"}).start()
-    tokens = {}
-    for user in ("alice", "bob"):
-        platform.cli("users", "add", user, check=True)
-        made = platform.cli("tokens", "create", "--user", user, "--name", "laptop", "--json", check=True)
-        tokens[user] = json.loads(made.stdout)["token"]
+    tokens = platform.add_users("alice", "bob")
     made = Owners(platform, root, tokens)
     deployed = made.as_user("alice", "deploy", str(write_app(root / "tiers", {"README.md": README, "app.py": APP})),
                             "--name", SPACE)

@@ -66,11 +66,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("sessions")
     platform = Platform(root / "data", env={"SPACES_RUNNER_ENABLED": "false", "SPACES_TRUSTED_PROXIES": PROXY,
                                             "SPACES_SIGN_IN_FAILURES_PER_ADDRESS": str(PER_ADDRESS)}).start()
-    tokens = {"admin": platform.token}
-    for user in ("alice", "bob", "carol"):
-        platform.cli("users", "add", user, check=True)
-        made = platform.cli("tokens", "create", "--user", user, "--name", "laptop", "--json", check=True)
-        tokens[user] = json.loads(made.stdout)["token"]
+    tokens = {"admin": platform.token, **platform.add_users("alice", "bob", "carol")}
     try:
         yield Site(platform, tokens)
     finally:
