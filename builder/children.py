@@ -75,14 +75,18 @@ class BuildControl:
 BUILD_CONTROL: ContextVar[BuildControl | None] = ContextVar("build_control", default=None)
 
 
+def dying_with_platform(argv: list[str]) -> list[str]:
+    """``argv`` killed by the kernel when the thread that starts it goes (see above)."""
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv] if _SETPRIV else argv
+
+
 def run_streamed(argv: list[str], log: LogSink, env: Mapping[str, str],
                  keep: int | None = KEPT_LINES) -> tuple[int, list[str]]:
     """Run ``argv``, handing each output line to ``log`` as it comes; the exit code and the last ``keep`` lines
     (None: all of them)."""
     recent: deque[str] = deque(maxlen=keep)
-    prefix = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
     control = BUILD_CONTROL.get()
-    with subprocess.Popen([*prefix, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    with subprocess.Popen(dying_with_platform(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1, env=dict(env),
                           start_new_session=True) as process:
         if control is not None:

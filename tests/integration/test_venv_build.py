@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from polling import wait_until
 from prerequisites import missing
 
 from builder import plan as build_plan
@@ -64,6 +65,10 @@ def test_gradio_env_builds_runs_and_is_reused(tmp_path: Path) -> None:
     # console scripts still work although the env was built under a temporary name and renamed
     scripted = subprocess.run([env / "bin" / "uvicorn", "--version"], capture_output=True, text=True)
     assert scripted.returncode == 0 and "uvicorn" in scripted.stdout
+    # the bytecode a sandboxed app cannot write into its read-only environment is written for it, after the build
+    site = next(env.glob("lib/python*/site-packages"))
+    wait_until(lambda: any((site / "gradio" / "__pycache__").glob("blocks.*.pyc")), 300,
+               "gradio's bytecode compiled in the background")
     again = Log()
     assert builder.build(plan, again) == env
     assert again == [f"==> reusing environment {plan.env_hash[:12]} (built before)"]
