@@ -131,9 +131,17 @@ class VenvBuilder:
         self._readable: dict[Path, list[Path]] = {}
         # the platform's environment (PATH, HOME, proxies): where interpreters are looked for, what uv inherits
         self.environ = dict(os.environ if environ is None else environ)
+        self.compiles: dict[Path, subprocess.Popen[bytes] | None] = {}  # env → its bytecode compile, while it runs
 
     def lock_path(self, env_hash: str) -> Path:
         return self.envs_dir / LOCKS_DIR / f"{env_hash}.txt"
+
+    def compiled(self, env_dir: Path, timeout_s: float = 600) -> None:
+        """Wait for the background bytecode compile of ``env_dir`` (``compile_bytecode``) to end: before removing
+        an environment this builder just made, whose ``__pycache__`` folders are still being written."""
+        process = self.compiles.pop(env_dir, None)
+        if process is not None:
+            process.wait(timeout_s)
 
     def build(self, plan: BuildPlan, log: LogSink) -> Path:
         """Blocking: the environment's folder, built now or reused. Raises BuildError naming what failed."""
@@ -180,7 +188,8 @@ class VenvBuilder:
                 self.jail.seal(scratch)
             os.rename(scratch, final)
             log(f"==> environment {plan.env_hash[:12]} ready in {seconds:.1f}s")
-            compile_bytecode(final)
+            self.compiles = {env: p for env, p in self.compiles.items() if p is not None and p.poll() is None}
+            self.compiles[final] = compile_bytecode(final)
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
