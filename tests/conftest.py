@@ -26,6 +26,13 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _skipped.append(report.nodeid)
 
 
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """A whole module skipped while it is collected (a module-level ``importorskip``, e.g. of Playwright) never
+    reaches the hook above: count it too."""
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("CI") and _skipped:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
