@@ -1,0 +1,22 @@
+from spaces_runtime.swarm.runnerplace import RUNNER_CONSTRAINT, NodeFacts, app_constraints, runner_nodes, uses_runner
+
+
+def test_runners_go_on_every_ready_gpu_node_not_the_cpu_manager() -> None:
+    nodes = [NodeFacts("m", "manager", 0, True), NodeFacts("g1", "worker", 2, True),
+             NodeFacts("g2", "worker", 1, False), NodeFacts("c", "worker", 0, True)]
+    assert runner_nodes(nodes) == {"g1"}
+
+
+def test_without_a_gpu_the_manager_runs_the_runner() -> None:
+    nodes = [NodeFacts("m", "manager", 0, True), NodeFacts("w", "worker", 0, True)]
+    assert runner_nodes(nodes) == {"m"}
+
+
+def test_an_app_naming_a_runner_model_is_pinned_to_runner_nodes_others_run_anywhere() -> None:
+    catalog = {"sentence-transformers/all-MiniLM-L6-v2"}
+    assert uses_runner(["sentence-transformers/all-MiniLM-L6-v2"], [], catalog)
+    assert uses_runner([], ["tiny-classifier"], catalog)
+    assert not uses_runner(["gpt2"], [], catalog)
+    assert app_constraints(needs_runner=True, has_runner_nodes=True) == [RUNNER_CONSTRAINT]
+    assert app_constraints(needs_runner=False, has_runner_nodes=True) == []
+    assert app_constraints(needs_runner=True, has_runner_nodes=False) == []
