@@ -35,6 +35,7 @@ _START_PATH = list(sys.path)  # as the interpreter set it for this script: [this
 del sys.path[0]  # nothing in this folder may shadow a package of the app's environment
 
 import argparse  # noqa: E402  (after the sys.path fix above, on purpose)
+import contextlib  # noqa: E402
 import gc  # noqa: E402
 import importlib  # noqa: E402
 import importlib.machinery  # noqa: E402
@@ -100,13 +101,14 @@ def main(argv: list[str]) -> App:
     parser = argparse.ArgumentParser()
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--preload", action="append", default=[])
+    parser.add_argument("--warm", action="append", default=[], help="a module the SDK imports lazily; may be absent")
     parser.add_argument("--view", required=True, help="the zygote's own mount view, JSON (enter.Box)")
     parser.add_argument("--tree", type=int, action="append", default=[], help="a detached tree the view mounts")
     args = parser.parse_args(argv)
     control = socket.socket(fileno=args.control_fd)
     _isolate(control, enter.Box.of(json.loads(args.view), tuple(args.tree)))
     started = time.monotonic()
-    unsafe = _preload(args.preload)
+    unsafe = _preload(args.preload, args.warm)
     tasks = len(os.listdir("/proc/self/task"))
     hello = {
         "pid": os.getpid(),
@@ -141,13 +143,18 @@ def _isolate(control: socket.socket, view: enter.Box) -> None:
     os.chdir("/")
 
 
-def _preload(modules: list[str]) -> str | None:
-    """None when the SDK is imported and forking stays safe; else why not (a one-line reason)."""
+def _preload(modules: list[str], warm: list[str]) -> str | None:
+    """None when the SDK is imported and forking stays safe; else why not (a one-line reason). ``warm``: what
+    the SDK imports only when an app builds and launches (each fork would import it again); one this SDK version
+    lacks is skipped, since the app then never imports it either. The thread check below covers them too."""
     for name in modules:
         try:
             importlib.import_module(name)
         except Exception as exc:  # an SDK that cannot be imported here: the exec'd app will say why
             return f"importing {name} failed: {type(exc).__name__}: {exc}"
+    for name in warm:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
     # the imported objects go to the collector's permanent generation: a fork's collections never walk them, so
     # they never write to (and copy) the pages the forks share (CPython's gc.freeze, made for pre-fork servers)
     gc.collect()
