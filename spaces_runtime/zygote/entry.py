@@ -153,7 +153,9 @@ def _preload(modules: list[str], warm: list[str]) -> str | None:
         except Exception as exc:  # an SDK that cannot be imported here: the exec'd app will say why
             return f"importing {name} failed: {type(exc).__name__}: {exc}"
     for name in warm:
-        with contextlib.suppress(ImportError):
+        # any failure, not only ImportError: an older SDK era's dependency may raise on import (a warm module is
+        # a speed-up only; the app imports what it needs itself, and says why if that fails)
+        with contextlib.suppress(Exception):
             importlib.import_module(name)
     # the imported objects go to the collector's permanent generation: a fork's collections never walk them, so
     # they never write to (and copy) the pages the forks share (CPython's gc.freeze, made for pre-fork servers)
