@@ -62,8 +62,8 @@ def compile_bytecode(env_dir: Path) -> subprocess.Popen[bytes] | None:
     sites = sorted(env_dir.glob("lib/python*/site-packages"))
     if not sites:
         return None
-    argv = ["nice", "-n", "19", str(python_in(env_dir)), "-I", "-S", "-m", "compileall", "-q", "-j", "0",
-            *map(str, sites)]
+    argv = ["nice", "-n", "19", str(python_in(env_dir)), "-I", "-S", "-m", "compileall", "-q",
+            *map(str, sites)]  # one process: with -j, its pool's workers outlive a killed parent, blocked forever
     try:
         process = subprocess.Popen(dying_with_platform(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
