@@ -10,25 +10,18 @@ Not wired yet: the runner service itself, its socket volume and the apps' constr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from spaces_runtime.swarm.nodes import NodeView
 
 RUNNER_LABEL = "spaces-runtime.runner"  # a node label: "1" on the nodes the runner's global service runs on
 RUNNER_CONSTRAINT = f"node.labels.{RUNNER_LABEL}==1"
 
 
-@dataclass(frozen=True)
-class NodeFacts:
-    node_id: str
-    role: str  # manager | worker
-    gpus: int
-    ready: bool
-
-
-def runner_nodes(nodes: list[NodeFacts]) -> set[str]:
-    """The ids of the nodes a runner belongs on: every ready GPU node, else every ready manager."""
-    ready = [n for n in nodes if n.ready]
-    gpu = {n.node_id for n in ready if n.gpus > 0}
-    return gpu or {n.node_id for n in ready if n.role == "manager"}
+def runner_nodes(nodes: list[NodeView]) -> set[str]:
+    """The names of the nodes a runner belongs on (``spaces nodes``' view of them): every ready GPU node, else
+    every ready manager."""
+    ready = [n for n in nodes if n.state == "ready"]
+    gpu = {n.name for n in ready if n.gpus > 0}
+    return gpu or {n.name for n in ready if n.role == "manager"}
 
 
 def uses_runner(models: list[str], runner_models: list[str], catalog: set[str]) -> bool:

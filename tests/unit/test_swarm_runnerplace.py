@@ -1,14 +1,20 @@
-from spaces_runtime.swarm.runnerplace import RUNNER_CONSTRAINT, NodeFacts, app_constraints, runner_nodes, uses_runner
+from spaces_runtime.swarm.nodes import NodeView
+from spaces_runtime.swarm.runnerplace import RUNNER_CONSTRAINT, app_constraints, runner_nodes, uses_runner
+
+
+def node(name: str, role: str, gpus: int, ready: bool) -> NodeView:
+    return NodeView(name=name, role=role, state="ready" if ready else "down", availability="active",
+                    address="10.0.0.1", cpus=2.0, memory_bytes=2**30, gpus=gpus, apps=[])
 
 
 def test_runners_go_on_every_ready_gpu_node_not_the_cpu_manager() -> None:
-    nodes = [NodeFacts("m", "manager", 0, True), NodeFacts("g1", "worker", 2, True),
-             NodeFacts("g2", "worker", 1, False), NodeFacts("c", "worker", 0, True)]
+    nodes = [node("m", "manager", 0, True), node("g1", "worker", 2, True),
+             node("g2", "worker", 1, False), node("c", "worker", 0, True)]
     assert runner_nodes(nodes) == {"g1"}
 
 
 def test_without_a_gpu_the_manager_runs_the_runner() -> None:
-    nodes = [NodeFacts("m", "manager", 0, True), NodeFacts("w", "worker", 0, True)]
+    nodes = [node("m", "manager", 0, True), node("w", "worker", 0, True)]
     assert runner_nodes(nodes) == {"m"}
 
 
