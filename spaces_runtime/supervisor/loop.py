@@ -3,6 +3,7 @@ sleep.
 
 One small loop (uvicorn's supervisors): every ``probe_interval_s`` it looks at each app once: has the process
 ended, is a starting app ready yet, has a running app been idle long enough to sleep, is a liveness check due.
+Between these full ticks, apps that are starting are asked every READY_POLL_S whether they serve yet.
 Liveness checks run as their own tasks (a hung app makes its probe wait for the timeout, which must stall neither
 the tick nor the app's lock); after ``LivenessPolicy.failures`` unanswered checks in a row the app is restarted
 through the same backoff as a crash. Everything that changes an app's state holds that app's lock, so the loop,
@@ -76,6 +77,7 @@ class Supervisor:
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
         self._retiring: dict[asyncio.Task[None], Instance] = {}
+        self._launched = asyncio.Event()  # set by every launch of an app's instance (not a replacement's)
         self.sleep_times: dict[str, int] = {}  # a space's own sleep time (s; -1 never), set by the Hub's state
 
     # --- lifecycle -----------------------------------------------------------------------------------
@@ -311,6 +313,7 @@ class Supervisor:
             await self._fail(app, str(exc))
             return
         app.ready, app.launched_at, app.restart_at = False, time.monotonic(), None
+        self._launched.set()  # the loop asks it often whether it serves yet
 
     async def _stop_instance(self, app: _App) -> None:
         candidate, app.candidate = app.candidate, None
@@ -324,13 +327,28 @@ class Supervisor:
     async def _run(self) -> None:
         while True:
             apps = list(self._apps.values())
-            await asyncio.gather(*(self._check_safely(app) for app in apps))
-            await asyncio.sleep(self.settings.probe_interval_s)
+            await asyncio.gather(*(self._check_safely(app, self._check) for app in apps))
+            await self._poll_starting(until=time.monotonic() + self.settings.probe_interval_s)
 
-    async def _check_safely(self, app: _App) -> None:
+    async def _poll_starting(self, until: float) -> None:
+        """Until the next full tick, ask the apps that are starting every READY_POLL_S whether they serve yet: a
+        forked app answers a fraction of a second after its launch, and its deploy or waking visitor waits for
+        RUNNING, so a full tick's interval would be most of its start. Exits, timeouts and liveness stay on the
+        full tick. With nothing starting, this waits for a launch rather than waking up."""
+        while (left := until - time.monotonic()) > 0:
+            self._launched.clear()
+            starting = [app for app in self._apps.values() if _starting(app)]
+            if not starting:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._launched.wait(), left)
+                continue
+            await asyncio.sleep(min(left, READY_POLL_S))
+            await asyncio.gather(*(self._check_safely(app, self._check_answers) for app in starting))
+
+    async def _check_safely(self, app: _App, check: Callable[[_App], Awaitable[None]]) -> None:
         try:
             async with app.lock:
-                await self._check(app)
+                await check(app)
         except Exception:  # one app's trouble must not stop the supervision of the others
             log.exception("supervising %s failed", app.spec.space_id)
 
@@ -369,13 +387,25 @@ class Supervisor:
         else:
             self.sleep_times[space_id] = seconds
 
+    async def _check_answers(self, app: _App) -> None:
+        """Between full ticks: a starting app that answers now is RUNNING (checked again under the lock)."""
+        if _starting(app):
+            await self._answers(app)
+
+    async def _answers(self, app: _App) -> bool:
+        assert app.instance is not None
+        if not await probe(self._http(), app.spec, app.instance.upstream):
+            return False
+        app.ready, app.has_served, app.last_touch = True, True, time.monotonic()
+        app.live_checked, app.live_failures = app.last_touch, 0
+        await self._report(app, Stage.RUNNING, "the app answers")
+        return True
+
     async def _check_ready(self, app: _App, now: float) -> None:
         assert app.instance is not None
-        if await probe(self._http(), app.spec, app.instance.upstream):
-            app.ready, app.has_served, app.last_touch = True, True, time.monotonic()
-            app.live_checked, app.live_failures = app.last_touch, 0
-            await self._report(app, Stage.RUNNING, "the app answers")
-        elif now - app.launched_at > app.spec.startup_timeout_s:
+        if await self._answers(app):
+            return
+        if now - app.launched_at > app.spec.startup_timeout_s:
             reason = _timeout_reason(app.spec, app.instance)
             self.logs.write(app.spec.space_id, "run", reason)
             await self._stop_instance(app)
@@ -465,6 +495,11 @@ class Supervisor:
         if self._client is None:
             self._client = httpx.AsyncClient(trust_env=False)  # apps are local: no proxy from the env
         return self._client
+
+
+def _starting(app: _App) -> bool:
+    """Launched and not serving yet (a replacement starting beside a serving version is ``_await_ready``'s)."""
+    return app.instance is not None and not app.ready
 
 
 def _forget_probe(app: _App, task: asyncio.Task[None]) -> None:

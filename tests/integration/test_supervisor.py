@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -155,6 +156,29 @@ async def test_app_serves_and_its_output_reaches_the_run_log(supervisor: Supervi
     await wait_until_async(lambda: "tiny app serving v1" in supervisor.logs.read("alice/demo", "run"), 20,
                            "the app's output in the run log")
     assert "=====" in supervisor.logs.read("alice/demo", "run")
+
+
+async def test_a_new_app_is_running_as_soon_as_it_answers_not_at_the_next_tick(
+        settings: Settings, stages: Stages, tmp_path: Path) -> None:
+    # a full tick every 30 s: the start must not wait for one (a forked app answers well within a second, and the
+    # deploy or the woken visitor waits for RUNNING)
+    settings.probe_interval_s = 30
+    sup = Supervisor(ProcessBackend(settings), LogBook(tmp_path / "logs"), settings, stages)
+    first = tiny_spec(tmp_path)
+    # the second space comes while the loop waits for its next full tick, as on a platform that runs for a while
+    second = dataclasses.replace(tiny_spec(tmp_path), space_id="alice/second", base_path="/spaces/alice/second")
+    started: list[asyncio.Task[Stage]] = []
+    try:
+        for spec in (first, second):
+            started.append(asyncio.create_task(sup.run_app(spec)))
+            await wait_until_async(started[-1].done, 20, f"{spec.space_id} to be reported RUNNING once it answers "
+                                                         "(the next full tick is 30 s away)")
+            assert started[-1].result() is Stage.RUNNING, stages.seen[-1]
+        assert stages.names() == [Stage.APP_STARTING, Stage.RUNNING] * 2
+    finally:
+        for task in started:
+            task.cancel()
+        await sup.shutdown()
 
 
 async def test_app_raising_at_import_is_a_runtime_error_showing_the_exception(
