@@ -3,6 +3,7 @@ shows of its running instance."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable
@@ -20,6 +21,10 @@ from spaces_runtime.store import SpaceRecord, Store
 from spaces_runtime.supervisor.loop import Supervisor
 
 PRIVACY_TTL_S = 0.5  # a space made private is closed to strangers within this long
+# swarm: a serving app with no healthy task right now (its /data being moved to another node, its task being
+# rescheduled) holds a request this long for one to appear, rather than answering 502 at once
+HOLD_S = 30.0
+HOLD_POLL_S = 0.25
 STARTING_STAGES = frozenset({Stage.BUILDING, Stage.APP_STARTING, Stage.RUNNING_BUILDING, Stage.RUNNING_APP_STARTING})
 # The README's custom_headers that Hugging Face applies (its configuration reference allows only these three, for
 # cross-origin isolation: SharedArrayBuffer, precise timers); other names are not applied there either.
@@ -89,8 +94,18 @@ class SpaceTargets:
         if upstream is not None:
             # gradio (GRADIO_ROOT_PATH) and streamlit (baseUrlPath) know their prefix; a docker app does not
             return Upstream(url=upstream, forward_prefix=record.card.get("sdk") != "docker", headers=headers,
-                            replicas=self.replicas(record.id) if self.replicas is not None else ())
+                            replicas=await self._tasks(record.id))
         return not_serving(record)
+
+    async def _tasks(self, space_id: str) -> tuple[str, ...]:
+        """The swarm backend's healthy tasks of a serving space, waiting up to HOLD_S while it has none."""
+        if self.replicas is None:
+            return ()
+        deadline = time.monotonic() + HOLD_S
+        while not (found := self.replicas(space_id)) and time.monotonic() < deadline \
+                and self.supervisor.upstream(space_id) is not None:
+            await asyncio.sleep(HOLD_POLL_S)
+        return found
 
     def touch(self, owner: str, name: str) -> None:
         self.supervisor.touch(f"{owner}/{name}")
