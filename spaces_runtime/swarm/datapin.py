@@ -136,9 +136,9 @@ def problem(node: Candidate, space_id: str, constraints: list[str]) -> str | Non
 
 
 def waiting_message(space_id: str, node: str, state: str) -> str:
-    return (f"{space_id}: waiting for node {node}, which holds its /data and {state}; bring it back (then "
-            f"`spaces restart {space_id}`), or `spaces nodes drain {node} --empty-data` to start it elsewhere "
-            "with an empty /data")
+    return (f"{space_id}: waiting for node {node}, which holds its /data and {state}; bring it back, or "
+            f"`spaces nodes drain {node} --empty-data` to move it elsewhere with an empty /data; then "
+            f"`spaces restart {space_id}`")
 
 
 def pinned_config(config: dict[str, Any], node_id: str | None) -> dict[str, Any]:

@@ -129,13 +129,28 @@ class Nodes:
                                 "cannot be copied from it",
                                 hint=f"bring it back, or `spaces nodes drain {name} --empty-data` to start them "
                                      "elsewhere with an empty /data")
-        moved = set(pinned)
-        for service in self._services():
-            space = service.attrs["Spec"].get("Labels", {}).get(SPACE_LABEL, service.name)
-            if space not in pinned and self._tasks_on(service, node.id):
-                self._constrain(service, f"node.hostname!={name}", add=True)
-                moved.add(space)
-        return sorted(moved)
+        leaving = [s for s in self._services() if s.attrs["Spec"]["Labels"][SPACE_LABEL] not in pinned
+                   and self._tasks_on(s, node.id)]
+        self._check_room(node, [service for _, (node_id, service) in self._pins().items() if node_id == node.id]
+                         + leaving)
+        for service in leaving:
+            self._constrain(service, f"node.hostname!={name}", add=True)
+        return sorted(pinned | {s.attrs["Spec"]["Labels"][SPACE_LABEL] for s in leaving})
+
+    def _check_room(self, node: Any, services: list[Any]) -> None:
+        """Refuse, before anything moves, a drain that would leave a space nowhere to run (a model runner app on
+        the only runner node, a GPU app on the only GPU node): its task would wait for good."""
+        candidates = self.pins.candidates() if self.pins is not None else [
+            datapin.candidate(n.attrs) for n in self.client.nodes.list()]
+        stuck = []
+        for service in services:
+            wanted = _wanted(service)
+            if service is not None and datapin.choose(candidates, wanted, exclude={node.id}) is None:
+                stuck.append(f"{service.attrs['Spec']['Labels'][SPACE_LABEL]} (needs {', '.join(wanted)})")
+        if stuck:
+            name = node.attrs["Description"].get("Hostname", node.id)
+            raise ConflictError(f"node {name} cannot be drained: no other ready, active node can run "
+                                f"{'; '.join(stuck)}", hint="add or activate such a node first, or pause those spaces")
 
     def finish_drain(self, name: str, timeout_s: float = DRAIN_WAIT_S, *, empty_data: bool = False) -> list[Moved]:
         """Move the spaces pinned to ``name`` with their data, one after another; then, once no other task of ours
@@ -174,8 +189,7 @@ class Nodes:
     def _move(self, space_id: str, service: Any, node: Any, empty_data: bool) -> Moved:
         assert self.pins is not None
         template = service.attrs["Spec"].get("TaskTemplate", {}) if service is not None else {}
-        wanted = [c for c in datapin.without_pin((template.get("Placement") or {}).get("Constraints") or [])
-                  if not c.startswith("node.hostname!=")]
+        wanted = _wanted(service)
         target = datapin.choose(self.pins.candidates(), wanted, exclude={node.id})
         if target is None:
             raise BackendError(f"{space_id}: no other ready, active node satisfies {wanted or 'it'} to take its /data")
@@ -310,3 +324,11 @@ class Nodes:
                                        name=spec["Name"], labels=spec.get("Labels"), mode=spec.get("Mode"),
                                        update_config=spec.get("UpdateConfig"), endpoint_spec=spec.get("EndpointSpec"),
                                        rollback_config=spec.get("RollbackConfig"))
+
+
+def _wanted(service: Any) -> list[str]:
+    """What a service asks of its node, beyond its /data pin and the drains' ``node.hostname!=`` (pure)."""
+    if service is None:
+        return []
+    placement = service.attrs["Spec"].get("TaskTemplate", {}).get("Placement") or {}
+    return [c for c in datapin.without_pin(placement.get("Constraints") or []) if not c.startswith("node.hostname!=")]

@@ -136,7 +136,10 @@ def test_a_redeploy_under_steady_load_fails_no_request(platform: ManagerPlatform
 def test_drain_moves_apps_off_a_node_without_a_failed_request(platform: ManagerPlatform, cluster: Cluster) -> None:
     client = cluster.manager.client()
     nodes = node_names(client)
-    busy = nodes[tasks_of(client, "tests/twin")[0]["NodeID"]]
+    # a node of twin's that is not the model runner's: a runner app pinned there could go nowhere else
+    twin_nodes = [t["NodeID"] for t in tasks_of(client, "tests/twin")]
+    busy = nodes[next((n for n in twin_nodes if client.nodes.get(n).attrs["Spec"].get("Labels", {}).get(
+        "spaces-runtime.runner") != "1"), twin_nodes[0])]
     with Load(f"{platform.url}/spaces/tests/twin/config") as load:
         drained = platform.cli("nodes", "drain", busy, check=True)
         assert "tests/twin" in drained.stdout
