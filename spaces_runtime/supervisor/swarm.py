@@ -66,6 +66,7 @@ from spaces_runtime.supervisor.docker import (
     runtime_env,
 )
 from spaces_runtime.supervisor.probes import readiness_url
+from spaces_runtime.swarm.pinning import DataPins, PinBook
 from spaces_runtime.swarm.secrets import SwarmSecrets, wrapped_command
 
 IMAGE_REPO = "spaces-runtime/app"  # in the platform's registry: {registry}/spaces-runtime/app:{tag}
@@ -189,6 +190,8 @@ class SwarmBackend:
         self._tasks_at = 0.0
         self._pumps: dict[str, threading.Thread] = {}
         self.secrets = SwarmSecrets(client, self.platform)
+        # which node holds each single-replica space's /data (swarm.datapin), kept beyond its service
+        self.pins = DataPins(client, self.platform, PinBook(Path(settings.data_dir) / "swarm" / "data-nodes.json"))
 
     # --- the Backend protocol --------------------------------------------------------------------------
     async def launch(self, spec: LaunchSpec, log: LogSink) -> Instance:
@@ -210,9 +213,11 @@ class SwarmBackend:
 
     async def remove_data(self, space_id: str) -> None:
         """The manager's copy of the space's volume; a worker's copy stays until that node's `docker volume prune`
-        (the Engine API reaches only the manager's own volumes)."""
+        (the Engine API reaches only the manager's own volumes). Its /data pin goes too (a new space of that name
+        chooses afresh)."""
         with contextlib.suppress(docker.errors.DockerException):
             await asyncio.to_thread(lambda: self.client.volumes.get(self.volume_name(space_id)).remove(force=True))
+        self.pins.forget(space_id)
 
     # --- beyond the protocol: the gateway's view -----------------------------------------------------------
     def task_upstreams(self, space_id: str) -> tuple[str, ...]:
@@ -249,6 +254,7 @@ class SwarmBackend:
                                 replicas=replicas, volume=self.volume_name(spec.space_id), constraints=constraints,
                                 secrets=secrets, command=command)
         service = self._service(service_name(spec.space_id))
+        config = self.pins.apply(config, spec.space_id, service, replicas, log)  # node.id== for one replica
         try:
             if service is None:
                 log(f"$ docker service create {config['name']} ({replicas} replica(s), {image})")
