@@ -370,7 +370,7 @@ class SwarmBackend:
             # undoes an update whose tasks fail)
             if previous.kwargs:
                 with contextlib.suppress(docker.errors.DockerException):
-                    service.update(**previous.kwargs)
+                    service.update(**self.pins.current(previous.kwargs, instance.space_id))  # a drain moved it?
             return
         with contextlib.suppress(docker.errors.NotFound):
             service.remove()

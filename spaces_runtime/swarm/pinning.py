@@ -140,6 +140,14 @@ class DataPins:
         except docker.errors.DockerException as exc:
             raise BackendError(f"reading the swarm's nodes failed: {exc}") from None
 
+    def current(self, config: dict[str, Any], space_id: str) -> dict[str, Any]:
+        """An older launch's service arguments (a rollback's) with the pin as it is now: a drain since then moved
+        the data, and the old arguments would send the task back to the node it left."""
+        pin = self.book.get(space_id)
+        if pin is None or datapin.DATA_NODE_LABEL not in (config.get("labels") or {}):
+            return config
+        return datapin.pinned_config(config, pin.node)
+
     def forget(self, space_id: str) -> None:
         self.book.forget(space_id)
 

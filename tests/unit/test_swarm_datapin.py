@@ -22,7 +22,7 @@ from spaces_runtime.swarm.datapin import (
     repinned_spec,
     satisfies,
 )
-from spaces_runtime.swarm.pinning import Pin, PinBook
+from spaces_runtime.swarm.pinning import DataPins, Pin, PinBook
 
 GPU = "node.labels.spaces-runtime.gpus!=0"
 RUNNER = "node.labels.spaces-runtime.runner==1"
@@ -133,3 +133,14 @@ def test_the_copy_jobs_run_on_the_two_nodes_and_only_the_receiver_listens() -> N
     assert "MOVE_TOKEN=t0k" in receive["env"] and {"MOVE_ADDR=10.0.0.3", "MOVE_PORT=30001"} <= set(send["env"])
     compile(receive["command"][2], "receive", "exec")
     compile(send["command"][2], "send", "exec")
+
+
+def test_a_rollback_after_a_drain_keeps_the_data_s_new_node(tmp_path: Path) -> None:
+    """A failed redeploy rolls back to the arguments of the launch before it; a drain since then moved the data."""
+    book = PinBook(tmp_path / "data-nodes.json")
+    pins = DataPins(None, "p", book)  # current() reads only the book
+    old = pinned_config({"labels": {"spaces-runtime.space": "alice/notes"}, "constraints": [GPU]}, "old")
+    book.put("alice/notes", Pin("new", "vol", "img"))
+    assert pins.current(old, "alice/notes")["constraints"] == [GPU, "node.id==new"]
+    two = pinned_config({"labels": {}, "constraints": []}, None)  # several replicas: unpinned, and stays so
+    assert pins.current(two, "alice/notes") == two
