@@ -125,6 +125,13 @@ class Settings(BaseSettings):
     swarm_registry: str | None = None
     swarm_registry_port: int = 5000
     swarm_registry_binary: Path = Path("/usr/bin/docker-registry")
+    # the model runner on swarm (spaces_runtime.swarm.runners): a global service on the runner nodes, whose TCP
+    # edge (token-guarded) each node publishes on this port for the platform's control calls
+    swarm_runner_port: int = 7870
+    swarm_runner_image: str | None = None  # None: built on the manager from this package (builder.docker.runner)
+    swarm_runner_builtin_models: bool = True  # the built-in models' packages in that image (about 500 MB)
+    # wheels the runner image's build looks at first (pip --find-links), e.g. a local torch build; None: the index
+    runner_find_links: Path | None = None
 
     # model runner
     runner_enabled: bool = True

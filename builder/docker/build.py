@@ -149,6 +149,10 @@ class ImageBuilder:
             built = self._buildkit(Path(ctx), tag, "sdk", log, None)
         return BuiltImage(tag, built, reused=False)
 
+    def build_context(self, context: Path, tag: str, kind: str, log: LogSink) -> str:
+        """A prepared context with its Dockerfile, one of our own (it gets the index settings): the image id."""
+        return self._buildkit(context, tag, kind, log, None)
+
     def _python_for(self, plan: BuildPlan, base: str, log: LogSink) -> tuple[render.BroughtPython | None, str]:
         """The SDK image's Python: the base image's when the plan asks for it; else the host's interpreter of that
         version (found as the process backend finds one) to copy in, as images cannot download one either; with

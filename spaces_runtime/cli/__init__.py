@@ -279,10 +279,12 @@ def models(server: ServerOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(found)
         return
-    table = Table("model", "task", "size", "loaded", "device", box=None)
+    per_node = any("node" in m for m in found)  # the swarm backend: a runner per node
+    table = Table("model", "task", "size", "loaded", "device", *(["node"] if per_node else []), box=None)
     for m in found:
         size = f"{(m.get('size_bytes') or 0) / 1e6:.1f} MB"
-        table.add_row(m["name"], m.get("task") or "", size, "yes" if m.get("loaded") else "no", m.get("device") or "")
+        table.add_row(m["name"], m.get("task") or "", size, "yes" if m.get("loaded") else "no", m.get("device") or "",
+                      *([m.get("node") or ""] if per_node else []))
     out.print(table if found else "the model runner serves no models (is it enabled? torch installed?)")
 
 

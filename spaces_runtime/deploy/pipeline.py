@@ -28,6 +28,7 @@ from spaces_runtime.events import EventHub
 from spaces_runtime.hub.commits import SpaceCommits
 from spaces_runtime.logs import LogBook, LogSink
 from spaces_runtime.names import space_id as make_space_id
+from spaces_runtime.runner import catalog
 from spaces_runtime.stages import ERROR_STAGES, SERVING_STAGES, Stage
 from spaces_runtime.store import Store
 from spaces_runtime.supervisor.backend import Instance, LaunchSpec
@@ -254,6 +255,7 @@ class Pipeline:
             app_port=spec.app_port, startup_timeout_s=float(timeout), hardware=str(hardware.value),
             replicas=int(replicas.value), secret_keys=self.secret_keys(space_id) & env.keys(),
             sdk_version=spec.sdk_version,  # sdk_eras: the probe and flags of the app's SDK version
+            uses_runner=catalog.uses_runner(spec.models, [str(m.get("name")) for m in spec.runner_models]),
         )
 
     def run_choices(self, space_id: str, spec: AppSpec) -> tuple[runchoice.Choice, runchoice.Choice]:

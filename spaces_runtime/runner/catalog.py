@@ -56,6 +56,15 @@ def canonical(name: str) -> str:
     return ALIASES.get(name.lower(), name.lower())
 
 
+BUILTIN_NAMES = frozenset({"minilm", "silero-vad"})  # what builtin_specs can offer, by canonical name
+
+
+def uses_runner(models: list[str], runner_models: list[str]) -> bool:
+    """Whether an app's README names runner models: files it brings (``runner_models:``) or a ``models:`` entry
+    that is a built-in runner model (pure; the swarm backend places such an app beside a runner)."""
+    return bool(runner_models) or any(canonical(str(model)) in BUILTIN_NAMES for model in models)
+
+
 def builtin_specs() -> dict[str, ModelSpec]:
     """Models shipped in PyPI packages, found without importing them (the front process has no torch)."""
     specs = {}

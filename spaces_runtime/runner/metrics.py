@@ -59,10 +59,30 @@ def snapshot(stats: dict[str, ModelStats], depth: dict[str, int], memory: dict[s
 
 def prometheus_text(snap: dict[str, Any]) -> str:
     """Prometheus exposition format (text 0.0.4) for one snapshot; metric names start with spaces_runner_."""
+    return prometheus_fleet({"": snap})
+
+
+def prometheus_fleet(snaps: dict[str, dict[str, Any]]) -> str:
+    """One exposition for several runners (the swarm's, one per node): every sample of a named runner carries
+    ``node="NAME"``; each TYPE line appears once, as the format requires."""
     lines = ["# TYPE spaces_runner_queue_depth gauge", "# TYPE spaces_runner_requests_total counter",
              "# TYPE spaces_runner_batch_requests histogram", "# TYPE spaces_runner_latency_seconds summary"]
+    for node, snap in snaps.items():
+        lines += _model_samples(snap, f',node="{node}"' if node else "")
+    lines.append("# TYPE spaces_runner_device_memory_bytes gauge")
+    for node, snap in snaps.items():
+        mem, where = snap["device_memory"], f',node="{node}"' if node else ""
+        for key in ("resident_bytes", "budget_bytes", "device_allocated_bytes"):
+            if mem.get(key) is not None:
+                lines.append(f'spaces_runner_device_memory_bytes{{kind="{key}",device="{mem.get("device")}"'
+                             f"{where}}} {mem[key]}")
+    return "\n".join(lines) + "\n"
+
+
+def _model_samples(snap: dict[str, Any], where: str) -> list[str]:
+    lines = []
     for name, m in snap["models"].items():
-        lab = f'model="{name}"'
+        lab = f'model="{name}"{where}'
         lines.append(f"spaces_runner_queue_depth{{{lab}}} {m['queue_depth']}")
         lines.append(f"spaces_runner_requests_total{{{lab}}} {m['requests']}")
         for code, n in m["errors"].items():
@@ -76,10 +96,4 @@ def prometheus_text(snap: dict[str, Any]) -> str:
         for q, v in m["latency_s"].items():
             lines.append(f'spaces_runner_latency_seconds{{{lab},quantile="0.{q[1:]}"}} {v:.6f}')
         lines.append(f"spaces_runner_compute_seconds_total{{{lab}}} {m['compute_s']}")
-    mem = snap["device_memory"]
-    lines.append("# TYPE spaces_runner_device_memory_bytes gauge")
-    for key in ("resident_bytes", "budget_bytes", "device_allocated_bytes"):
-        if mem.get(key) is not None:
-            lines.append(f'spaces_runner_device_memory_bytes{{kind="{key}",device="{mem.get("device")}"}} '
-                         f"{mem[key]}")
-    return "\n".join(lines) + "\n"
+    return lines

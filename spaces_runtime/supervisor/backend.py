@@ -27,6 +27,7 @@ class LaunchSpec:
     replicas: int = 1  # instances the swarm backend runs; the others run one
     secret_keys: frozenset[str] = frozenset()  # which of env are the space's secrets (swarm: Docker secrets)
     sdk_version: str | None = None  # README sdk_version; None: the platform default (newest era, sdk_eras)
+    uses_runner: bool = False  # its README names runner models (runner.catalog.uses_runner): swarm places it by one
 
 
 @dataclass

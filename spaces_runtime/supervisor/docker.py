@@ -152,13 +152,14 @@ def runtime_env(spec: LaunchSpec) -> dict[str, str]:
     return env
 
 
-def runner_mounts(env: dict[str, str], kit: Path | None, image_pythonpath: str = ""
+def runner_mounts(env: dict[str, str], kit: Path | None, image_pythonpath: str = "", kit_mount: str = APPKIT_MOUNT
                   ) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
     """The app's env seen from inside its container, and the read-only mounts that make it true (pure).
 
     ``env`` is what ``appkit_env`` wrote for the host: SPACES_RUNNER_URL=unix://{host dir}/runner.sock and
     PYTHONPATH={kit}. The socket's directory goes to RUNNER_MOUNT, ``kit`` to APPKIT_MOUNT, ahead of the
-    image's own PYTHONPATH. An app without a Unix-socket runner address gets nothing.
+    image's own PYTHONPATH. An app without a Unix-socket runner address gets nothing. ``kit_mount``: where the
+    kit is seen instead (the swarm backend's runner volume holds it beside the socket).
     """
     url = env.get("SPACES_RUNNER_URL", "")
     if kit is None or not url.startswith("unix://"):
@@ -168,8 +169,8 @@ def runner_mounts(env: dict[str, str], kit: Path | None, image_pythonpath: str =
     volumes = {str(sock.parent): {"bind": RUNNER_MOUNT, "mode": "ro"}}
     entries = [e for e in env.get("PYTHONPATH", "").split(":") if e]
     if str(kit) in entries:
-        volumes[str(kit)] = {"bind": APPKIT_MOUNT, "mode": "ro"}
-        inside = [APPKIT_MOUNT if e == str(kit) else e for e in entries]
+        volumes[str(kit)] = {"bind": kit_mount, "mode": "ro"}
+        inside = [kit_mount if e == str(kit) else e for e in entries]
         inside += [e for e in image_pythonpath.split(":") if e and e not in inside]
         env["PYTHONPATH"] = ":".join(inside)
     return env, volumes

@@ -31,7 +31,7 @@ import contextlib
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ import docker
 import docker.errors
 from docker.models.services import Service
 from docker.types import (
+    ConfigReference,
     EndpointSpec,
     Healthcheck,
     Mount,
@@ -63,10 +64,20 @@ from spaces_runtime.supervisor.docker import (
     Tier,
     limits_for,
     platform_id,
+    runner_mounts,
     runtime_env,
 )
 from spaces_runtime.supervisor.probes import readiness_url
+from spaces_runtime.swarm.kit import KIT_MOUNT, KitConfigs
 from spaces_runtime.swarm.pinning import DataPins, PinBook
+from spaces_runtime.swarm.runnerplace import (
+    RUNNER_CONSTRAINT,
+    RUNNER_MOUNT,
+    SOCKET,
+    TOKEN_KEY,
+    socket_volume,
+    without_runner,
+)
 from spaces_runtime.swarm.secrets import SwarmSecrets, wrapped_command
 
 IMAGE_REPO = "spaces-runtime/app"  # in the platform's registry: {registry}/spaces-runtime/app:{tag}
@@ -88,6 +99,16 @@ class Task:
     url: str
     node: str
     generation: int
+
+
+@dataclass
+class RunnerAccess:
+    """What ``_runner_access`` adds to a task: the spec with its runner env, mounts, constraints, kit configs."""
+
+    spec: LaunchSpec
+    mounts: list[Mount] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)
+    configs: list[ConfigReference] = field(default_factory=list)
 
 
 @dataclass
@@ -190,6 +211,10 @@ class SwarmBackend:
         self._tasks_at = 0.0
         self._pumps: dict[str, threading.Thread] = {}
         self.secrets = SwarmSecrets(client, self.platform)
+        self.with_runner = False  # set by the wiring when the swarm's runner service (swarm.runners) is on
+        from spaces_runtime.appkit.install import kit_dir
+
+        self.kit = KitConfigs(client, self.platform, kit_dir(settings))
         # which node holds each single-replica space's /data (swarm.datapin), kept beyond its service
         self.pins = DataPins(client, self.platform, PinBook(Path(settings.data_dir) / "swarm" / "data-nodes.json"))
 
@@ -240,19 +265,19 @@ class SwarmBackend:
 
     # --- blocking work -----------------------------------------------------------------------------------
     def _launch(self, spec: LaunchSpec, log: LogSink) -> Instance:
-        image = self._push(spec.image or "", log)
+        image = self.push(spec.image or "", log)
         limits = self.limits(spec.hardware)
         replicas = spec.replicas
-        env = {k: v for k, v in spec.env.items() if not (k == "SPACES_RUNNER_URL" and v.startswith("unix://"))}
-        if len(env) != len(spec.env):
-            log("warning: the model runner's socket is on the manager only; swarm tasks run without the runner")
-        spec = LaunchSpec(**{**spec.__dict__, "env": env})
+        access = self._runner_access(spec, log)
+        spec = access.spec
         generation = self._next_generation()
-        constraints = self._gpu_constraints(spec, log)
+        constraints = self._gpu_constraints(spec, log) + access.constraints
         secrets, command = self._secrets(spec, log)
         config = service_config(spec, limits, image=image, platform=self.platform, generation=generation,
                                 replicas=replicas, volume=self.volume_name(spec.space_id), constraints=constraints,
                                 secrets=secrets, command=command)
+        config["mounts"] += access.mounts
+        config["configs"] = access.configs
         service = self._service(service_name(spec.space_id))
         config = self.pins.apply(config, spec.space_id, service, replicas, log)  # node.id== for one replica
         try:
@@ -268,6 +293,36 @@ class SwarmBackend:
         self._pump(service.id, log, since=int(time.time()) - 1)
         return Instance(space_id=spec.space_id, upstream=NO_TASK_YET, backend_ref=f"{service.id}:{generation}",
                         started_at=time.time())
+
+    def _runner_access(self, spec: LaunchSpec, log: LogSink) -> RunnerAccess:
+        """Every app gets the app-side kit (Docker configs, ``swarm.kit``) as on the other backends. An app that
+        names runner models also reaches the runner of its node (``swarm.runners``): the node's runner volume
+        read-only, its token as a Docker secret, and a place on a runner node. Others run anywhere, without the
+        runner's address and token."""
+        from spaces_runtime.appkit.install import kit_dir
+
+        if not spec.env.get("SPACES_RUNNER_URL", "").startswith("unix://"):
+            return RunnerAccess(spec)  # the runner is off: no kit either, as on the docker backend
+        pythonpath = next((e.split("=", 1)[1] for e in self._image_env(spec.image or "")
+                           if e.startswith("PYTHONPATH=")), "")
+        env, _ = runner_mounts(spec.env, kit_dir(self.settings), pythonpath, kit_mount=KIT_MOUNT)
+        configs = self.kit.references()
+        if not (self.with_runner and spec.uses_runner):
+            if self.with_runner:
+                log("the app names no runner model (README models: or runner_models:), so it runs on any node, "
+                    "without the model runner")
+            return RunnerAccess(replace(spec, env=without_runner(env)), configs=configs)
+        env["SPACES_RUNNER_URL"] = f"unix://{SOCKET}"
+        log(f"model runner: the runner of the task's node, through {SOCKET} (a runner node: {RUNNER_CONSTRAINT})")
+        mount = Mount(RUNNER_MOUNT, socket_volume(self.platform), type="volume", read_only=True)
+        return RunnerAccess(replace(spec, env=env, secret_keys=spec.secret_keys | {TOKEN_KEY}), [mount],
+                            [RUNNER_CONSTRAINT], configs)
+
+    def _image_env(self, image: str) -> list[str]:
+        try:
+            return list(self.client.images.get(image).attrs.get("Config", {}).get("Env") or [])
+        except docker.errors.DockerException:
+            return []
 
     def _secrets(self, spec: LaunchSpec, log: LogSink) -> tuple[list[SecretReference], list[str] | None]:
         """The space's secrets as Docker secrets, and the command that exports them to the app's environment;
@@ -296,9 +351,9 @@ class SwarmBackend:
             "without")
         return []
 
-    def _push(self, local: str, log: LogSink) -> str:
+    def push(self, local: str, log: LogSink, repository: str = IMAGE_REPO) -> str:
         """Tag the built image for the platform's registry, push it, and name it by digest."""
-        target = f"{self.registry}/{IMAGE_REPO}:{local.rsplit(':', 1)[-1]}"
+        target = f"{self.registry}/{repository}:{local.rsplit(':', 1)[-1]}"
         try:
             image = self.client.images.get(local)
             image.tag(target)

@@ -5,15 +5,25 @@ models must run on a node that has one. Runner nodes are the nodes with GPUs; wh
 manager alone, so a CPU-only swarm still serves runner models. The node label ``RUNNER_LABEL`` marks them and is
 what both the runner's global service and the apps that need a runner are constrained to.
 
-Not wired yet: the runner service itself, its socket volume and the apps' constraint are the next step.
+Which apps need a runner is ``runner.catalog.uses_runner``; the service itself is ``swarm.runners``.
 """
 
 from __future__ import annotations
 
-from spaces_runtime.swarm.nodes import NodeView
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # not at run time: swarm.nodes imports the swarm backend, which imports this module
+    from spaces_runtime.swarm.nodes import NodeView
 
 RUNNER_LABEL = "spaces-runtime.runner"  # a node label: "1" on the nodes the runner's global service runs on
 RUNNER_CONSTRAINT = f"node.labels.{RUNNER_LABEL}==1"
+RUNNER_MOUNT = "/run/spaces-runner"  # the node's runner volume in a task, holding runner.sock (apps: read-only)
+SOCKET = f"{RUNNER_MOUNT}/runner.sock"
+
+
+def socket_volume(platform: str) -> str:
+    """The node-local volume the runner keeps its socket in."""
+    return f"spaces-{platform}-runner"
 
 
 def runner_nodes(nodes: list[NodeView]) -> set[str]:
@@ -24,11 +34,15 @@ def runner_nodes(nodes: list[NodeView]) -> set[str]:
     return gpu or {n.name for n in ready if n.role == "manager"}
 
 
-def uses_runner(models: list[str], runner_models: list[str], catalog: set[str]) -> bool:
-    """Whether an app calls the runner: its README's ``runner_models:``, or a ``models:`` entry the runner serves."""
-    return bool(runner_models) or any(model in catalog for model in models)
-
-
 def app_constraints(*, needs_runner: bool, has_runner_nodes: bool) -> list[str]:
     """An app that calls the runner runs only where one is; other apps run anywhere (and get no runner env)."""
     return [RUNNER_CONSTRAINT] if needs_runner and has_runner_nodes else []
+
+
+RUNNER_ENV = ("SPACES_RUNNER_URL", "SPACES_RUNNER_TOKEN")
+TOKEN_KEY = "SPACES_RUNNER_TOKEN"  # a Docker secret on swarm, like the space's own secrets
+
+
+def without_runner(env: dict[str, str]) -> dict[str, str]:
+    """An app's env with no runner to reach: no address or token (the kit stays: ``import spaces`` works) (pure)."""
+    return {k: v for k, v in env.items() if k not in RUNNER_ENV}

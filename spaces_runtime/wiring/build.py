@@ -27,7 +27,7 @@ from spaces_runtime.supervisor.backend import Backend
 from spaces_runtime.supervisor.loop import Supervisor
 from spaces_runtime.supervisor.probes import LivenessPolicy
 from spaces_runtime.wiring.admin import ensure_admin, make_authenticator
-from spaces_runtime.wiring.platform import Platform
+from spaces_runtime.wiring.platform import ModelRunner, Platform
 from spaces_runtime.wiring.space_env import SpaceEnv
 
 if TYPE_CHECKING:
@@ -51,18 +51,32 @@ def make_backend(settings: Settings) -> tuple[Backend, EnvironmentBuilder]:
     return backend, VenvEnvironmentBuilder(settings, sandboxed=lambda: backend.sandbox() is not None)
 
 
-def make_runner(settings: Settings) -> tuple[RunnerService | None, AppEnv | None]:
-    """The model runner and, per app, the env vars that point it at the runner; (None, None) when the runner is
-    disabled or torch is missing (apps then run without it, and say so when they call it)."""
+def make_runner(settings: Settings, backend: Backend) -> tuple[ModelRunner | None, AppEnv | None,
+                                                            ModelPreparer | None]:
+    """The model runner, per app the env vars that point it at the runner, and the deploy's model preparation;
+    all None when the runner is disabled or torch is missing (apps then run without it, and say so when they
+    call it). On swarm, the runners of the swarm's nodes (``swarm.runners``)."""
     if not settings.runner_enabled:
-        return None, None
+        return None, None, None
+    from spaces_runtime.appkit.install import appkit_env
+
+    def env(space_id: str) -> dict[str, str]:
+        return appkit_env(settings, space_id)
+
+    if settings.backend == "swarm":
+        from spaces_runtime.supervisor.swarm import SwarmBackend
+        from spaces_runtime.wiring.swarm import swarm_runners
+
+        assert isinstance(backend, SwarmBackend)
+        fleet = swarm_runners(settings, backend)
+        return fleet, env, fleet.prepare
     if importlib.util.find_spec("torch") is None:
         log.warning("model runner disabled: torch is not installed (install the 'runner' extra)")
-        return None, None
-    from spaces_runtime.appkit.install import appkit_env
+        return None, None, None
     from spaces_runtime.runner.server import RunnerService
 
-    return RunnerService(settings), lambda space_id: appkit_env(settings, space_id)
+    runner = RunnerService(settings)
+    return runner, env, model_preparer(runner)
 
 
 def model_preparer(runner: RunnerService) -> ModelPreparer:
@@ -109,7 +123,7 @@ def build_platform(settings: Settings) -> Platform:
     hub = EventHub()
     stages = StageSink(store, hub)
     backend, environments = make_backend(settings)
-    runner, runner_env = make_runner(settings)
+    runner, runner_env, prepare_models = make_runner(settings, backend)
     space_env = SpaceEnv(secrets, settings.apps_dir, runner_env)
     if isinstance(environments, ImageEnvironmentBuilder):  # the space's own Dockerfile gets its secrets
         environments.images.inputs_of = space_env.build_inputs
@@ -119,7 +133,7 @@ def build_platform(settings: Settings) -> Platform:
     commits = SpaceCommits(settings, store, stages)  # every deploy a commit of the space's git repository
     pipeline = Pipeline(settings, store, logs, supervisor, stages, hub, environments, app_env=space_env,
                         commits=commits, secret_keys=space_env.secret_keys,
-                        prepare_models=model_preparer(runner) if runner is not None else None)
+                        prepare_models=prepare_models)
     lifecycle = Lifecycle(settings, store, logs, supervisor, stages, hub, pipeline)
     lifecycle.on_delete.append(secrets.drop_space)  # a new space of the same name starts without them
     targets = SpaceTargets(store, supervisor, lifecycle, auth,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from spaces_runtime.auth.accounts import Accounts
 from spaces_runtime.auth.authenticate import Authenticator
@@ -21,7 +21,19 @@ from spaces_runtime.supervisor.loop import Supervisor
 
 if TYPE_CHECKING:
     from spaces_runtime.housekeeping.collect import Housekeeper
-    from spaces_runtime.runner.server import RunnerService
+
+
+class ModelRunner(Protocol):
+    """What the platform asks of its model runner: the embedded ``runner.server.RunnerService``, or on swarm the
+    nodes' runners together (``swarm.runners.RunnerFleet``)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def models(self) -> list[dict[str, Any]]: ...
+
+    def metrics_text(self) -> str: ...
 
 
 @dataclass
@@ -38,7 +50,7 @@ class Platform:
     pipeline: Pipeline
     lifecycle: Lifecycle
     targets: SpaceTargets
-    runner: RunnerService | None = None
+    runner: ModelRunner | None = None
     housekeeper: Housekeeper | None = None  # `spaces gc` and the disk budget's automatic pass
 
     async def start(self) -> None:

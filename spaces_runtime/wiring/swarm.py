@@ -7,12 +7,15 @@ import atexit
 import os
 
 from builder.docker import connect
+from builder.docker.runner import RUNNER_REPO, build_runner_image
 from spaces_runtime.config import Settings
 from spaces_runtime.deploy.environments import ImageEnvironmentBuilder
 from spaces_runtime.errors import BackendError
+from spaces_runtime.logs import LogSink
 from spaces_runtime.supervisor.swarm import SwarmBackend
 from spaces_runtime.swarm.nodes import Nodes
 from spaces_runtime.swarm.registry import Registry
+from spaces_runtime.swarm.runners import RunnerFleet
 from spaces_runtime.wiring.docker import image_builder
 
 
@@ -37,3 +40,15 @@ def swarm_parts(settings: Settings) -> tuple[SwarmBackend, ImageEnvironmentBuild
     images = image_builder(settings)
     (settings.data_dir / "docker").mkdir(parents=True, exist_ok=True)  # build contexts; the base may be present
     return backend, ImageEnvironmentBuilder(images)
+
+
+def swarm_runners(settings: Settings, backend: SwarmBackend) -> RunnerFleet:
+    """The runner as a global service on the runner nodes; apps that name runner models are placed beside one."""
+    def build(log: LogSink) -> str:
+        return build_runner_image(image_builder(settings), log).tag
+
+    def push(local: str, log: LogSink) -> str:
+        return backend.push(local, log, repository=RUNNER_REPO)
+
+    backend.with_runner = True
+    return RunnerFleet(settings, backend.client, backend.platform, push=push, build_image=build)

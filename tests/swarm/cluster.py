@@ -19,6 +19,9 @@ Why these choices:
 - Memory: each node's engine and its containers run under a memory cgroup of NODE_MEMORY (2.5 GiB), so the
   cluster can never hold more than 7.5 GiB of this 24 GiB machine whatever the tests deploy.
 - Swarm's dispatcher heartbeat is lowered to 2 s so a stopped worker is seen down in seconds, not ~15 s.
+- Worker w1's engine advertises one GPU (``node-generic-resources``, as an NVIDIA host's daemon.json does, with a
+  made-up id): the platform labels GPU nodes from what engines report, so w1 is the swarm's GPU node and the
+  model runner's global service runs there, not on the manager. No code here touches a device.
 
 ``stop`` undoes everything in reverse, each step on its own, so a failed start leaves no netns, bridge, veth,
 dockerd, mount, cgroup or iptables rule behind.
@@ -44,6 +47,7 @@ BRIDGE_IP = f"{SUBNET}.1"
 NODE_MEMORY = 2560 * 1024 * 1024
 ENGINE_WAIT_S = 60.0
 HEARTBEAT = "2s"
+GPU_NODE = "w1"  # its engine reports a GPU (see above)
 RULES = (["FORWARD", "-i", BRIDGE, "-j", "ACCEPT"],
          ["FORWARD", "-o", BRIDGE, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
          ["POSTROUTING", "-t", "nat", "-s", f"{SUBNET}.0/24", "!", "-o", BRIDGE, "-j", "MASQUERADE"])
@@ -165,7 +169,10 @@ class Cluster:
         """(Re)start the node's dockerd inside its namespace and cgroup; returns once it answers."""
         node.root.mkdir(parents=True, exist_ok=True)
         config = node.root / "daemon.json"  # not /etc/docker/daemon.json, which is the host engine's
-        config.write_text(json.dumps({"insecure-registries": [f"{SUBNET}.0/24"], "labels": [f"node={node.name}"]}))
+        settings: dict[str, object] = {"insecure-registries": [f"{SUBNET}.0/24"], "labels": [f"node={node.name}"]}
+        if node.name == GPU_NODE:
+            settings["node-generic-resources"] = ["NVIDIA-GPU=spt-fake-gpu-0"]
+        config.write_text(json.dumps(settings))
         # its own UTS namespace too: swarm names a node by its hostname, and three nodes called alike could not
         # be told apart by `spaces nodes drain NAME`
         # nsenter --net, not `ip netns exec`: that one also makes a mount namespace with a fresh /sys, where the

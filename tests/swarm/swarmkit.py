@@ -27,7 +27,10 @@ from spaces_runtime.config import Settings
 SDK_APPS = (REPO / "examples" / "sentiment", REPO / "examples" / "data-explorer")  # one gradio, one streamlit
 # One Gradio and one Streamlit example: each other core example only adds requirements (covered by the docker
 # backend's tests), and every build here installs them from the index again in a fresh engine: minutes on 2 cores
-SWARM_EXAMPLES = ("sentiment", "data-explorer")
+# and the runner example whose model comes with it (the other two use the built-in models), through the runner
+# of the GPU worker
+SWARM_EXAMPLES = ("sentiment", "data-explorer", "image-classifier")
+LOCAL_WHEELS = Path("/opt/wheels")
 GRADIO_TWIN = """import os
 import socket
 import gradio as gr
@@ -109,9 +112,13 @@ class ManagerPlatform(Platform):
 
 
 def manager_platform(cluster: Cluster, root: Path, extra_args: list[str] | None = None) -> ManagerPlatform:
-    """Not started yet. The runner stays off: its socket is on the manager only (README: Docker Swarm)."""
+    """Not started yet. Its model runner is the swarm's global service on w1, the GPU node (cluster.py), from an
+    image built on the manager without the built-in models' packages (500 MB the tests do not use) and with the
+    torch wheel this kind of machine keeps on disk, when it has one (else the index's)."""
     env = {"DOCKER_HOST": cluster.manager.docker_host, "SPACES_BASE_IMAGE": BOOTSTRAP_BASE,
-           "SPACES_RUNNER_ENABLED": "false"}
+           "SPACES_SWARM_RUNNER_BUILTIN_MODELS": "false"}
+    if LOCAL_WHEELS.is_dir():
+        env["SPACES_RUNNER_FIND_LINKS"] = str(LOCAL_WHEELS)
     return ManagerPlatform(root / "data", extra_args=extra_args or [], env=env, netns=cluster.manager.netns,
                            address=cluster.manager.ip)
 

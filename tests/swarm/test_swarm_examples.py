@@ -2,9 +2,9 @@
 platform's registry and run as services on whichever nodes swarm picks, answer through the gateway exactly as
 on the other backends; a pulled image also serves with `docker run` alone.
 
-Two examples stand for all (swarmkit.SWARM_EXAMPLES: one Gradio, one Streamlit): the other core examples only
-add requirements, and the three runner examples need the model runner, which swarm tasks do not reach yet
-(README: Docker Swarm)."""
+Three examples stand for all (swarmkit.SWARM_EXAMPLES: one Gradio, one Streamlit, and the runner example that
+brings its own model, which test_swarm_runner checks): the other core examples only add requirements, and the
+other two runner examples differ from it only by using the runner's built-in models."""
 
 from __future__ import annotations
 

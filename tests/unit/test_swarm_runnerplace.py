@@ -1,5 +1,6 @@
+from spaces_runtime.runner.catalog import uses_runner
 from spaces_runtime.swarm.nodes import NodeView
-from spaces_runtime.swarm.runnerplace import RUNNER_CONSTRAINT, app_constraints, runner_nodes, uses_runner
+from spaces_runtime.swarm.runnerplace import RUNNER_CONSTRAINT, app_constraints, runner_nodes
 
 
 def node(name: str, role: str, gpus: int, ready: bool) -> NodeView:
@@ -19,10 +20,10 @@ def test_without_a_gpu_the_manager_runs_the_runner() -> None:
 
 
 def test_an_app_naming_a_runner_model_is_pinned_to_runner_nodes_others_run_anywhere() -> None:
-    catalog = {"sentence-transformers/all-MiniLM-L6-v2"}
-    assert uses_runner(["sentence-transformers/all-MiniLM-L6-v2"], [], catalog)
-    assert uses_runner([], ["tiny-classifier"], catalog)
-    assert not uses_runner(["gpt2"], [], catalog)
+    assert uses_runner(["sentence-transformers/all-MiniLM-L6-v2"], [])
+    assert uses_runner(["snakers4/silero-vad"], [])
+    assert uses_runner([], ["tiny-classifier"])
+    assert not uses_runner(["gpt2", "openai/whisper-tiny"], [])
     assert app_constraints(needs_runner=True, has_runner_nodes=True) == [RUNNER_CONSTRAINT]
     assert app_constraints(needs_runner=False, has_runner_nodes=True) == []
     assert app_constraints(needs_runner=True, has_runner_nodes=False) == []
