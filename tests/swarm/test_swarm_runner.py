@@ -9,6 +9,7 @@ import json
 import httpx
 import pytest
 from cluster import Cluster
+from polling import wait_until
 from swarmkit import ManagerPlatform, node_names, tasks_of
 
 from example_checks import streamlit_script_run
@@ -31,6 +32,18 @@ try:
 except SpacesError as exc:
     print(json.dumps({"refused": type(exc).__name__, "message": str(exc)}))
 """
+
+
+@pytest.fixture(scope="module", autouse=True)
+def classifier_serves(platform: ManagerPlatform, cluster: Cluster) -> None:
+    """The classifier is pinned to w1, the runner node; test_swarm_replicas may have stopped w1's engine, and a
+    pinned space whose node went down waits for `spaces restart` once the node is back (README: Docker Swarm).
+    That is what a user would do, so do it here, then wait for it to serve."""
+    if platform.space(CLASSIFIER)["stage"] != "RUNNING":
+        platform.cli("restart", CLASSIFIER, check=True)
+    wait_until(lambda: platform.space(CLASSIFIER)["stage"] == "RUNNING"  # a restart passes through errors too
+               and len(tasks_of(cluster.manager.client(), CLASSIFIER)) == 1, 600, "the classifier to serve",
+               interval=0.5)
 
 
 def classifier_task(cluster: Cluster) -> tuple[str, dict]:
