@@ -87,6 +87,7 @@ def swarm_runs(work: Path, args: argparse.Namespace) -> tuple[dict[int, list[flo
         cluster.load_images(names)
         (work / "swarm-platform").mkdir()
         platform = manager_platform(cluster, work / "swarm-platform")
+        platform.env["SPACES_RUNNER_ENABLED"] = "0"  # as the docker side: no runner image built during the figures
         platform.start()
         try:
             platform.cli("deploy", str(app(work / "s0", "s0", 1)), "--name", SPACE, check=True, timeout=900)
