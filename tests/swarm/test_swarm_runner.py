@@ -107,7 +107,9 @@ def test_the_runner_knows_the_app_by_its_own_token_and_refuses_others(platform: 
 
 
 def test_an_app_that_names_no_runner_model_runs_without_it(platform: ManagerPlatform, cluster: Cluster) -> None:
-    task = tasks_of(cluster.manager.client(), "examples/sentiment")[0]
+    # tests/twin: 2 replicas, unpinned, so one of its tasks runs whatever test_swarm_replicas stopped before
+    task = wait_until(lambda: next(iter(tasks_of(cluster.manager.client(), "tests/twin")), None), 120,
+                      "a running task of tests/twin", interval=0.5)
     spec = task["Spec"]["ContainerSpec"]
     env = dict(e.split("=", 1) for e in spec.get("Env") or [])
     assert "SPACES_RUNNER_URL" not in env and TOKEN_KEY not in env
