@@ -176,6 +176,11 @@ def runner_mounts(env: dict[str, str], kit: Path | None, image_pythonpath: str =
     return env, volumes
 
 
+def image_pythonpath(image_config: dict[str, Any]) -> str:
+    """The PYTHONPATH an image's config sets, or "" (pure): the app's own entries stay behind the kit's."""
+    return next((e.split("=", 1)[1] for e in image_config.get("Env") or [] if e.startswith("PYTHONPATH=")), "")
+
+
 def container_config(spec: LaunchSpec, limits: Limits, *, network: str, volume: str, platform: str,
                      generation: int, runner_kit: Path | None = None,
                      image_pythonpath: str = "", workdir: str = "") -> dict[str, Any]:
@@ -381,9 +386,7 @@ class DockerBackend:
             return {}
         from spaces_runtime.appkit.install import kit_dir
 
-        image_env = image.get("Env") or []
-        pythonpath = next((e.split("=", 1)[1] for e in image_env if e.startswith("PYTHONPATH=")), "")
-        return {"runner_kit": kit_dir(self.settings), "image_pythonpath": pythonpath}
+        return {"runner_kit": kit_dir(self.settings), "image_pythonpath": image_pythonpath(image)}
 
     def _upstream(self, container: Container, port: int) -> str:
         networks = container.attrs["NetworkSettings"]["Networks"]

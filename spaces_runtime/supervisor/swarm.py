@@ -62,6 +62,7 @@ from spaces_runtime.supervisor.docker import (
     TIERS,
     Limits,
     Tier,
+    image_pythonpath,
     limits_for,
     platform_id,
     runner_mounts,
@@ -299,30 +300,29 @@ class SwarmBackend:
         names runner models also reaches the runner of its node (``swarm.runners``): the node's runner volume
         read-only, its token as a Docker secret, and a place on a runner node. Others run anywhere, without the
         runner's address and token."""
-        from spaces_runtime.appkit.install import kit_dir
-
         if not spec.env.get("SPACES_RUNNER_URL", "").startswith("unix://"):
             return RunnerAccess(spec)  # the runner is off: no kit either, as on the docker backend
-        pythonpath = next((e.split("=", 1)[1] for e in self._image_env(spec.image or "")
-                           if e.startswith("PYTHONPATH=")), "")
-        env, _ = runner_mounts(spec.env, kit_dir(self.settings), pythonpath, kit_mount=KIT_MOUNT)
+        env, _ = runner_mounts(spec.env, self.kit.kit, image_pythonpath(self._image_config(spec.image or "")),
+                               kit_mount=KIT_MOUNT)
         configs = self.kit.references()
         if not (self.with_runner and spec.uses_runner):
             if self.with_runner:
                 log("the app names no runner model (README models: or runner_models:), so it runs on any node, "
                     "without the model runner")
             return RunnerAccess(replace(spec, env=without_runner(env)), configs=configs)
+        # runner_mounts pointed the URL at the docker backend's bind mount; on the swarm the socket is in the
+        # node's runner volume, mounted elsewhere
         env["SPACES_RUNNER_URL"] = f"unix://{SOCKET}"
         log(f"model runner: the runner of the task's node, through {SOCKET} (a runner node: {RUNNER_CONSTRAINT})")
         mount = Mount(RUNNER_MOUNT, socket_volume(self.platform), type="volume", read_only=True)
         return RunnerAccess(replace(spec, env=env, secret_keys=spec.secret_keys | {TOKEN_KEY}), [mount],
                             [RUNNER_CONSTRAINT], configs)
 
-    def _image_env(self, image: str) -> list[str]:
+    def _image_config(self, image: str) -> dict[str, Any]:
         try:
-            return list(self.client.images.get(image).attrs.get("Config", {}).get("Env") or [])
+            return dict(self.client.images.get(image).attrs.get("Config") or {})
         except docker.errors.DockerException:
-            return []
+            return {}
 
     def _secrets(self, spec: LaunchSpec, log: LogSink) -> tuple[list[SecretReference], list[str] | None]:
         """The space's secrets as Docker secrets, and the command that exports them to the app's environment;

@@ -38,12 +38,17 @@ except SpacesError as exc:
 def classifier_serves(platform: ManagerPlatform, cluster: Cluster) -> None:
     """The classifier is pinned to w1, the runner node; test_swarm_replicas may have stopped w1's engine, and a
     pinned space whose node went down waits for `spaces restart` once the node is back (README: Docker Swarm).
-    That is what a user would do, so do it here, then wait for it to serve."""
+    That is what a user would do, so do it here, then wait for it and for w1's runner to serve."""
     if platform.space(CLASSIFIER)["stage"] != "RUNNING":
         platform.cli("restart", CLASSIFIER, check=True)
     wait_until(lambda: platform.space(CLASSIFIER)["stage"] == "RUNNING"  # a restart passes through errors too
                and len(tasks_of(cluster.manager.client(), CLASSIFIER)) == 1, 600, "the classifier to serve",
                interval=0.5)
+    # and its runner: after w1's engine came back, the runner task starts beside the app (torch's import: tens of
+    # seconds on 2 cores), and the app's first calls until then say no runner answers
+    wait_until(lambda: any(m["name"] == "shapes" and m["node"] == "spt-w1" for m in httpx.get(
+        f"{platform.url}/api/models", timeout=30).json()), 300, "w1's runner to answer with the classifier's model",
+        interval=0.5, ignoring=(httpx.HTTPError,))
 
 
 def classifier_task(cluster: Cluster) -> tuple[str, dict]:
