@@ -128,6 +128,11 @@ class BackendError(SpacesError):
     """A runtime backend (process or docker) could not do what it was asked."""
 
 
+class NodeUnavailableError(BackendError):
+    """The app cannot start now for a reason outside it that passes by itself: the swarm node that holds its
+    /data is down or drained. The supervisor tries again with backoff, for as long as it takes."""
+
+
 class ServerUnreachableError(SpacesError):
     """The CLI could not reach `spaces serve`."""
 

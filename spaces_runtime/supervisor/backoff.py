@@ -29,7 +29,11 @@ class RestartPolicy:
 
         An app that has run quietly for a whole window starts again at the initial delay.
         """
-        attempt = len(self.recent(restarts, now))
+        return self.backoff(len(self.recent(restarts, now)))
+
+    def backoff(self, attempt: int) -> float:
+        """initial_s doubled ``attempt`` times, capped at max_s. Also the wait between launches of an app whose
+        node is away, which has no crash loop to give up on."""
         return min(self.max_s, self.initial_s * 2.0 ** min(attempt, 62))
 
     def gives_up(self, restarts: Sequence[float], now: float) -> bool:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from spaces_runtime.config import Settings
-from spaces_runtime.errors import AppRuntimeError, NotFoundError, SpacesError
+from spaces_runtime.errors import AppRuntimeError, NodeUnavailableError, NotFoundError, SpacesError
 from spaces_runtime.logs import LogBook
 from spaces_runtime.stages import Stage
 from spaces_runtime.supervisor.backend import Backend, ExitInfo, Instance, LaunchSpec
@@ -50,6 +50,7 @@ class _App:
     launched_at: float = 0.0  # monotonic
     restart_at: float | None = None  # a crashed app starts again at this time
     restarts: list[float] = field(default_factory=list)
+    node_waits: int = 0  # launches in a row refused because the app's node is away (NodeUnavailableError)
     # crashes after the app has served once are restarted; a crash before that is a broken app
     has_served: bool = False
     last_touch: float = field(default_factory=time.monotonic)
@@ -308,12 +309,26 @@ class Supervisor:
         self.logs.start_section(spec.space_id, "run", f"starting {spec.sdk} app {spec.app_file}")
         try:
             app.instance = await self.backend.launch(spec, self.logs.sink(spec.space_id, "run"))
+        except NodeUnavailableError as exc:
+            await self._wait_for_node(app, str(exc))
+            return
         except SpacesError as exc:
             self.logs.write(spec.space_id, "run", f"could not start the app: {exc}")
             await self._fail(app, str(exc))
             return
-        app.ready, app.launched_at, app.restart_at = False, time.monotonic(), None
+        app.ready, app.launched_at, app.restart_at, app.node_waits = False, time.monotonic(), None, 0
         self._launched.set()  # the loop asks it often whether it serves yet
+
+    async def _wait_for_node(self, app: _App, why: str) -> None:
+        """Not the app's failure, and not a crash loop: it launches again after a backoff delay, for as long as
+        its node is away, so it runs again by itself once the node is back. The space says why it waits (once:
+        a retry each minute must not fill its event history)."""
+        delay = self.policy.backoff(app.node_waits)
+        app.node_waits += 1
+        app.restart_at = time.monotonic() + delay
+        self.logs.write(app.spec.space_id, "run", f"{why}; trying again in {delay:.0f} s")
+        if app.node_waits == 1:
+            await self._report(app, Stage.APP_STARTING, "waiting for its node", why)
 
     async def _stop_instance(self, app: _App) -> None:
         candidate, app.candidate = app.candidate, None

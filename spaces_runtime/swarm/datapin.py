@@ -10,8 +10,9 @@ satisfies the space's other constraints (GPU tier, model runner). A service made
 to the node its running task is on, which is where its data is. Spaces with several replicas stay unpinned: each
 task's /data is its own node's (README: Docker Swarm).
 
-A pinned node that is down is not replaced silently: the launch fails with ``waiting_message`` (the space's
-status and run log), which says how to get the data back or to start elsewhere with an empty /data.
+A pinned node that is down is not replaced silently: the launch fails with ``NodeUnavailableError`` and
+``waiting_message`` (the space's status and run log), which says how to get the data back or to start elsewhere
+with an empty /data; the supervisor tries again by itself, so the space runs again once its node is back.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from spaces_runtime.errors import BackendError
+from spaces_runtime.errors import BackendError, NodeUnavailableError
 
 DATA_NODE_LABEL = "spaces-runtime.data-node"  # a service label: the id of the node that holds its /data
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z0-9_.\-/]+)\s*(==|!=)\s*(.*?)\s*$")
@@ -123,22 +124,24 @@ def decide(*, replicas: int, remembered: str | None, running_on: str | None, nod
     return Decision(chosen.id, note or f"/data pinned to node {chosen.name} (the app runs there)")
 
 
-def problem(node: Candidate, space_id: str, constraints: list[str]) -> str | None:
-    """Why a task pinned to ``node`` cannot start there now (the message for the space's status), or None."""
+def problem(node: Candidate, space_id: str, constraints: list[str]) -> BackendError | None:
+    """Why a task pinned to ``node`` cannot start there now (its message is the space's status), or None: a
+    ``NodeUnavailableError`` while the node is down or drained (that passes), a ``BackendError`` otherwise."""
     if node.state != "ready":
-        return waiting_message(space_id, node.name, f"is {node.state or 'unknown'}")
+        return NodeUnavailableError(waiting_message(space_id, node.name, f"is {node.state or 'unknown'}"))
     if node.availability != "active":
-        return waiting_message(space_id, node.name, f"is set to {node.availability}")
+        return NodeUnavailableError(waiting_message(space_id, node.name, f"is set to {node.availability}"))
     if not satisfies(node, without_pin(constraints)):
-        return (f"{space_id}: node {node.name} holds its /data but does not satisfy {without_pin(constraints)}; "
-                f"`spaces nodes drain {node.name}` moves the data to a node that does")
+        return BackendError(f"{space_id}: node {node.name} holds its /data but does not satisfy "
+                            f"{without_pin(constraints)}; `spaces nodes drain {node.name}` moves the data to a "
+                            "node that does")
     return None
 
 
 def waiting_message(space_id: str, node: str, state: str) -> str:
-    return (f"{space_id}: waiting for node {node}, which holds its /data and {state}; bring it back, or "
-            f"`spaces nodes drain {node} --empty-data` to move it elsewhere with an empty /data; then "
-            f"`spaces restart {space_id}`")
+    return (f"{space_id}: waiting for node {node}, which holds its /data and {state}; it starts again by itself "
+            f"once the node is back, or `spaces nodes drain {node} --empty-data` starts it elsewhere with an "
+            "empty /data")
 
 
 def pinned_config(config: dict[str, Any], node_id: str | None) -> dict[str, Any]:

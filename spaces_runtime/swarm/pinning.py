@@ -122,8 +122,8 @@ class DataPins:
             return datapin.pinned_config(config, None)
         node = next(n for n in nodes if n.id == decision.node_id)
         trouble = datapin.problem(node, space_id, list(config.get("constraints") or []))
-        if trouble is not None:  # the supervisor writes it to the run log and the space's error
-            raise BackendError(trouble)
+        if trouble is not None:  # the supervisor writes it to the run log and the space's status
+            raise trouble
         if decision.note and (remembered is None or remembered.node != decision.node_id):
             log(decision.note)
         volume = next((m["Source"] for m in config.get("mounts") or [] if m.get("Target") == "/data"), "")

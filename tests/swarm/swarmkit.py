@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import docker
+import httpx
 from cluster import Cluster
 
 from builder import plan as plans
@@ -134,3 +137,54 @@ def node_names(client: docker.DockerClient) -> dict[str, str]:
     return {n.id: n.attrs["Description"]["Hostname"] for n in client.nodes.list()}
 
 
+
+
+@dataclass
+class Load:
+    """GETs of ``url`` through the gateway, one after another (``pause`` s apart), until stopped: every failure
+    kept, the longest run of failed ones and the slowest answer (a request the gateway held while the app had no
+    task), in seconds."""
+
+    url: str
+    timeout: float = 10.0
+    pause: float = 0.0
+    done: int = 0
+    failures: list[str] = field(default_factory=list)
+    longest: float = 0.0
+    slowest: float = 0.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> Load:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(self.timeout + 30)
+
+    def _run(self) -> None:
+        failing_since: float | None = None
+        with httpx.Client(timeout=self.timeout) as client:
+            while not self._stop.is_set():
+                sent = time.monotonic()
+                failure = self._get(client)
+                now = time.monotonic()
+                self.done += 1
+                if failure is None:
+                    self.slowest = max(self.slowest, now - sent)
+                    if failing_since is not None:
+                        self.longest, failing_since = max(self.longest, now - failing_since), None
+                else:
+                    self.failures.append(failure)
+                    failing_since = now if failing_since is None else failing_since
+                self._stop.wait(self.pause)
+        if failing_since is not None:  # still failing at the end: count it all
+            self.longest = max(self.longest, time.monotonic() - failing_since)
+
+    def _get(self, client: httpx.Client) -> str | None:
+        try:
+            response = client.get(self.url)
+        except httpx.HTTPError as exc:
+            return repr(exc)
+        return None if response.status_code == 200 else f"{response.status_code}: {response.text[:200]}"

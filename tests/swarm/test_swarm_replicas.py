@@ -4,8 +4,6 @@ engine stops has its tasks rescheduled while the app keeps answering from the re
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -13,7 +11,7 @@ import pytest
 from cluster import Cluster
 from gradio_client import Client
 from polling import wait_until
-from swarmkit import ManagerPlatform, gradio_twin, node_names, tasks_of
+from swarmkit import Load, ManagerPlatform, gradio_twin, node_names, tasks_of
 
 from spaces_runtime.gateway.affinity import COOKIE, key
 
@@ -36,36 +34,6 @@ def served_by(platform: ManagerPlatform, cookies: dict[str, str] | None = None) 
     response = httpx.get(f"{platform.url}/spaces/tests/twin/config", cookies=cookies, timeout=10)
     response.raise_for_status()
     return response.text.split("served by ", 1)[1][:12]
-
-
-@dataclass
-class Load:
-    """Requests through the gateway, one after another, until stopped; every failure is kept."""
-
-    url: str
-    done: int = 0
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def __enter__(self) -> Load:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=10) as client:
-            while not self._stop.is_set():
-                try:
-                    response = client.get(self.url)
-                    if response.status_code != 200:
-                        self.failures.append(f"{response.status_code}: {response.text[:200]}")
-                except httpx.HTTPError as exc:
-                    self.failures.append(repr(exc))
-                self.done += 1
 
 
 def test_two_replicas_run_on_two_nodes_and_both_serve(platform: ManagerPlatform, cluster: Cluster) -> None:

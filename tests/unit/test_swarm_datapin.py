@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from spaces_runtime.errors import BackendError
+from spaces_runtime.errors import BackendError, NodeUnavailableError
 from spaces_runtime.swarm import datamove
 from spaces_runtime.swarm.datapin import (
     DATA_NODE_LABEL,
@@ -79,12 +79,15 @@ def test_a_pin_is_kept_then_taken_from_the_running_task_then_chosen() -> None:
 
 def test_a_down_or_drained_pinned_node_says_what_to_do() -> None:
     down = problem(Candidate("c", "w3", state="down"), "alice/notes", [])
-    assert down is not None and "waiting for node w3, which holds its /data and is down" in down
-    assert "spaces nodes drain w3 --empty-data" in down and "spaces restart alice/notes" in down
+    assert isinstance(down, NodeUnavailableError), "a node that is down comes back: the supervisor tries again"
+    assert "waiting for node w3, which holds its /data and is down" in str(down)
+    assert "starts again by itself once the node is back" in str(down)
+    assert "spaces nodes drain w3 --empty-data" in str(down)
     drained = problem(Candidate("c", "w3", availability="drain"), "alice/notes", [])
-    assert drained is not None and "is set to drain" in drained
+    assert isinstance(drained, NodeUnavailableError) and "is set to drain" in str(drained)
     unfit = problem(Candidate("b", "w2", labels={"spaces-runtime.gpus": "0"}), "alice/notes", ["node.id==b", GPU])
-    assert unfit is not None and "does not satisfy" in unfit and "node.id" not in unfit.split("satisfy")[1]
+    assert unfit is not None and not isinstance(unfit, NodeUnavailableError), "waiting would not mend this one"
+    assert "does not satisfy" in str(unfit) and "node.id" not in str(unfit).split("satisfy")[1]
     assert problem(Candidate("a", "w1", labels={"spaces-runtime.gpus": "1"}), "alice/notes", [GPU]) is None
 
 
