@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +38,7 @@ import docker
 import docker.errors
 from docker.models.services import Service
 from docker.types import (
-    ConfigReference,
-    EndpointSpec,
-    Healthcheck,
-    Mount,
-    Resources,
-    RestartPolicy,
     SecretReference,
-    ServiceMode,
-    UpdateConfig,
 )
 
 from spaces_runtime.config import Settings
@@ -56,40 +47,26 @@ from spaces_runtime.logs import LogSink
 from spaces_runtime.supervisor.backend import ExitInfo, Instance, LaunchSpec
 from spaces_runtime.supervisor.docker import (
     GENERATION_LABEL,
-    MIB,
     PLATFORM_LABEL,
     SPACE_LABEL,
     TIERS,
     Limits,
     Tier,
-    image_pythonpath,
     limits_for,
     platform_id,
-    runner_mounts,
-    runtime_env,
 )
-from spaces_runtime.supervisor.probes import readiness_url
-from spaces_runtime.swarm.kit import KIT_MOUNT, KitConfigs
+from spaces_runtime.swarm.kit import KitConfigs
 from spaces_runtime.swarm.pinning import DataPins, PinBook
-from spaces_runtime.swarm.runnerplace import (
-    RUNNER_CONSTRAINT,
-    RUNNER_MOUNT,
-    SOCKET,
-    TOKEN_KEY,
-    socket_volume,
-    without_runner,
-)
+from spaces_runtime.swarm.runneraccess import RunnerAccess, runner_access
 from spaces_runtime.swarm.secrets import SwarmSecrets, wrapped_command
+from spaces_runtime.swarm.service import GPU_LABEL, NANO, generation_of, service_config, service_name, task_url
 
 IMAGE_REPO = "spaces-runtime/app"  # in the platform's registry: {registry}/spaces-runtime/app:{tag}
-DRAIN_S = 3.0
 TASKS_TTL_S = 0.5
 FAILED_TASKS = 3  # failed tasks of a version with none running: it counts as exited (a crash loop)
-NANO = 1_000_000_000
 # an instance's upstream until ``exited`` finds one of its tasks running: a valid URL that refuses at once (the
 # discard port on loopback), so readiness probes say "not yet" rather than fail on an empty address
 NO_TASK_YET = "http://127.0.0.1:9"
-GPU_LABEL = "spaces-runtime.gpus"  # a node label: how many GPUs its engine reports (swarm.nodes.label_gpus)
 
 
 @dataclass(frozen=True)
@@ -103,96 +80,10 @@ class Task:
 
 
 @dataclass
-class RunnerAccess:
-    """What ``_runner_access`` adds to a task: the spec with its runner env, mounts, constraints, kit configs."""
-
-    spec: LaunchSpec
-    mounts: list[Mount] = field(default_factory=list)
-    constraints: list[str] = field(default_factory=list)
-    configs: list[ConfigReference] = field(default_factory=list)
-
-
-@dataclass
 class _Version:
     generation: int
     service_id: str
     kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-def service_name(space_id: str) -> str:
-    """alice/My_App → spaces-alice--my-app (swarm: letters, digits and dashes, at most 63)."""
-    slug = re.sub(r"[^a-z0-9-]", "-", space_id.replace("/", "--").lower())
-    return f"spaces-{slug}"[:63].rstrip("-")
-
-
-def health_test(spec: LaunchSpec) -> list[str] | None:
-    """The readiness probe run inside the task with the image's own Python; None for a docker-SDK app (its image
-    may have no Python; the supervisor's probe from outside still decides when it is ready)."""
-    if spec.sdk not in ("gradio", "streamlit"):
-        return None
-    url = readiness_url(spec, f"http://127.0.0.1:{spec.app_port}")
-    code = "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)"
-    return ["CMD", "python3", "-c", code, url]
-
-
-def service_config(spec: LaunchSpec, limits: Limits, *, image: str, platform: str, generation: int,
-                   replicas: int, volume: str, constraints: list[str], secrets: list[SecretReference] | None = None,
-                   command: list[str] | None = None) -> dict[str, Any]:
-    """Keyword arguments for ``client.services.create`` and ``Service.update`` (pure). ``secrets`` are mounted
-    at /run/secrets and kept out of the environment in the spec (``swarm.secrets``); ``command`` replaces the
-    image's entrypoint (the loop that exports them)."""
-    labels = {SPACE_LABEL: spec.space_id, PLATFORM_LABEL: platform, GENERATION_LABEL: str(generation)}
-    resources = Resources(cpu_limit=limits.nano_cpus, mem_limit=limits.memory_bytes)
-    resources["Limits"]["Pids"] = limits.pids  # Engine API 1.41; docker-py has no argument for it
-    tmpfs_mb = max(64, limits.memory_bytes // MIB // 4)
-    test = health_test(spec)
-    config: dict[str, Any] = {
-        "image": image,
-        "name": service_name(spec.space_id),
-        "labels": labels,
-        "container_labels": labels,
-        "env": [f"{k}={v}" for k, v in runtime_env(spec).items() if k not in spec.secret_keys],
-        "secrets": secrets or [],
-        "user": "1000:1000",
-        "cap_drop": ["ALL"],
-        "read_only": True,
-        "init": True,
-        "mounts": [Mount("/tmp", None, type="tmpfs", tmpfs_size=tmpfs_mb * MIB, tmpfs_mode=0o1777),
-                   Mount("/data", volume, type="volume", labels=labels)],
-        "resources": resources,
-        "mode": ServiceMode("replicated", replicas=replicas),
-        "restart_policy": RestartPolicy(condition="any", delay=NANO, max_attempts=0, window=0),
-        "update_config": UpdateConfig(parallelism=1, order="start-first", failure_action="rollback",
-                                      monitor=2 * NANO),
-        "endpoint_spec": EndpointSpec(mode="dnsrr", ports=[{"Protocol": "tcp", "TargetPort": spec.app_port,
-                                                            "PublishMode": "host"}]),
-        "stop_signal": "SIGWINCH",
-        "stop_grace_period": int(DRAIN_S * NANO),
-        "constraints": constraints,
-        "log_driver": "json-file",
-        "log_driver_options": {"max-size": "10m", "max-file": "2"},
-    }
-    if command is not None:
-        config["command"] = command
-    if test is not None:
-        config["healthcheck"] = Healthcheck(test=test, interval=2 * NANO, timeout=4 * NANO, retries=3,
-                                            start_period=int(min(spec.startup_timeout_s, 600) * NANO))
-    return config
-
-
-def task_url(task: dict[str, Any], node_addresses: dict[str, str]) -> str | None:
-    """http://node:published-port of a task that runs on a ready node, else None (pure)."""
-    if task.get("Status", {}).get("State") != "running" or task.get("DesiredState") != "running":
-        return None
-    address = node_addresses.get(task.get("NodeID", ""))
-    ports = (task.get("Status", {}).get("PortStatus") or {}).get("Ports") or []
-    published = next((p.get("PublishedPort") for p in ports if p.get("PublishedPort")), None)
-    return f"http://{address}:{published}" if address and published else None
-
-
-def generation_of(task: dict[str, Any]) -> int:
-    label = ((task.get("Spec") or {}).get("ContainerSpec") or {}).get("Labels", {}).get(GENERATION_LABEL, "")
-    return int(label) if label.isdigit() else 0
 
 
 class SwarmBackend:
@@ -296,27 +187,8 @@ class SwarmBackend:
                         started_at=time.time())
 
     def _runner_access(self, spec: LaunchSpec, log: LogSink) -> RunnerAccess:
-        """Every app gets the app-side kit (Docker configs, ``swarm.kit``) as on the other backends. An app that
-        names runner models also reaches the runner of its node (``swarm.runners``): the node's runner volume
-        read-only, its token as a Docker secret, and a place on a runner node. Others run anywhere, without the
-        runner's address and token."""
-        if not spec.env.get("SPACES_RUNNER_URL", "").startswith("unix://"):
-            return RunnerAccess(spec)  # the runner is off: no kit either, as on the docker backend
-        env, _ = runner_mounts(spec.env, self.kit.kit, image_pythonpath(self._image_config(spec.image or "")),
-                               kit_mount=KIT_MOUNT)
-        configs = self.kit.references()
-        if not (self.with_runner and spec.uses_runner):
-            if self.with_runner:
-                log("the app names no runner model (README models: or runner_models:), so it runs on any node, "
-                    "without the model runner")
-            return RunnerAccess(replace(spec, env=without_runner(env)), configs=configs)
-        # runner_mounts pointed the URL at the docker backend's bind mount; on the swarm the socket is in the
-        # node's runner volume, mounted elsewhere
-        env["SPACES_RUNNER_URL"] = f"unix://{SOCKET}"
-        log(f"model runner: the runner of the task's node, through {SOCKET} (a runner node: {RUNNER_CONSTRAINT})")
-        mount = Mount(RUNNER_MOUNT, socket_volume(self.platform), type="volume", read_only=True)
-        return RunnerAccess(replace(spec, env=env, secret_keys=spec.secret_keys | {TOKEN_KEY}), [mount],
-                            [RUNNER_CONSTRAINT], configs)
+        return runner_access(spec, log, kit=self.kit, platform=self.platform, with_runner=self.with_runner,
+                             image_config=lambda: self._image_config(spec.image or ""))
 
     def _image_config(self, image: str) -> dict[str, Any]:
         try:

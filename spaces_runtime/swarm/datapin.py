@@ -145,7 +145,7 @@ def waiting_message(space_id: str, node: str, state: str) -> str:
 
 
 def pinned_config(config: dict[str, Any], node_id: str | None) -> dict[str, Any]:
-    """Service keyword arguments (``supervisor.swarm.service_config``) with the pin's constraint and label; the
+    """Service keyword arguments (``swarm.service.service_config``) with the pin's constraint and label; the
     same arguments without any pin when ``node_id`` is None. ``labels`` is copied: the config shares it."""
     constraints = without_pin(config.get("constraints") or [])
     labels = {k: v for k, v in (config.get("labels") or {}).items() if k != DATA_NODE_LABEL}

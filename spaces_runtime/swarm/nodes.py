@@ -25,9 +25,9 @@ import docker.errors
 
 from spaces_runtime.errors import BackendError, ConflictError, NotFoundError, SpacesError
 from spaces_runtime.supervisor.docker import PLATFORM_LABEL, SPACE_LABEL
-from spaces_runtime.supervisor.swarm import GPU_LABEL
 from spaces_runtime.swarm import datamove, datapin
 from spaces_runtime.swarm.pinning import DataPins, Pin
+from spaces_runtime.swarm.service import GPU_LABEL
 
 log = logging.getLogger(__name__)
 _GPU_KINDS = ("gpu", "nvidia-gpu", "nvidia.com/gpu")
