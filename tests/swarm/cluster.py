@@ -100,6 +100,7 @@ class Node:
 class Cluster:
     root: Path
     nodes: list[Node] = field(default_factory=list)
+    runner_image: str | None = None  # the model runner's image, once loaded into the GPU node's engine
     _rules: list[list[str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -219,15 +220,17 @@ class Cluster:
         for worker in self.workers:
             worker.docker("swarm", "join", "--token", token, "--advertise-addr", worker.ip, f"{manager.ip}:2377")
 
-    def load_images(self, names: list[str]) -> None:
-        """Copy images from the host engine into the manager's (ids kept), in one stream."""
+    def load_images(self, names: list[str], node: Node | None = None) -> None:
+        """Copy images from the host engine into a node's (the manager's unless named; ids kept), in one
+        uncompressed stream."""
+        into = node or self.manager
         save = subprocess.Popen(["docker", "save", *names], stdout=subprocess.PIPE)
-        load = subprocess.run(["docker", "-H", self.manager.docker_host, "load", "-q"], stdin=save.stdout,
+        load = subprocess.run(["docker", "-H", into.docker_host, "load", "-q"], stdin=save.stdout,
                               capture_output=True, text=True, timeout=600)
         assert save.stdout is not None
         save.stdout.close()
         if save.wait(60) != 0 or load.returncode != 0:
-            raise RuntimeError(f"copying {names} into the manager failed: {load.stderr[-2000:]}")
+            raise RuntimeError(f"copying {names} into {into.netns} failed: {load.stderr[-2000:]}")
 
     # --- tearing it down -------------------------------------------------------------------------------
     def stop(self) -> None:

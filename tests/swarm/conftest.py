@@ -6,6 +6,7 @@ Debian's docker-registry; missing, the tests skip on a developer's machine and F
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import shutil
 from collections.abc import Iterator
@@ -13,9 +14,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cluster import Cluster, leftovers
+from cluster import GPU_NODE, Cluster, leftovers
 from prerequisites import missing
-from swarmkit import SWARM_EXAMPLES, TWIN_SECRET, ManagerPlatform, manager_platform, sdk_images, twin_apps
+from swarmkit import (
+    SWARM_EXAMPLES,
+    TWIN_SECRET,
+    ManagerPlatform,
+    host_runner_image,
+    manager_platform,
+    sdk_images,
+    twin_apps,
+)
 
 from builder.docker.render import BOOTSTRAP_BASE
 from spaces_harness import EXAMPLES, copy_app
@@ -34,12 +43,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     except BackendError as exc:
         missing(f"Docker Engine unreachable: {exc}; run scripts/install-docker.sh")
     made = Cluster(tmp_path_factory.mktemp("swarm"))
-    try:
-        made.start()
-        made.load_images(names)
-        yield made
-    finally:
-        made.stop()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        runner = pool.submit(host_runner_image)  # built on the host while the cluster starts
+        try:
+            made.start()
+            made.load_images(names)
+            made.load_images([runner.result(timeout=900)], made.node(GPU_NODE))
+            made.runner_image = runner.result()
+            yield made
+        finally:
+            made.stop()
     left = leftovers()
     assert not left, f"the cluster left {left} behind"
 
@@ -51,7 +64,8 @@ def platform(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
     root = tmp_path_factory.mktemp("swarm-platform")
     for name in SWARM_EXAMPLES:
         copy_app(EXAMPLES / name, root / "examples" / name)
-    server = manager_platform(cluster, root, ["--examples", str(root / "examples")])
+    server = manager_platform(cluster, root, ["--examples", str(root / "examples")],
+                              runner_image=cluster.runner_image)
     server.start()
     try:
         made = httpx.post(f"{server.url}/api/spaces/tests/twin/secrets", headers=server.auth, timeout=30,

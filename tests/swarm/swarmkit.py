@@ -24,6 +24,7 @@ from builder import releases
 from builder import spec as specs
 from builder.docker import ImageBuilder, connect, ensure_base_image
 from builder.docker.render import BOOTSTRAP_BASE, sdk_image_for
+from builder.docker.runner import build_runner_image
 from spaces_harness import REPO, Platform, write_app
 from spaces_runtime.config import Settings
 
@@ -114,14 +115,32 @@ class ManagerPlatform(Platform):
         return self
 
 
-def manager_platform(cluster: Cluster, root: Path, extra_args: list[str] | None = None) -> ManagerPlatform:
-    """Not started yet. Its model runner is the swarm's global service on w1, the GPU node (cluster.py), from an
-    image built on the manager without the built-in models' packages (500 MB the tests do not use) and with the
+def runner_settings() -> dict[str, str]:
+    """The swarm runner's image without the built-in models' packages (500 MB the tests do not use) and with the
     torch wheel this kind of machine keeps on disk, when it has one (else the index's)."""
-    env = {"DOCKER_HOST": cluster.manager.docker_host, "SPACES_BASE_IMAGE": BOOTSTRAP_BASE,
-           "SPACES_SWARM_RUNNER_BUILTIN_MODELS": "false"}
+    env = {"SPACES_BASE_IMAGE": BOOTSTRAP_BASE, "SPACES_SWARM_RUNNER_BUILTIN_MODELS": "false"}
     if LOCAL_WHEELS.is_dir():
         env["SPACES_RUNNER_FIND_LINKS"] = str(LOCAL_WHEELS)
+    return env
+
+
+def host_runner_image() -> str:
+    """The runner image as the manager would build it (builder.docker.runner, runner_settings), built on the
+    host engine (or found there) so the session can load it into the GPU node: pushing its 1 GB through the
+    registry is gzip on one core, three minutes of the session's setup on 2 cores, for a path every app's image
+    takes too."""
+    settings = Settings(backend="docker", base_image=BOOTSTRAP_BASE, swarm_runner_builtin_models=False,
+                        runner_find_links=LOCAL_WHEELS if LOCAL_WHEELS.is_dir() else None)
+    return build_runner_image(ImageBuilder(connect(os.environ), settings, environ=os.environ), lambda _l: None).tag
+
+
+def manager_platform(cluster: Cluster, root: Path, extra_args: list[str] | None = None, *,
+                     runner_image: str | None = None) -> ManagerPlatform:
+    """Not started yet. Its model runner is the swarm's global service on w1, the GPU node (cluster.py), from
+    ``runner_image`` when the test loaded one there, else from an image it builds and pushes itself."""
+    env = {"DOCKER_HOST": cluster.manager.docker_host, **runner_settings()}
+    if runner_image is not None:
+        env["SPACES_SWARM_RUNNER_IMAGE"] = runner_image
     return ManagerPlatform(root / "data", extra_args=extra_args or [], env=env, netns=cluster.manager.netns,
                            address=cluster.manager.ip)
 
