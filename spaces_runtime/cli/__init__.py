@@ -138,13 +138,15 @@ def wait_for_outcome(api: PlatformClient, space_id: str, timeout: float, quiet: 
                 last = space["stage"]
             if space["stage"] == Stage.RUNNING or space["stage"] in ERROR_STAGES:
                 return space
+            if space["stage"] == Stage.APP_STARTING and space.get("error"):  # waiting for its node: says why
+                return space
             if space["stage"] in (Stage.PAUSED, Stage.STOPPED) or time.monotonic() > deadline:
                 return space
             time.sleep(0.5)
 
 
 def report_failure(api: PlatformClient, space: dict[str, Any], streamed: bool = False) -> None:
-    kind = "run" if space["stage"] == Stage.RUNTIME_ERROR else "build"
+    kind = "run" if space["stage"] in (Stage.RUNTIME_ERROR, Stage.APP_STARTING) else "build"
     if streamed and kind == "build" and space["stage"] in ERROR_STAGES:
         # the build log just shown ends with the error line, the failing output above it: not again
         err.print(f"[red]{space['stage']}[/] {space['id']} (the build log above says why)", highlight=False)

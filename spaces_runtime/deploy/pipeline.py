@@ -192,7 +192,10 @@ class Pipeline:
         sink("build succeeded; starting the app")
         launch = self.launch_spec(space_id, spec, app_dir, built, sink)
         stage = await (self.supervisor.adopt(launch, adopt) if adopt else self.supervisor.run_app(launch))
-        keep_version(self.store, space_id, app_dir, worked=stage == Stage.RUNNING)
+        waiting = self.supervisor.waiting(space_id) if stage is Stage.APP_STARTING else None
+        if waiting:  # it starts by itself once its node is back: this version is the one that will run
+            sink(f"the app waits for its node: {waiting}")
+        keep_version(self.store, space_id, app_dir, worked=stage == Stage.RUNNING or bool(waiting))
 
     async def _build(self, space_id: str, plan: BuildPlan, spec: AppSpec, app_dir: Path,
                      sink: LogSink) -> BuiltEnvironment:

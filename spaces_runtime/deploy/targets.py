@@ -141,6 +141,6 @@ def not_serving(record: SpaceRecord) -> Target:
         return Failed(stage=record.stage, error=record.error or "")
     if record.stage in STARTING_STAGES or record.stage == Stage.RUNNING:
         detail = "building the environment" if record.stage in (Stage.BUILDING, Stage.RUNNING_BUILDING) \
-            else "starting the app"
+            else record.error or "starting the app"  # a starting app with an error: it waits for its node
         return Pending(stage=record.stage, title=title, detail=detail)
     return Failed(stage=record.stage, error=f"this space is {record.stage.lower()}; restart it to use it")

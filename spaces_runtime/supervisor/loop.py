@@ -51,6 +51,7 @@ class _App:
     restart_at: float | None = None  # a crashed app starts again at this time
     restarts: list[float] = field(default_factory=list)
     node_waits: int = 0  # launches in a row refused because the app's node is away (NodeUnavailableError)
+    waiting: str | None = None  # why it waits for its node, while it does: a settled outcome for callers
     # crashes after the app has served once are restarted; a crash before that is a broken app
     has_served: bool = False
     last_touch: float = field(default_factory=time.monotonic)
@@ -171,7 +172,7 @@ class Supervisor:
                 await self._begin(app, app.spec, "waking up after a visit")
         stage = await self._settle(app)
         if stage is not Stage.RUNNING:
-            raise AppRuntimeError(f"{space_id} did not wake up: its stage is {stage}")
+            raise AppRuntimeError(app.waiting or f"{space_id} did not wake up: its stage is {stage}")
 
     def upstream(self, space_id: str) -> str | None:
         """The base URL to proxy to while the app serves, else None."""
@@ -192,6 +193,11 @@ class Supervisor:
         app = self._apps.get(space_id)
         if app is not None:
             app.last_heard = time.monotonic()
+
+    def waiting(self, space_id: str) -> str | None:
+        """Why the app waits for its node (its launch refused with NodeUnavailableError), while it does."""
+        app = self._apps.get(space_id)
+        return app.waiting if app is not None else None
 
     def stage(self, space_id: str) -> Stage | None:
         app = self._apps.get(space_id)
@@ -233,12 +239,14 @@ class Supervisor:
         app.spec = spec
         app.has_served = False
         app.restarts = []
-        app.restart_at = None
+        app.restart_at, app.node_waits, app.waiting = None, 0, None
         await self._report(app, Stage.APP_STARTING, reason)
         await self._launch(app)
 
     async def _settle(self, app: _App) -> Stage:
-        while app.stage in _STARTING:
+        """The stage the app settles in. An app waiting for its node has settled too (APP_STARTING, the reason in
+        ``waiting``): a deploy, restart or wake that waited for the node would wait for as long as it is away."""
+        while app.stage in _STARTING and app.waiting is None:
             await app.changed.wait()
         return app.stage
 
@@ -248,10 +256,13 @@ class Supervisor:
             generation = app.generation
             app.replacing = True
             await self._report(app, Stage.RUNNING_APP_STARTING, "starting the new version")
+        away = False
         try:
             self.logs.start_section(spec.space_id, "run", f"starting the new version ({spec.sdk})")
             app.candidate = await self.backend.launch(spec, self.logs.sink(spec.space_id, "run"))
             failure = await self._await_ready(spec, app.candidate)
+        except NodeUnavailableError as exc:  # its node went away before the supervisor saw the old one go
+            failure, away = str(exc), True
         except SpacesError as exc:
             failure = str(exc)
         except BaseException:  # cancelled (a newer deploy, a pause): the half-started version must not live on
@@ -266,6 +277,11 @@ class Supervisor:
             if app.generation != generation:  # stopped or redeployed meanwhile
                 if candidate is not None:
                     await self.backend.stop(candidate, self.settings.stop_grace_s)
+                return app.stage
+            if failure is not None and away:
+                await self._stop_instance(app)  # the old version's task cannot run there either
+                app.spec, app.has_served = spec, False
+                await self._wait_for_node(app, failure)
                 return app.stage
             if failure is not None:
                 if candidate is not None:
@@ -306,7 +322,8 @@ class Supervisor:
 
     async def _launch(self, app: _App) -> None:
         spec = app.spec
-        self.logs.start_section(spec.space_id, "run", f"starting {spec.sdk} app {spec.app_file}")
+        if not app.node_waits:  # a retry while its node is away is one line of the same section
+            self.logs.start_section(spec.space_id, "run", f"starting {spec.sdk} app {spec.app_file}")
         try:
             app.instance = await self.backend.launch(spec, self.logs.sink(spec.space_id, "run"))
         except NodeUnavailableError as exc:
@@ -316,7 +333,7 @@ class Supervisor:
             self.logs.write(spec.space_id, "run", f"could not start the app: {exc}")
             await self._fail(app, str(exc))
             return
-        app.ready, app.launched_at, app.restart_at, app.node_waits = False, time.monotonic(), None, 0
+        app.ready, app.launched_at, app.restart_at, app.node_waits, app.waiting = False, time.monotonic(), None, 0, None
         self._launched.set()  # the loop asks it often whether it serves yet
 
     async def _wait_for_node(self, app: _App, why: str) -> None:
@@ -325,16 +342,19 @@ class Supervisor:
         a retry each minute must not fill its event history)."""
         delay = self.policy.backoff(app.node_waits)
         app.node_waits += 1
-        app.restart_at = time.monotonic() + delay
+        app.restart_at, app.waiting = time.monotonic() + delay, why
         self.logs.write(app.spec.space_id, "run", f"{why}; trying again in {delay:.0f} s")
         if app.node_waits == 1:
             await self._report(app, Stage.APP_STARTING, "waiting for its node", why)
+        else:
+            _notify(app)
 
     async def _stop_instance(self, app: _App) -> None:
         candidate, app.candidate = app.candidate, None
         if candidate is not None:  # a replacement still starting goes with the app
             await self.backend.stop(candidate, self.settings.stop_grace_s)
         instance, app.instance, app.ready, app.restart_at = app.instance, None, False, None
+        app.node_waits, app.waiting = 0, None
         if instance is not None:
             await self.backend.stop(instance, self.settings.stop_grace_s)
 

@@ -157,6 +157,7 @@ class SwarmBackend:
 
     # --- blocking work -----------------------------------------------------------------------------------
     def _launch(self, spec: LaunchSpec, log: LogSink) -> Instance:
+        self.pins.refuse_if_away(spec.space_id, spec.replicas)
         image = self.push(spec.image or "", log)
         limits = self.limits(spec.hardware)
         replicas = spec.replicas

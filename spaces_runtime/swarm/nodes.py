@@ -32,7 +32,7 @@ from spaces_runtime.swarm.service import GPU_LABEL
 log = logging.getLogger(__name__)
 _GPU_KINDS = ("gpu", "nvidia-gpu", "nvidia.com/gpu")
 DRAIN_WAIT_S = 900.0  # the rolling updates of every app on the node; a slow start counts its startup time
-STOP_WAIT_S = 60.0  # a scaled-down task's stop: its drain (supervisor.swarm.DRAIN_S) and its exit
+STOP_WAIT_S = 60.0  # a scaled-down task's stop: its drain (swarm.service.DRAIN_S) and its exit
 POLL_S = 1.0
 DRAIN_ERROR_LABEL = "spaces-runtime.drain-error"  # a node label: why the last drain stopped short
 # task states in which a container may exist on its node and hold the volume ("new"/"pending" never reached one)

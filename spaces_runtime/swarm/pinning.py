@@ -21,7 +21,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from spaces_runtime.errors import BackendError
+from spaces_runtime.errors import BackendError, NodeUnavailableError
 from spaces_runtime.logs import LogSink
 from spaces_runtime.supervisor.docker import PLATFORM_LABEL
 from spaces_runtime.swarm import datapin
@@ -99,6 +99,16 @@ class DataPins:
             yield
         finally:
             lock.release()
+
+    def refuse_if_away(self, space_id: str, replicas: int) -> None:
+        """Raise NodeUnavailableError at once when a single-replica space's node is down or drained: before a
+        launch pushes its image or touches its secrets, which a retry each minute would do for nothing. A node
+        that left the swarm is ``apply``'s to decide (a new pin)."""
+        pin = self.book.get(space_id) if replicas == 1 else None
+        node = next((n for n in self.candidates() if n.id == pin.node), None) if pin is not None else None
+        trouble = datapin.problem(node, space_id, []) if node is not None else None
+        if isinstance(trouble, NodeUnavailableError):
+            raise trouble
 
     def apply(self, config: dict[str, Any], space_id: str, service: Any, replicas: int,
               log: LogSink) -> dict[str, Any]:
