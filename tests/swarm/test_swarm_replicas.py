@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cluster import Cluster
+from cluster import GPU_NODE, Cluster
 from gradio_client import Client
 from polling import wait_until
 from swarmkit import Load, ManagerPlatform, gradio_twin, node_names, tasks_of
@@ -17,6 +17,9 @@ from spaces_runtime.gateway.affinity import COOKIE, key
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1500)]  # the first test may wait for the platform
 RESCHEDULE_S = 120  # node seen down (2 s heartbeats), task placed elsewhere, image pulled, app healthy
+WAIT_SEEN_S = 120  # from the twin's reschedule: 3 failed health checks 10 s apart, the service removed, a start
+BACK_S = 240  # the engine's start, the next try (backoff up to 60 s), the task's start and health check
+CLASSIFIER = "examples/image-classifier"  # a runner app: pinned to the GPU node, the runner's
 
 
 def task_urls(cluster: Cluster, space_id: str) -> dict[str, str]:
@@ -124,11 +127,16 @@ def test_drain_moves_apps_off_a_node_without_a_failed_request(platform: ManagerP
 
 
 def test_a_stopped_worker_engine_has_its_tasks_rescheduled(platform: ManagerPlatform, cluster: Cluster) -> None:
+    """The GPU node's engine stops: tests/twin's task there moves and the app keeps answering; the classifier,
+    pinned to that node with its /data, waits for it (its status says why), and once the engine is back it
+    serves again by itself, with no `spaces restart`."""
     client = cluster.manager.client()
     nodes = node_names(client)
-    on_workers = [t for t in tasks_of(client, "tests/twin") if nodes[t["NodeID"]] != "spt-mgr"]
-    assert on_workers, "no task of tests/twin runs on a worker"
-    worker = cluster.node(nodes[on_workers[0]["NodeID"]].removeprefix("spt-"))
+    worker = cluster.node(GPU_NODE)
+    # the drain before moved twin's tasks off a non-runner node: one of them is on the GPU node now
+    assert any(nodes[t["NodeID"]] == worker.netns for t in tasks_of(client, "tests/twin")), \
+        f"no task of tests/twin runs on {worker.netns}"
+    assert [nodes[t["NodeID"]] for t in tasks_of(client, CLASSIFIER)] == [worker.netns]
     cluster.stop_engine(worker)
     try:
         def rescheduled() -> bool:
@@ -139,5 +147,16 @@ def test_a_stopped_worker_engine_has_its_tasks_rescheduled(platform: ManagerPlat
                    ignoring=(httpx.HTTPError,))
         for _ in range(6):
             assert "served by" in httpx.get(f"{platform.url}/spaces/tests/twin/config", timeout=10).text
+        # its health checks fail (3 x 10 s), its service goes, and its next start finds the node down
+        def says_it_waits() -> str:
+            space = platform.space(CLASSIFIER)
+            error = space.get("error") or ""
+            return error if space["stage"] == "APP_STARTING" and f"waiting for node {worker.netns}" in error else ""
+        said = wait_until(says_it_waits, WAIT_SEEN_S, f"{CLASSIFIER} to say it waits for {worker.netns}",
+                          interval=0.5)
+        assert "starts again by itself" in said, said
     finally:
         cluster.start_engine(worker)
+    wait_until(lambda: platform.space(CLASSIFIER)["stage"] == "RUNNING", BACK_S,
+               f"{CLASSIFIER} to serve again by itself once {worker.netns} is back", interval=0.5)
+    assert [nodes[t["NodeID"]] for t in tasks_of(client, CLASSIFIER)] == [worker.netns], "its /data is there"

@@ -36,12 +36,9 @@ except SpacesError as exc:
 
 @pytest.fixture(scope="module", autouse=True)
 def classifier_serves(platform: ManagerPlatform, cluster: Cluster) -> None:
-    """The classifier is pinned to w1, the runner node; test_swarm_replicas may have stopped w1's engine, and a
-    pinned space whose node went down waits for `spaces restart` once the node is back (README: Docker Swarm).
-    That is what a user would do, so do it here, then wait for it and for w1's runner to serve."""
-    if platform.space(CLASSIFIER)["stage"] != "RUNNING":
-        platform.cli("restart", CLASSIFIER, check=True)
-    wait_until(lambda: platform.space(CLASSIFIER)["stage"] == "RUNNING"  # a restart passes through errors too
+    """The classifier is pinned to w1, the runner node, whose engine test_swarm_replicas stops and starts again:
+    wait for the classifier (it starts again by itself) and for w1's runner to serve."""
+    wait_until(lambda: platform.space(CLASSIFIER)["stage"] == "RUNNING"
                and len(tasks_of(cluster.manager.client(), CLASSIFIER)) == 1, 600, "the classifier to serve",
                interval=0.5)
     # and its runner: after w1's engine came back, the runner task starts beside the app (torch's import: tens of
