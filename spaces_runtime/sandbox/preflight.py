@@ -87,11 +87,12 @@ def _seccomp(have: dict[str, str]) -> Check:
 
 
 def _network() -> Check:
-    name = f"spaces-doctor-{secrets.token_hex(3)}"
+    tag = secrets.token_hex(3)  # two platforms (or a platform and `spaces doctor`) may check at once
+    name = f"spaces-doctor-{tag}"
     result = _run(["ip", "netns", "add", name])
     _run(["ip", "netns", "del", name])
-    veth = _run(["ip", "link", "add", "vdoc0", "type", "veth", "peer", "name", "vdoc1"])
-    _run(["ip", "link", "del", "vdoc0"])
+    veth = _run(["ip", "link", "add", f"vdoc{tag}", "type", "veth", "peer", "name", f"vdop{tag}"])
+    _run(["ip", "link", "del", f"vdoc{tag}"])
     fw = _run(["iptables", "-S", "FORWARD"])
     ok = result.returncode == 0 and veth.returncode == 0 and fw.returncode == 0
     why = " ".join(r.stderr.strip() for r in (result, veth, fw) if r.returncode != 0)
