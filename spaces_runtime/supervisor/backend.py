@@ -74,3 +74,8 @@ class Backend(Protocol):
     async def remove_data(self, space_id: str) -> None:
         """A deleted space's persistent /data goes with it, so it never reappears in a new space of that name."""
         ...
+
+    def held(self, space_id: str) -> str | None:
+        """Why the backend keeps the app from answering on purpose right now (the swarm: its /data is being
+        moved to another node), or None. Unanswered health checks meanwhile are not a hang."""
+        ...

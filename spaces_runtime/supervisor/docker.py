@@ -306,6 +306,9 @@ class DockerBackend:
     def volume_name(self, space_id: str) -> str:
         return f"spaces-{self.platform}-{_slug(space_id)}-data"
 
+    def held(self, space_id: str) -> str | None:
+        return None  # nothing here stops an app on purpose without the supervisor
+
     async def remove_data(self, space_id: str) -> None:
         await asyncio.to_thread(self.remove_volume, space_id)
 

@@ -495,6 +495,10 @@ class Supervisor:
 
     async def _count_liveness(self, app: _App, answered: bool, served: bool) -> None:
         space_id, policy = app.spec.space_id, self.liveness
+        held = None if answered else self.backend.held(space_id)
+        if held is not None:  # down on purpose, and back by itself: no count towards a hang
+            self.logs.write(space_id, "run", f"health check: no answer; {held}")
+            return
         app.live_failures = policy.count(app.live_failures, answered, served)
         if answered:
             return

@@ -285,6 +285,9 @@ class ProcessBackend:
     def attach_logs(self, instance: Instance, log: LogSink) -> None:
         """Never called: processes are not adopted (see ``adopt``)."""
 
+    def held(self, space_id: str) -> str | None:
+        return None  # nothing here stops an app on purpose without the supervisor
+
     async def remove_data(self, space_id: str) -> None:
         """A deleted space's /data (kept across redeploys and restarts) goes with it."""
         from spaces_runtime.sandbox.launcher import Sandbox, disks_of

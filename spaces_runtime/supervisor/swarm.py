@@ -136,6 +136,11 @@ class SwarmBackend:
             await asyncio.to_thread(lambda: self.client.volumes.get(self.volume_name(space_id)).remove(force=True))
         self.pins.forget(space_id)
 
+    def held(self, space_id: str) -> str | None:
+        if self.pins.is_moving(space_id):
+            return "its /data is being copied to another node (spaces nodes drain); it answers again after"
+        return None
+
     # --- beyond the protocol: the gateway's view -----------------------------------------------------------
     def task_upstreams(self, space_id: str) -> tuple[str, ...]:
         """Where the space's healthy tasks answer, newest version first (refreshed at most every TASKS_TTL_S)."""

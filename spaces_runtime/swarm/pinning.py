@@ -100,6 +100,12 @@ class DataPins:
         finally:
             lock.release()
 
+    def is_moving(self, space_id: str) -> bool:
+        """Whether a drain moves the space's /data right now (``moving`` is held)."""
+        with self._moves_lock:
+            lock = self._moves.get(space_id)
+        return lock is not None and lock.locked()
+
     def refuse_if_away(self, space_id: str, replicas: int) -> None:
         """Raise NodeUnavailableError at once when a single-replica space's node is down or drained: before a
         launch pushes its image or touches its secrets, which a retry each minute would do for nothing. A node

@@ -61,6 +61,9 @@ class FakeBackend:
             self.live[survivor.backend_ref] = survivor.space_id
         return list(self.survivors)
 
+    def held(self, space_id: str) -> str | None:
+        return None
+
     def attach_logs(self, instance: Instance, log: LogSink) -> None:
         log("following an adopted app")
 

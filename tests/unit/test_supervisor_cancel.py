@@ -40,6 +40,9 @@ class FakeBackend:
     async def adopt(self) -> list[Instance]:
         return []
 
+    def held(self, space_id: str) -> str | None:
+        return None
+
 
 def closed_port_url() -> str:
     with socket.socket() as s:

@@ -8,6 +8,7 @@ supervisor, its loop and its probes are real."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from spaces_runtime.logs import LogBook
 from spaces_runtime.stages import Stage
 from spaces_runtime.supervisor.backend import ExitInfo, Instance, LaunchSpec
 from spaces_runtime.supervisor.loop import Supervisor
+from spaces_runtime.supervisor.probes import LivenessPolicy
 
 WAITING = "a/b: waiting for node w2, which holds its /data and is down"
 
@@ -33,6 +35,8 @@ class AwayNodeBackend:
     def __init__(self, url: str) -> None:
         self.url, self.away, self.launches, self.refused = url, False, 0, 0
         self.live: set[str] = set()
+        self.instances: list[Instance] = []
+        self.held_because: str | None = None
 
     async def launch(self, spec: LaunchSpec, log: object) -> Instance:
         self.launches += 1
@@ -41,7 +45,8 @@ class AwayNodeBackend:
             raise NodeUnavailableError(WAITING)
         ref = str(self.launches)
         self.live.add(ref)
-        return Instance(spec.space_id, self.url, ref, time.time())
+        self.instances.append(Instance(spec.space_id, self.url, ref, time.time()))
+        return self.instances[-1]
 
     async def exited(self, instance: Instance) -> ExitInfo | None:
         return None if instance.backend_ref in self.live else ExitInfo(0, "stopped")
@@ -51,6 +56,9 @@ class AwayNodeBackend:
 
     async def adopt(self) -> list[Instance]:
         return []
+
+    def held(self, space_id: str) -> str | None:
+        return self.held_because
 
 
 @dataclass
@@ -72,7 +80,8 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
                         restart_backoff_max_s=0.04)
     reports: list[tuple[Stage, str | None]] = []
     supervisor = Supervisor(backend, LogBook(tmp_path / "logs"), settings,
-                            lambda _id, stage, _r, error: reports.append((stage, error)))
+                            lambda _id, stage, _r, error: reports.append((stage, error)),
+                            liveness=LivenessPolicy(interval_s=0.02, timeout_s=0.5, failures=2))
     spec = LaunchSpec(space_id="a/b", sdk="gradio", app_dir=tmp_path, app_file="app.py", base_path="/spaces/a/b")
     try:
         yield Rig(backend, supervisor, reports, spec)
@@ -135,3 +144,20 @@ async def test_a_paused_app_stops_waiting_for_its_node(rig: Rig) -> None:
     for _ in range(20):  # several backoff delays pass: no launch after the pause (observed, not waited for)
         await asyncio.sleep(0.02)
     assert rig.backend.launches == tried and rig.supervisor.stage("a/b") is Stage.PAUSED
+
+
+async def test_health_checks_unanswered_while_its_data_moves_are_not_a_hang(rig: Rig, tmp_path: Path) -> None:
+    assert await rig.supervisor.run_app(rig.spec) is Stage.RUNNING
+    rig.backend.held_because = "its /data is being copied to another node"
+    with socket.socket() as closed:  # the task is stopped for the copy: nothing answers at its address
+        closed.bind(("127.0.0.1", 0))
+        rig.backend.instances[-1].upstream = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    run_log = tmp_path / "logs"
+
+    def said() -> str:
+        return "".join(p.read_text() for p in run_log.rglob("*") if p.is_file())
+    await wait_until_async(lambda: said().count("no answer; its /data is being copied") >= 4, 10,
+                           "health checks during the copy", interval=0.01)
+    assert rig.backend.launches == 1 and rig.supervisor.stage("a/b") is Stage.RUNNING, "no restart meanwhile"
+    rig.backend.held_because = None  # still no answer once the copy is over: now it is a hang
+    await wait_until_async(lambda: rig.backend.launches == 2, 10, "the hung app's restart", interval=0.01)

@@ -147,3 +147,11 @@ def test_a_rollback_after_a_drain_keeps_the_data_s_new_node(tmp_path: Path) -> N
     assert pins.current(old, "alice/notes")["constraints"] == [GPU, "node.id==new"]
     two = pinned_config({"labels": {}, "constraints": []}, None)  # several replicas: unpinned, and stays so
     assert pins.current(two, "alice/notes") == two
+
+
+def test_a_move_in_progress_is_seen_by_the_supervisor(tmp_path: Path) -> None:
+    pins = DataPins(None, "p", PinBook(tmp_path / "pins.json"))  # type: ignore[arg-type]  # no engine asked
+    assert not pins.is_moving("a/b")
+    with pins.moving("a/b"):
+        assert pins.is_moving("a/b") and not pins.is_moving("c/d")
+    assert not pins.is_moving("a/b")
