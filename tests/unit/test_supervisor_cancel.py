@@ -9,39 +9,25 @@ import socket
 import time
 from pathlib import Path
 
-from answering import serve_ok
+from answering import LiveSetBackend, serve_ok
 from polling import wait_until_async
 
 from spaces_runtime.config import Settings
 from spaces_runtime.logs import LogBook
 from spaces_runtime.stages import Stage
-from spaces_runtime.supervisor.backend import ExitInfo, Instance, LaunchSpec
+from spaces_runtime.supervisor.backend import Instance, LaunchSpec
 from spaces_runtime.supervisor.loop import Supervisor
 
 
-class FakeBackend:
-    name = "fake"
-
+class FakeBackend(LiveSetBackend):
     def __init__(self, ready_url: str, never_ready_url: str) -> None:
+        super().__init__()
         self.urls = [ready_url, never_ready_url]
-        self.live: set[str] = set()
 
     async def launch(self, spec: LaunchSpec, log: object) -> Instance:
         ref = str(len(self.live) + 1)
         self.live.add(ref)
         return Instance(spec.space_id, self.urls.pop(0), ref, time.time())
-
-    async def exited(self, instance: Instance) -> ExitInfo | None:
-        return None if instance.backend_ref in self.live else ExitInfo(0, "stopped")
-
-    async def stop(self, instance: Instance, grace_s: float) -> None:
-        self.live.discard(instance.backend_ref)
-
-    async def adopt(self) -> list[Instance]:
-        return []
-
-    def held(self, space_id: str) -> str | None:
-        return None
 
 
 def closed_port_url() -> str:

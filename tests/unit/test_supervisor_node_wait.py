@@ -15,28 +15,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from answering import serve_ok
+from answering import LiveSetBackend, serve_ok
 from polling import wait_until_async
 
 from spaces_runtime.config import Settings
 from spaces_runtime.errors import AppRuntimeError, NodeUnavailableError
 from spaces_runtime.logs import LogBook
 from spaces_runtime.stages import Stage
-from spaces_runtime.supervisor.backend import ExitInfo, Instance, LaunchSpec
+from spaces_runtime.supervisor.backend import Instance, LaunchSpec
 from spaces_runtime.supervisor.loop import Supervisor
 from spaces_runtime.supervisor.probes import LivenessPolicy
 
 WAITING = "a/b: waiting for node w2, which holds its /data and is down"
 
 
-class AwayNodeBackend:
-    name = "fake"
-
+class AwayNodeBackend(LiveSetBackend):
     def __init__(self, url: str) -> None:
+        super().__init__()
         self.url, self.away, self.launches, self.refused = url, False, 0, 0
-        self.live: set[str] = set()
         self.instances: list[Instance] = []
-        self.held_because: str | None = None
 
     async def launch(self, spec: LaunchSpec, log: object) -> Instance:
         self.launches += 1
@@ -47,18 +44,6 @@ class AwayNodeBackend:
         self.live.add(ref)
         self.instances.append(Instance(spec.space_id, self.url, ref, time.time()))
         return self.instances[-1]
-
-    async def exited(self, instance: Instance) -> ExitInfo | None:
-        return None if instance.backend_ref in self.live else ExitInfo(0, "stopped")
-
-    async def stop(self, instance: Instance, grace_s: float) -> None:
-        self.live.discard(instance.backend_ref)
-
-    async def adopt(self) -> list[Instance]:
-        return []
-
-    def held(self, space_id: str) -> str | None:
-        return self.held_because
 
 
 @dataclass
