@@ -239,7 +239,7 @@ class Supervisor:
         app.spec = spec
         app.has_served = False
         app.restarts = []
-        app.restart_at, app.node_waits, app.waiting = None, 0, None
+        app.restart_at = None
         await self._report(app, Stage.APP_STARTING, reason)
         await self._launch(app)
 
@@ -333,7 +333,8 @@ class Supervisor:
             self.logs.write(spec.space_id, "run", f"could not start the app: {exc}")
             await self._fail(app, str(exc))
             return
-        app.ready, app.launched_at, app.restart_at, app.node_waits, app.waiting = False, time.monotonic(), None, 0, None
+        app.ready, app.launched_at, app.restart_at = False, time.monotonic(), None
+        app.node_waits, app.waiting = 0, None  # launched: its node is back
         self._launched.set()  # the loop asks it often whether it serves yet
 
     async def _wait_for_node(self, app: _App, why: str) -> None:
@@ -354,7 +355,7 @@ class Supervisor:
         if candidate is not None:  # a replacement still starting goes with the app
             await self.backend.stop(candidate, self.settings.stop_grace_s)
         instance, app.instance, app.ready, app.restart_at = app.instance, None, False, None
-        app.node_waits, app.waiting = 0, None
+        app.node_waits, app.waiting = 0, None  # a stop (a restart, a redeploy, a pause) ends a wait too
         if instance is not None:
             await self.backend.stop(instance, self.settings.stop_grace_s)
 

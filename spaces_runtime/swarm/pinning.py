@@ -111,8 +111,13 @@ class DataPins:
         launch pushes its image or touches its secrets, which a retry each minute would do for nothing. A node
         that left the swarm is ``apply``'s to decide (a new pin)."""
         pin = self.book.get(space_id) if replicas == 1 else None
-        node = next((n for n in self.candidates() if n.id == pin.node), None) if pin is not None else None
-        trouble = datapin.problem(node, space_id, []) if node is not None else None
+        if pin is None:
+            return
+        try:  # one node's state: the task counts ``candidates`` reads are ``apply``'s, when the launch goes on
+            node = datapin.candidate(self.client.nodes.get(pin.node).attrs)
+        except docker.errors.DockerException:
+            return  # gone from the swarm, or the manager did not answer: ``apply`` decides, and says why
+        trouble = datapin.problem(node, space_id, [])
         if isinstance(trouble, NodeUnavailableError):
             raise trouble
 

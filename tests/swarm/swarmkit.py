@@ -115,13 +115,13 @@ class ManagerPlatform(Platform):
         return self
 
 
-def runner_settings() -> dict[str, str]:
-    """The swarm runner's image without the built-in models' packages (500 MB the tests do not use) and with the
-    torch wheel this kind of machine keeps on disk, when it has one (else the index's)."""
-    env = {"SPACES_BASE_IMAGE": BOOTSTRAP_BASE, "SPACES_SWARM_RUNNER_BUILTIN_MODELS": "false"}
+def runner_settings() -> dict[str, Any]:
+    """The Settings fields of the swarm runner's image: without the built-in models' packages (500 MB the tests
+    do not use) and with the torch wheel this kind of machine keeps on disk, when it has one (else the index's)."""
+    fields: dict[str, Any] = {"base_image": BOOTSTRAP_BASE, "swarm_runner_builtin_models": False}
     if LOCAL_WHEELS.is_dir():
-        env["SPACES_RUNNER_FIND_LINKS"] = str(LOCAL_WHEELS)
-    return env
+        fields["runner_find_links"] = LOCAL_WHEELS
+    return fields
 
 
 def host_runner_image() -> str:
@@ -129,8 +129,7 @@ def host_runner_image() -> str:
     host engine (or found there) so the session can load it into the GPU node: pushing its 1 GB through the
     registry is gzip on one core, three minutes of the session's setup on 2 cores, for a path every app's image
     takes too."""
-    settings = Settings(backend="docker", base_image=BOOTSTRAP_BASE, swarm_runner_builtin_models=False,
-                        runner_find_links=LOCAL_WHEELS if LOCAL_WHEELS.is_dir() else None)
+    settings = Settings(backend="docker", **runner_settings())
     return build_runner_image(ImageBuilder(connect(os.environ), settings, environ=os.environ), lambda _l: None).tag
 
 
@@ -138,7 +137,8 @@ def manager_platform(cluster: Cluster, root: Path, extra_args: list[str] | None 
                      runner_image: str | None = None) -> ManagerPlatform:
     """Not started yet. Its model runner is the swarm's global service on w1, the GPU node (cluster.py), from
     ``runner_image`` when the test loaded one there, else from an image it builds and pushes itself."""
-    env = {"DOCKER_HOST": cluster.manager.docker_host, **runner_settings()}
+    env = {"DOCKER_HOST": cluster.manager.docker_host,
+           **{f"SPACES_{name.upper()}": str(value) for name, value in runner_settings().items()}}
     if runner_image is not None:
         env["SPACES_SWARM_RUNNER_IMAGE"] = runner_image
     return ManagerPlatform(root / "data", extra_args=extra_args or [], env=env, netns=cluster.manager.netns,
@@ -154,8 +154,6 @@ def tasks_of(client: docker.DockerClient, space_id: str) -> list[dict[str, Any]]
 
 def node_names(client: docker.DockerClient) -> dict[str, str]:
     return {n.id: n.attrs["Description"]["Hostname"] for n in client.nodes.list()}
-
-
 
 
 @dataclass
