@@ -26,7 +26,7 @@ class BuildJail:
         self.tools = tools
         self.uv = str(Path(uv).resolve())
         self.uid = settings.sandbox_uid_base - 1  # below every app's uid, above every host user's
-        self.cache_dir = build_cache_dir(settings)
+        self.cache_dir = build_cache_dir(settings, self.uid)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         if self.cache_dir.stat().st_uid != self.uid:  # made by root, or by an older platform: once
             chown_tree(self.cache_dir, self.uid, self.uid)
@@ -62,12 +62,15 @@ class BuildJail:
         return layout.command(plan, self.tools)
 
 
-def build_cache_dir(settings: Settings) -> Path:
-    """SPACES_UV_CACHE_DIR, else one build cache for every platform of this host (a data dir's own would make
-    every new platform download every package again)."""
+def build_cache_dir(settings: Settings, build_uid: int) -> Path:
+    """SPACES_UV_CACHE_DIR, else one build cache for every platform of this host that builds as ``build_uid`` (a
+    data dir's own would make every new platform download every package again). The uid is in the name because
+    the cache belongs to the build identity: two platforms with different SPACES_SANDBOX_UID_BASE on one host
+    sharing one folder took it from each other, and the other's builds failed (uv: Permission denied)."""
     if settings.uv_cache_dir is not None:
         return Path(settings.uv_cache_dir)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spaces-runtime" / "uv-builds"
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache_home / "spaces-runtime" / f"uv-builds-{build_uid}"
 
 
 def _covered(path: Path, mounts: list[layout.Mount]) -> bool:

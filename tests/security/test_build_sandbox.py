@@ -148,3 +148,22 @@ def test_a_packages_build_code_reaches_nothing_of_the_platform_or_its_neighbours
     client = Client(f"{platform.url}/spaces/alice/neighbour/", verbose=False)
     assert client.predict("ok", api_name="/hello") == "still here ok"
 
+
+
+def test_a_platform_with_another_uid_base_leaves_this_ones_build_cache_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Staging beside production with its own SPACES_SANDBOX_UID_BASE: its build identity gets a cache of its
+    own instead of taking the shared one, whose next build then failed with uv's Permission denied."""
+    from spaces_runtime.config import Settings
+    from spaces_runtime.sandbox.buildjail import BuildJail
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    tools = {"bwrap": "bwrap", "setpriv": "setpriv"}
+    production = BuildJail(Settings(data_dir=tmp_path / "production"), tools, "uv")
+    entry = production.cache_dir / "sdists-v11" / ".git"
+    entry.parent.mkdir()
+    entry.touch()
+    os.chown(entry, production.uid, production.uid)
+    staging = BuildJail(Settings(data_dir=tmp_path / "staging", sandbox_uid_base=210_000_000), tools, "uv")
+    assert staging.cache_dir != production.cache_dir and staging.cache_dir.stat().st_uid == staging.uid
+    assert entry.stat().st_uid == production.uid, "the second platform took the first one's build cache"
