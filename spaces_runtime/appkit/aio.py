@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from spaces_runtime.appkit.address import Address, quoted, unreachable
+from spaces_runtime.appkit.address import NOT_LISTENING, Address, connect_pauses, quoted, unreachable
 from spaces_runtime.appkit.wire import FRAME, FRAME_MAGIC, Body, decode, error_from, frame, joined, request_body, result
 from spaces_runtime.errors import RunnerError
 
@@ -17,8 +17,8 @@ class AsyncRunner:
     """asyncio client speaking HTTP/1.1 over kept-alive streams (no extra dependency)."""
 
     def __init__(self, url: str | None = None, *, token: str | None = None, app_id: str | None = None,
-                 timeout: float = 120.0) -> None:
-        self.address = Address(url, token, app_id, timeout)
+                 timeout: float = 120.0, connect_wait: float | None = None) -> None:
+        self.address = Address(url, token, app_id, timeout, connect_wait)
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     def model(self, name: str) -> AsyncModel:
@@ -52,13 +52,21 @@ class AsyncRunner:
         raise AssertionError("unreachable")
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A new stream, waiting (connect_pauses) while nothing listens at the address yet."""
         a = self.address
-        try:
-            if a.unix_path:
-                return await asyncio.open_unix_connection(a.unix_path, limit=2**24)
-            return await asyncio.open_connection(a.host, a.port, limit=2**24)
-        except OSError as exc:
-            raise unreachable(a, exc) from None
+        pauses = connect_pauses(a)
+        while True:
+            try:
+                if a.unix_path:
+                    return await asyncio.open_unix_connection(a.unix_path, limit=2**24)
+                return await asyncio.open_connection(a.host, a.port, limit=2**24)
+            except NOT_LISTENING as exc:
+                pause = next(pauses, None)
+                if pause is None:
+                    raise unreachable(a, exc) from None
+                await asyncio.sleep(pause)
+            except OSError as exc:
+                raise unreachable(a, exc) from None
 
     async def models(self) -> list[dict[str, Any]]:
         return json.loads(await self.request("GET", "/v1/models"))["models"]

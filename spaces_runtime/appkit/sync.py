@@ -10,10 +10,11 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from spaces_runtime.appkit.address import Address, quoted, unreachable
+from spaces_runtime.appkit.address import NOT_LISTENING, Address, connect_pauses, quoted, unreachable
 from spaces_runtime.appkit.wire import (
     FRAME,
     FRAME_MAGIC,
@@ -69,8 +70,8 @@ class Runner:
     """Synchronous client; one kept-alive connection per thread (Gradio calls handlers from threads)."""
 
     def __init__(self, url: str | None = None, *, token: str | None = None, app_id: str | None = None,
-                 timeout: float = 120.0) -> None:
-        self.address = Address(url, token, app_id, timeout)
+                 timeout: float = 120.0, connect_wait: float | None = None) -> None:
+        self.address = Address(url, token, app_id, timeout, connect_wait)
         self._local = threading.local()
 
     def model(self, name: str) -> Model:
@@ -111,14 +112,28 @@ class Runner:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             return conn, True
-        a = self.address
-        try:
-            conn = (_FrameConnection(a.unix_path, a.timeout) if a.unix_path
-                    else http.client.HTTPConnection(a.host, a.port, timeout=a.timeout))
-        except OSError as exc:
-            raise unreachable(a, exc) from None
+        conn = self._open()
         self._local.conn = conn
         return conn, False
+
+    def _open(self) -> _FrameConnection | http.client.HTTPConnection:
+        """A new connection, waiting (connect_pauses) while nothing listens at the address yet."""
+        a = self.address
+        pauses = connect_pauses(a)
+        while True:
+            try:
+                if a.unix_path:
+                    return _FrameConnection(a.unix_path, a.timeout)
+                conn = http.client.HTTPConnection(a.host, a.port, timeout=a.timeout)
+                conn.connect()  # now, not at the first request, so that a refusal is waited out here
+                return conn
+            except NOT_LISTENING as exc:
+                pause = next(pauses, None)
+                if pause is None:
+                    raise unreachable(a, exc) from None
+                time.sleep(pause)
+            except OSError as exc:
+                raise unreachable(a, exc) from None
 
     def json(self, method: str, path: str, payload: Any = None) -> Any:
         body = json.dumps(payload).encode() if payload is not None else b""

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from packaging.version import Version
 
+from spaces_runtime.appkit import address, aio, sync
 from spaces_runtime.appkit.install import SHIM_VERSION, appkit_env, kit_dir
+from spaces_runtime.appkit.wire import FRAME, frame
+from spaces_runtime.client import AsyncRunner, Runner, RunnerError
 from spaces_runtime.runner.tokens import app_token, verify_token
 
 
@@ -72,3 +81,61 @@ def test_the_shim_is_an_installed_package_to_importlib_metadata(tmp_path) -> Non
     assert "spaces/__init__.py" in found["files"] and "spaces/reloading.py" in found["files"]
     assert found["ok"] and all(found["ok"])  # RECORD's hashes and sizes are the files' own
     assert found["found"] == [str(tmp_path / "appkit" / f"spaces-{SHIM_VERSION}.dist-info")]  # one version only
+
+
+def _late_runner(path: Path) -> None:
+    """A runner stand-in that starts listening only now and answers one /v1/models with no models."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        with conn, conn.makefile("rb") as reader:
+            _, hlen, blen = FRAME.unpack(reader.read(FRAME.size))
+            reader.read(hlen + blen)
+            conn.sendall(b"".join(frame({"s": 200}, b'{"models": []}')))
+        listener.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+
+
+def _runner_comes_up_at_the_first_pause(monkeypatch: pytest.MonkeyPatch, path: Path) -> list[float]:
+    """The client's pauses, with the runner starting when the client first waits: a call that did not wait
+    would fail (no socket yet), one that waited gets the answer."""
+    pauses: list[float] = []
+
+    def late(a: address.Address) -> Iterator[float]:
+        for pause in address.connect_pauses(a):
+            if not pauses:
+                _late_runner(path)
+            pauses.append(pause)
+            yield pause
+
+    monkeypatch.setattr(sync, "connect_pauses", late)
+    monkeypatch.setattr(aio, "connect_pauses", late)
+    return pauses
+
+
+def test_a_call_made_before_the_runner_listens_waits_for_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An app that starts before its node's runner (a swarm places the runner on its own schedule) and calls it
+    at import gets its answer once the runner is up, not an error."""
+    path = tmp_path / "runner.sock"
+    pauses = _runner_comes_up_at_the_first_pause(monkeypatch, path)
+    assert Runner(f"unix://{path}", token="t").models() == []
+    assert pauses, "the call never had to wait"
+
+
+def test_the_async_client_waits_for_a_late_runner_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "runner.sock"
+    pauses = _runner_comes_up_at_the_first_pause(monkeypatch, path)
+    assert asyncio.run(AsyncRunner(f"unix://{path}", token="t").models()) == []
+    assert pauses
+
+
+def test_a_runner_that_never_comes_fails_the_call_after_the_wait_saying_so(tmp_path: Path) -> None:
+    url = f"unix://{tmp_path / 'runner.sock'}"
+    with pytest.raises(RunnerError, match=r"no model runner answers at .*runner.sock.*waited 0.3 s"):
+        Runner(url, token="t", connect_wait=0.3).models()
+    with pytest.raises(RunnerError, match="waited 0.3 s"):
+        asyncio.run(AsyncRunner(url, token="t", connect_wait=0.3).models())
