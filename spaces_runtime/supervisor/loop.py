@@ -4,10 +4,9 @@ sleep.
 One small loop (uvicorn's supervisors): every ``probe_interval_s`` it looks at each app once: has the process
 ended, is a starting app ready yet, has a running app been idle long enough to sleep, is a liveness check due.
 Between these full ticks, apps that are starting are asked every READY_POLL_S whether they serve yet.
-Liveness checks run as their own tasks (a hung app makes its probe wait for the timeout, which must stall neither
-the tick nor the app's lock); after ``LivenessPolicy.failures`` unanswered checks in a row the app is restarted
-through the same backoff as a crash. Everything that changes an app's state holds that app's lock, so the loop,
-the probes and the public calls never interleave on one app.
+Liveness checks run as their own tasks (``liveness``); after ``LivenessPolicy.failures`` unanswered checks in a
+row the app is restarted through the same backoff as a crash. Everything that changes an app's state holds that
+app's lock, so the loop, the probes and the public calls never interleave on one app.
 
 Stages are reported through ``on_stage(space_id, stage, reason, error)``; the deployer persists them.
 """
@@ -20,7 +19,6 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 import httpx
 
@@ -28,9 +26,11 @@ from spaces_runtime.config import Settings
 from spaces_runtime.errors import AppRuntimeError, NodeUnavailableError, NotFoundError, SpacesError
 from spaces_runtime.logs import LogBook
 from spaces_runtime.stages import Stage
+from spaces_runtime.supervisor.appstate import STARTING, SupervisedApp, notify, starting, timeout_reason
 from spaces_runtime.supervisor.backend import Backend, ExitInfo, Instance, LaunchSpec
 from spaces_runtime.supervisor.backoff import RestartPolicy
-from spaces_runtime.supervisor.probes import LivenessPolicy, probe, readiness_url
+from spaces_runtime.supervisor.liveness import LivenessWatch
+from spaces_runtime.supervisor.probes import LivenessPolicy, probe
 
 StageCallback = Callable[[str, Stage, str, str | None], Awaitable[None] | None]
 log = logging.getLogger(__name__)
@@ -38,32 +38,6 @@ log = logging.getLogger(__name__)
 ERROR_TAIL_LINES = 20
 READY_POLL_S = 0.2  # a replacement is asked this often whether it serves yet (a refused connection is cheap)
 RETIRE_AFTER_S = 2.0  # a replaced version keeps running this long, so requests already sent to it finish
-_STARTING = frozenset({Stage.APP_STARTING, Stage.RUNNING_APP_STARTING})
-
-
-@dataclass
-class _App:
-    spec: LaunchSpec
-    stage: Stage = Stage.STOPPED
-    instance: Instance | None = None
-    ready: bool = False
-    launched_at: float = 0.0  # monotonic
-    restart_at: float | None = None  # a crashed app starts again at this time
-    restarts: list[float] = field(default_factory=list)
-    node_waits: int = 0  # launches in a row refused because the app's node is away (NodeUnavailableError)
-    waiting: str | None = None  # why it waits for its node, while it does: a settled outcome for callers
-    # crashes after the app has served once are restarted; a crash before that is a broken app
-    has_served: bool = False
-    last_touch: float = field(default_factory=time.monotonic)
-    generation: int = 0  # bumped by every public call, so a slow replacement knows it was superseded
-    replacing: bool = False
-    candidate: Instance | None = None
-    live_checked: float = 0.0  # monotonic time of the last liveness check started (or of becoming ready)
-    live_failures: int = 0  # unanswered liveness checks in a row
-    last_heard: float = 0.0  # monotonic time the app last answered a visitor through the gateway
-    live_probe: asyncio.Task[None] | None = None
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class Supervisor:
@@ -75,7 +49,8 @@ class Supervisor:
         self.on_stage = on_stage
         self.policy = RestartPolicy.from_settings(settings)
         self.liveness = liveness or LivenessPolicy()
-        self._apps: dict[str, _App] = {}
+        self.watch = LivenessWatch(self.liveness, backend, logs, self._http, self._hung)
+        self._apps: dict[str, SupervisedApp] = {}
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
         self._retiring: dict[asyncio.Task[None], Instance] = {}
@@ -123,14 +98,14 @@ class Supervisor:
         if app is not None and app.ready and app.instance is not None:
             return await self._replace(app, spec)
         if app is None:
-            app = self._apps[spec.space_id] = _App(spec=spec)
+            app = self._apps[spec.space_id] = SupervisedApp(spec=spec)
         return await self._start_fresh(app, spec, "starting the app")
 
     async def adopt(self, spec: LaunchSpec, instance: Instance) -> Stage:
         """Take over an app that outlived a platform restart (a container the backend adopted): probe it rather
         than start it again, so no app runs twice. It has served before, so a crash now restarts it."""
         await self.start()
-        app = self._apps.setdefault(spec.space_id, _App(spec=spec))
+        app = self._apps.setdefault(spec.space_id, SupervisedApp(spec=spec))
         async with app.lock:
             app.generation += 1
             app.spec, app.instance, app.ready, app.has_served = spec, instance, False, True
@@ -150,7 +125,7 @@ class Supervisor:
             await self._stop_instance(app)
             if stage is None:
                 app.stage = Stage.STOPPED
-                _notify(app)
+                notify(app)
             else:
                 await self._report(app, stage, "stopped")
             if stage is Stage.DELETING:
@@ -222,20 +197,20 @@ class Supervisor:
         await self.backend.remove_data(space_id)
 
     # --- starting and replacing ------------------------------------------------------------------------
-    def _app(self, space_id: str) -> _App:
+    def _app(self, space_id: str) -> SupervisedApp:
         app = self._apps.get(space_id)
         if app is None:
             raise NotFoundError(f"the supervisor has no app {space_id}", hint="deploy it first")
         return app
 
-    async def _start_fresh(self, app: _App, spec: LaunchSpec, reason: str) -> Stage:
+    async def _start_fresh(self, app: SupervisedApp, spec: LaunchSpec, reason: str) -> Stage:
         async with app.lock:
             app.generation += 1
             await self._stop_instance(app)
             await self._begin(app, spec, reason)
         return await self._settle(app)
 
-    async def _begin(self, app: _App, spec: LaunchSpec, reason: str) -> None:
+    async def _begin(self, app: SupervisedApp, spec: LaunchSpec, reason: str) -> None:
         app.spec = spec
         app.has_served = False
         app.restarts = []
@@ -243,14 +218,14 @@ class Supervisor:
         await self._report(app, Stage.APP_STARTING, reason)
         await self._launch(app)
 
-    async def _settle(self, app: _App) -> Stage:
+    async def _settle(self, app: SupervisedApp) -> Stage:
         """The stage the app settles in. An app waiting for its node has settled too (APP_STARTING, the reason in
         ``waiting``): a deploy, restart or wake that waited for the node would wait for as long as it is away."""
-        while app.stage in _STARTING and app.waiting is None:
+        while app.stage in STARTING and app.waiting is None:
             await app.changed.wait()
         return app.stage
 
-    async def _replace(self, app: _App, spec: LaunchSpec) -> Stage:
+    async def _replace(self, app: SupervisedApp, spec: LaunchSpec) -> Stage:
         async with app.lock:
             app.generation += 1
             generation = app.generation
@@ -291,7 +266,7 @@ class Supervisor:
             await self._swap(app, spec, candidate)
             return app.stage
 
-    async def _swap(self, app: _App, spec: LaunchSpec, candidate: Instance | None) -> None:
+    async def _swap(self, app: SupervisedApp, spec: LaunchSpec, candidate: Instance | None) -> None:
         old = app.instance
         app.spec, app.instance, app.ready, app.has_served = spec, candidate, True, True
         app.restarts, app.restart_at, app.launched_at = [], None, time.monotonic()
@@ -317,10 +292,10 @@ class Supervisor:
             if await probe(self._http(), spec, instance.upstream):
                 return None
             if time.monotonic() > deadline:
-                return _timeout_reason(spec, instance)
+                return timeout_reason(spec, instance)
             await asyncio.sleep(min(self.settings.probe_interval_s, READY_POLL_S))
 
-    async def _launch(self, app: _App) -> None:
+    async def _launch(self, app: SupervisedApp) -> None:
         spec = app.spec
         if not app.node_waits:  # a retry while its node is away is one line of the same section
             self.logs.start_section(spec.space_id, "run", f"starting {spec.sdk} app {spec.app_file}")
@@ -337,7 +312,7 @@ class Supervisor:
         app.node_waits, app.waiting = 0, None  # launched: its node is back
         self._launched.set()  # the loop asks it often whether it serves yet
 
-    async def _wait_for_node(self, app: _App, why: str) -> None:
+    async def _wait_for_node(self, app: SupervisedApp, why: str) -> None:
         """Not the app's failure, and not a crash loop: it launches again after a backoff delay, for as long as
         its node is away, so it runs again by itself once the node is back. The space says why it waits (once:
         a retry each minute must not fill its event history)."""
@@ -348,9 +323,9 @@ class Supervisor:
         if app.node_waits == 1:
             await self._report(app, Stage.APP_STARTING, "waiting for its node", why)
         else:
-            _notify(app)
+            notify(app)
 
-    async def _stop_instance(self, app: _App) -> None:
+    async def _stop_instance(self, app: SupervisedApp) -> None:
         candidate, app.candidate = app.candidate, None
         if candidate is not None:  # a replacement still starting goes with the app
             await self.backend.stop(candidate, self.settings.stop_grace_s)
@@ -373,22 +348,22 @@ class Supervisor:
         full tick. With nothing starting, this waits for a launch rather than waking up."""
         while (left := until - time.monotonic()) > 0:
             self._launched.clear()
-            starting = [app for app in self._apps.values() if _starting(app)]
-            if not starting:
+            pending = [app for app in self._apps.values() if starting(app)]
+            if not pending:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._launched.wait(), left)
                 continue
             await asyncio.sleep(min(left, READY_POLL_S))
-            await asyncio.gather(*(self._check_safely(app, self._check_answers) for app in starting))
+            await asyncio.gather(*(self._check_safely(app, self._check_answers) for app in pending))
 
-    async def _check_safely(self, app: _App, check: Callable[[_App], Awaitable[None]]) -> None:
+    async def _check_safely(self, app: SupervisedApp, check: Callable[[SupervisedApp], Awaitable[None]]) -> None:
         try:
             async with app.lock:
                 await check(app)
         except Exception:  # one app's trouble must not stop the supervision of the others
             log.exception("supervising %s failed", app.spec.space_id)
 
-    async def _check(self, app: _App) -> None:
+    async def _check(self, app: SupervisedApp) -> None:
         now = time.monotonic()
         if app.instance is None and app.restart_at is not None and now >= app.restart_at:
             await self._launch(app)
@@ -403,9 +378,9 @@ class Supervisor:
             await self._stop_instance(app)
             await self._report(app, Stage.SLEEPING, f"no visits for {self.sleep_after(app.spec.space_id):g} s")
         else:
-            self._check_liveness(app, now)
+            self.watch.check(app, now)
 
-    def _idle(self, app: _App, now: float) -> bool:
+    def _idle(self, app: SupervisedApp, now: float) -> bool:
         after = self.sleep_after(app.spec.space_id)
         return after > 0 and not app.replacing and now - app.last_touch > after
 
@@ -423,12 +398,12 @@ class Supervisor:
         else:
             self.sleep_times[space_id] = seconds
 
-    async def _check_answers(self, app: _App) -> None:
+    async def _check_answers(self, app: SupervisedApp) -> None:
         """Between full ticks: a starting app that answers now is RUNNING (checked again under the lock)."""
-        if _starting(app):
+        if starting(app):
             await self._answers(app)
 
-    async def _answers(self, app: _App) -> bool:
+    async def _answers(self, app: SupervisedApp) -> bool:
         assert app.instance is not None
         if not await probe(self._http(), app.spec, app.instance.upstream):
             return False
@@ -437,17 +412,17 @@ class Supervisor:
         await self._report(app, Stage.RUNNING, "the app answers")
         return True
 
-    async def _check_ready(self, app: _App, now: float) -> None:
+    async def _check_ready(self, app: SupervisedApp, now: float) -> None:
         assert app.instance is not None
         if await self._answers(app):
             return
         if now - app.launched_at > app.spec.startup_timeout_s:
-            reason = _timeout_reason(app.spec, app.instance)
+            reason = timeout_reason(app.spec, app.instance)
             self.logs.write(app.spec.space_id, "run", reason)
             await self._stop_instance(app)
             await self._fail(app, reason)
 
-    async def _on_exit(self, app: _App, ended: ExitInfo) -> None:
+    async def _on_exit(self, app: SupervisedApp, ended: ExitInfo) -> None:
         space_id = app.spec.space_id
         self.logs.write(space_id, "run", f"===== the app {ended.reason} =====")
         await self._stop_instance(app)  # its children may still run
@@ -458,7 +433,7 @@ class Supervisor:
         else:
             await self._restart_later(app, ended.reason)
 
-    async def _restart_later(self, app: _App, what: str) -> None:
+    async def _restart_later(self, app: SupervisedApp, what: str) -> None:
         """Schedule a restart after the backoff delay, or give up on an app that keeps failing."""
         now = time.monotonic()
         if self.policy.gives_up(app.restarts, now):
@@ -472,55 +447,18 @@ class Supervisor:
         self.logs.write(app.spec.space_id, "run", f"restarting in {delay:.1f} s")
         await self._report(app, Stage.APP_STARTING, f"the app {what}; restarting in {delay:.1f} s")
 
-    # --- liveness ------------------------------------------------------------------------------------------
-    def _check_liveness(self, app: _App, now: float) -> None:
-        """Start a liveness check when one is due; it runs beside the loop, not inside this app's lock."""
-        if app.replacing or app.live_probe is not None or not self.liveness.due(app.live_checked, now):
-            return
-        assert app.instance is not None
-        since, app.live_checked = app.live_checked, now  # visitors answered since the previous check count
-        task = asyncio.create_task(self._probe_liveness(app, app.instance, since),
-                                   name=f"liveness {app.spec.space_id}")
-        app.live_probe = task
-        task.add_done_callback(lambda _: _forget_probe(app, task))
-
-    async def _probe_liveness(self, app: _App, instance: Instance, since: float) -> None:
-        try:
-            answered = await probe(self._http(), app.spec, instance.upstream, self.liveness.timeout())
-            async with app.lock:
-                if app.instance is not instance or not app.ready or app.replacing:
-                    return  # stopped, restarted or replaced meanwhile: this answer is about nothing
-                await self._count_liveness(app, answered, served=app.last_heard >= since)
-        except Exception:  # one app's trouble must not stop the supervision of the others
-            log.exception("liveness check of %s failed", app.spec.space_id)
-
-    async def _count_liveness(self, app: _App, answered: bool, served: bool) -> None:
-        space_id, policy = app.spec.space_id, self.liveness
-        held = None if answered else self.backend.held(space_id)
-        if held is not None:  # down on purpose, and back by itself: no count towards a hang
-            self.logs.write(space_id, "run", f"health check: no answer; {held}")
-            return
-        app.live_failures = policy.count(app.live_failures, answered, served)
-        if answered:
-            return
-        if served:
-            self.logs.write(space_id, "run", f"health check: no answer within {policy.timeout_s:g} s, but the app "
-                                             "answered visitors meanwhile: busy (or starved of CPU), not hung")
-            return
-        self.logs.write(space_id, "run", f"health check {app.live_failures} of {policy.failures}: no answer "
-                                         f"within {policy.timeout_s:g} s")
-        if policy.is_hung(app.live_failures):
-            self.logs.write(space_id, "run", "===== the app stopped answering health checks =====")
-            await self._stop_instance(app)
-            await self._restart_later(app, "stopped answering health checks")
+    async def _hung(self, app: SupervisedApp) -> None:
+        """The liveness watch found the app hung: restarted through the same backoff as a crash."""
+        await self._stop_instance(app)
+        await self._restart_later(app, "stopped answering health checks")
 
     # --- reporting -----------------------------------------------------------------------------------------
-    async def _fail(self, app: _App, reason: str) -> None:
+    async def _fail(self, app: SupervisedApp, reason: str) -> None:
         await self._stop_instance(app)  # a failed replacement takes the old version down too, as on HF
         error = self.logs.tail(app.spec.space_id, "run", ERROR_TAIL_LINES)
         await self._report(app, Stage.RUNTIME_ERROR, reason, error or reason)
 
-    async def _report(self, app: _App, stage: Stage, reason: str, error: str | None = None) -> None:
+    async def _report(self, app: SupervisedApp, stage: Stage, reason: str, error: str | None = None) -> None:
         app.stage = stage
         try:
             result = self.on_stage(app.spec.space_id, stage, reason, error)
@@ -529,30 +467,9 @@ class Supervisor:
         except Exception:  # the deployer's bookkeeping failing must not wedge supervision
             log.exception("reporting %s → %s failed", app.spec.space_id, stage)
         finally:
-            _notify(app)
+            notify(app)
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = httpx.AsyncClient(trust_env=False)  # apps are local: no proxy from the env
         return self._client
-
-
-def _starting(app: _App) -> bool:
-    """Launched and not serving yet (a replacement starting beside a serving version is ``_await_ready``'s)."""
-    return app.instance is not None and not app.ready
-
-
-def _forget_probe(app: _App, task: asyncio.Task[None]) -> None:
-    if app.live_probe is task:
-        app.live_probe = None
-
-
-def _notify(app: _App) -> None:
-    """Wake everyone waiting on this app; later waiters wait on a fresh event."""
-    app.changed.set()
-    app.changed = asyncio.Event()
-
-
-def _timeout_reason(spec: LaunchSpec, instance: Instance) -> str:
-    return (f"the app did not become ready within {spec.startup_timeout_s:g} s "
-            f"(no answer at {readiness_url(spec, instance.upstream)})")
