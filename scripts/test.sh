@@ -23,8 +23,10 @@ fi
 # the apps shard holds the rest. Each has its own temporary root, so neither cleans up the other's folders.
 # two modules of the apps' side ride with it, so that both shards take about as long (a sharded run here: 1663 s
 # apps, 1295 s engine, before they moved)
-engine=(tests/docker tests/swarm tests/security tests/integration/test_eras.py tests/integration/test_zygote.py
-        tests/integration/test_people.py)
+# tests/swarm comes last: its cluster (three engines, a registry, every example's task and their health checks)
+# lives until the session ends, and took CPU from every module after it
+engine=(tests/docker tests/security tests/integration/test_eras.py tests/integration/test_zygote.py
+        tests/integration/test_people.py tests/swarm)
 ignored=()
 for path in "${engine[@]}"; do ignored+=("--ignore=$path"); done
 root=${TMPDIR:-/tmp}/spaces-tests

@@ -50,6 +50,7 @@ from spaces_runtime.swarm.runnerplace import (
     runner_nodes,
     socket_volume,
 )
+from spaces_runtime.swarm.service import NANO, http_check
 
 log = logging.getLogger("spaces_runtime")
 
@@ -59,7 +60,6 @@ RUNNER_OF_LABEL = "spaces-runtime.runner-of"  # not PLATFORM_LABEL: `spaces node
 LIST_TIMEOUT_S = 5.0  # a listing leaves out a runner that does not answer by then
 READY_WAIT_S = 900.0  # the first start builds the image: minutes
 POLL_S = 1.0
-NANO = 1_000_000_000
 PushImage = Callable[[str, LogSink], str]  # a local image → its digest in the platform's registry
 
 
@@ -83,8 +83,6 @@ def service_config(settings: Settings, *, image: str, platform: str, secret: Sec
     (pure). Root without capabilities on a read-only root: it owns its volumes, and nothing else."""
     port = settings.swarm_runner_port
     labels = {RUNNER_OF_LABEL: platform}
-    probe = ("import sys,urllib.request,urllib.error\ntry: urllib.request.urlopen(sys.argv[1], timeout=3)\n"
-             "except urllib.error.HTTPError: pass")  # a 401 without a token is an answer: it is up
     return {
         "image": image, "name": service_name(platform), "labels": labels, "container_labels": labels,
         "args": runner_args(settings, port), "user": "0:0", "cap_drop": ["ALL"], "read_only": True, "init": True,
@@ -96,8 +94,9 @@ def service_config(settings: Settings, *, image: str, platform: str, secret: Sec
         "restart_policy": RestartPolicy(condition="any", delay=NANO, max_attempts=0, window=0),
         "endpoint_spec": EndpointSpec(mode="dnsrr", ports=[{"Protocol": "tcp", "TargetPort": port,
                                                             "PublishedPort": port, "PublishMode": "host"}]),
-        "healthcheck": Healthcheck(test=["CMD", "python", "-c", probe, f"http://127.0.0.1:{port}/v1/status"],
-                                   interval=2 * NANO, timeout=4 * NANO, retries=3, start_period=120 * NANO),
+        # a 401 without a token is an answer: it is up
+        "healthcheck": Healthcheck(test=http_check("python", port, "/v1/status", ""), interval=2 * NANO,
+                                   timeout=4 * NANO, retries=3, start_period=120 * NANO),
         "log_driver": "json-file", "log_driver_options": {"max-size": "10m", "max-file": "2"},
     }
 

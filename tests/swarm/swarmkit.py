@@ -29,11 +29,9 @@ from spaces_harness import REPO, Platform, write_app
 from spaces_runtime.config import Settings
 
 SDK_APPS = (REPO / "examples" / "sentiment", REPO / "examples" / "data-explorer")  # one gradio, one streamlit
-# One Gradio and one Streamlit example: each other core example only adds requirements (covered by the docker
-# backend's tests), and every build here installs them from the index again in a fresh engine: minutes on 2 cores
-# and the runner example whose model comes with it (the other two use the built-in models), through the runner
-# of the GPU worker
-SWARM_EXAMPLES = ("sentiment", "data-explorer", "image-classifier")
+# every example, as on the other backends; the three runner examples are placed on w1, the GPU node, beside its
+# runner (the image-classifier with its own model, the other two with the runner's built-in models)
+SWARM_EXAMPLES = tuple(sorted(p.name for p in (REPO / "examples").iterdir() if (p / "README.md").is_file()))
 LOCAL_WHEELS = Path("/opt/wheels")
 GRADIO_TWIN = """import os
 import socket
@@ -116,9 +114,10 @@ class ManagerPlatform(Platform):
 
 
 def runner_settings() -> dict[str, Any]:
-    """The Settings fields of the swarm runner's image: without the built-in models' packages (500 MB the tests
-    do not use) and with the torch wheel this kind of machine keeps on disk, when it has one (else the index's)."""
-    fields: dict[str, Any] = {"base_image": BOOTSTRAP_BASE, "swarm_runner_builtin_models": False}
+    """The Settings fields of the swarm runner's image: the built-in models' packages included (semantic-search
+    and speech-finder use them), and the torch wheel this kind of machine keeps on disk, when it has one (else the
+    index's)."""
+    fields: dict[str, Any] = {"base_image": BOOTSTRAP_BASE}
     if LOCAL_WHEELS.is_dir():
         fields["runner_find_links"] = LOCAL_WHEELS
     return fields

@@ -2,11 +2,12 @@
 platform's registry and run as services on whichever nodes swarm picks, answer through the gateway exactly as
 on the other backends; a pulled image also serves with `docker run` alone.
 
-Three examples stand for all (swarmkit.SWARM_EXAMPLES: one Gradio, one Streamlit, and the runner example that
-brings its own model, which test_swarm_runner checks): the other core examples only add requirements, and the
-other two runner examples differ from it only by using the runner's built-in models."""
+Every example (swarmkit.SWARM_EXAMPLES): the core ones are checked here, the three that call the model runner in
+test_swarm_runner."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,12 +16,12 @@ from gradio_client import Client
 from polling import wait_http
 from swarmkit import SWARM_EXAMPLES, TWIN_SECRET, ManagerPlatform, node_names, tasks_of
 
-from example_checks import check_sentiment, check_streamlit_script_runs
+from example_checks import check_audio_lab, check_image_filters, check_sentiment, check_streamlit_script_runs
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1500)]  # the first test waits for the builds
 
 
-def test_the_examples_answer_from_swarm_tasks(platform: ManagerPlatform, cluster: Cluster) -> None:
+def test_the_examples_answer_from_swarm_tasks(platform: ManagerPlatform, cluster: Cluster, tmp_path: Path) -> None:
     client = cluster.manager.client()
     for name in SWARM_EXAMPLES:
         assert platform.space(f"examples/{name}")["runtime"]["backend"] == "swarm"
@@ -29,6 +30,8 @@ def test_the_examples_answer_from_swarm_tasks(platform: ManagerPlatform, cluster
         image = tasks[0]["Spec"]["ContainerSpec"]["Image"]
         assert image.startswith(f"{cluster.manager.ip}:5000/") and "@sha256:" in image, image
     check_sentiment(platform.example_url("sentiment"))
+    check_image_filters(platform.example_url("image-filters"), tmp_path)
+    check_audio_lab(platform.example_url("audio-lab"), tmp_path)
     check_streamlit_script_runs(platform.example_url("data-explorer"))
 
 

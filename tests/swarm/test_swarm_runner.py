@@ -5,19 +5,22 @@ beside it through the node's runner volume, as themselves (their token, a Docker
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import pytest
 from cluster import Cluster
+from gradio_client import Client, handle_file
 from polling import wait_until
 from swarmkit import ManagerPlatform, node_names, tasks_of
 
-from example_checks import streamlit_script_run
+from example_checks import streamlit_script_run, voiced_clip
 from spaces_runtime.swarm.kit import KIT_MOUNT
 from spaces_runtime.swarm.runnerplace import RUNNER_CONSTRAINT, RUNNER_MOUNT, SOCKET, TOKEN_KEY
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1500)]
 CLASSIFIER = "examples/image-classifier"
+RUNNER_APPS = (CLASSIFIER, "examples/semantic-search", "examples/speech-finder")  # all pinned to w1
 # run inside the classifier's task: the client from the node's runner volume, with a token given on the command
 # line (empty: none), asks the runner who it is
 WHO = """
@@ -36,11 +39,12 @@ except SpacesError as exc:
 
 @pytest.fixture(scope="module", autouse=True)
 def classifier_serves(platform: ManagerPlatform, cluster: Cluster) -> None:
-    """The classifier is pinned to w1, the runner node, whose engine test_swarm_replicas stops and starts again:
-    wait for the classifier (it starts again by itself) and for w1's runner to serve."""
-    wait_until(lambda: platform.space(CLASSIFIER)["stage"] == "RUNNING"
-               and len(tasks_of(cluster.manager.client(), CLASSIFIER)) == 1, 600, "the classifier to serve",
-               interval=0.5)
+    """The runner examples are pinned to w1, the runner node, whose engine test_swarm_replicas stops and starts
+    again: wait for them (they start again by themselves) and for w1's runner to serve."""
+    for space_id in RUNNER_APPS:
+        wait_until(lambda space_id=space_id: platform.space(space_id)["stage"] == "RUNNING"
+                   and len(tasks_of(cluster.manager.client(), space_id)) == 1, 600, f"{space_id} to serve",
+                   interval=0.5)
     # and its runner: after w1's engine came back, the runner task starts beside the app (torch's import: tens of
     # seconds on 2 cores), and the app's first calls until then say no runner answers
     wait_until(lambda: any(m["name"] == "shapes" and m["node"] == "spt-w1" for m in httpx.get(
@@ -79,6 +83,26 @@ def test_a_runner_app_runs_on_the_gpu_node_and_classifies_through_its_runner(pla
     kinds, rendered = streamlit_script_run(platform.example_url("image-classifier"), timeout=120)
     assert "script_finished" in kinds and b"Traceback" not in rendered
     assert b"Prediction: circle" in rendered  # the example's own CNN, uploaded at deploy to w1's runner
+
+
+def test_the_examples_on_the_runner_s_built_in_models_answer_from_w1(platform: ManagerPlatform, cluster: Cluster,
+                                                                      tmp_path: Path) -> None:
+    """semantic-search (MiniLM) and speech-finder (Silero VAD) on the GPU node's runner, as on the other
+    backends (tests/integration/test_runner_apps.py compares the same answers with the models run in-process)."""
+    names = node_names(cluster.manager.client())
+    for space_id in RUNNER_APPS:
+        assert [names[t["NodeID"]] for t in tasks_of(cluster.manager.client(), space_id)] == ["spt-w1"], space_id
+    result = Client(platform.example_url("semantic-search"), verbose=False).predict(
+        "which insect dances to tell others where food is?", 3, api_name="/search")
+    rows = result["data"] if isinstance(result, dict) else result
+    assert rows[0][0].startswith("Honey bees communicate"), rows
+    wav = tmp_path / "clip.wav"
+    voiced_clip(wav)
+    summary, table = Client(platform.example_url("speech-finder"), verbose=False).predict(
+        handle_file(str(wav)), 0.5, api_name="/find")
+    spans = table["data"] if isinstance(table, dict) else table
+    assert "in 3.0 s of audio" in summary and spans, summary
+    assert 0.8 <= float(spans[0][0]) <= 1.3 and 1.7 <= float(spans[-1][1]) <= 2.3  # speech sits in the middle
 
 
 def test_models_and_metrics_name_the_node_of_each_runner(platform: ManagerPlatform, cluster: Cluster) -> None:

@@ -3,10 +3,14 @@ gets, what `spaces nodes` shows, the registry's config, and how secrets reach a 
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -19,7 +23,7 @@ from spaces_runtime.supervisor.docker import TIERS, limits_for
 from spaces_runtime.swarm.nodes import gpus_of, node_view
 from spaces_runtime.swarm.registry import registry_config
 from spaces_runtime.swarm.secrets import export_script, secret_name, wrapped_command
-from spaces_runtime.swarm.service import generation_of, service_config, service_name, task_url
+from spaces_runtime.swarm.service import generation_of, http_check, service_config, service_name, task_url
 
 GIB = 1024 ** 3
 
@@ -47,8 +51,46 @@ def test_a_service_is_hardened_and_rolls_out_start_first() -> None:
     limits = made["resources"]["Limits"]  # type: ignore[index]
     assert limits["MemoryBytes"] == 4 * GIB and limits["NanoCPUs"] == 2 * 10 ** 9 and limits["Pids"] == 1024
     test = made["healthcheck"]["Test"]  # type: ignore[index]
-    assert test[-1] == "http://127.0.0.1:7860/spaces/alice/My_App/config"
+    assert test[:2] == ["CMD", "python3"] and test[-3:] == ["7860", "/spaces/alice/My_App/config", "200"]
     assert made["labels"]["spaces-runtime.generation"] == "7"  # type: ignore[index]
+
+
+@contextmanager
+def answering(status: int) -> Iterator[int]:
+    """A real HTTP server on loopback answering every GET with ``status``; yields its port."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _healthy(port: int, healthy_status: str) -> bool:
+    command = http_check(sys.executable, port, "/config", healthy_status)[1:]  # what the engine runs after CMD
+    return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
+
+
+def test_the_health_check_passes_only_on_the_status_it_names() -> None:
+    """The check the engine runs in each task: an app is healthy on 200 only; the runner on any answer (its 401
+    to a caller without a token means it is up); nobody listening is unhealthy for both."""
+    with answering(200) as port:
+        assert _healthy(port, "200") and _healthy(port, "")
+    with answering(503) as port:
+        assert not _healthy(port, "200") and _healthy(port, "")
+    with answering(401) as port:
+        assert not _healthy(port, "200") and _healthy(port, "")
+    assert not _healthy(port, "") and not _healthy(port, "200")  # that server is gone now
 
 
 def test_a_docker_sdk_app_has_no_health_check_in_its_image() -> None:
