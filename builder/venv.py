@@ -136,12 +136,14 @@ class VenvBuilder:
     def lock_path(self, env_hash: str) -> Path:
         return self.envs_dir / LOCKS_DIR / f"{env_hash}.txt"
 
-    def compiled(self, env_dir: Path, timeout_s: float = 600) -> None:
-        """Wait for the background bytecode compile of ``env_dir`` (``compile_bytecode``) to end: before removing
-        an environment this builder just made, whose ``__pycache__`` folders are still being written."""
+    def stop_compile(self, env_dir: Path) -> None:
+        """End the background bytecode compile of ``env_dir`` (``compile_bytecode``) now: before removing an
+        environment this builder just made, whose ``__pycache__`` folders are still being written. Killed, not
+        waited for: at idle priority on a busy host it can take minutes (an era test waited 264 s for one)."""
         process = self.compiles.pop(env_dir, None)
-        if process is not None:
-            process.wait(timeout_s)
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(30)
 
     def build(self, plan: BuildPlan, log: LogSink) -> Path:
         """Blocking: the environment's folder, built now or reused. Raises BuildError naming what failed."""

@@ -120,7 +120,7 @@ def test_a_rebuild_installs_the_recorded_lock(tmp_path: Path) -> None:
     builder = VenvBuilder(settings.envs_dir, settings)
     first = builder.build(plan, lambda _: None)
     recorded = (first / LOCK).read_text()
-    builder.compiled(first)  # its bytecode is written in the background: a folder still being written
+    builder.stop_compile(first)  # its bytecode is written in the background: a folder still being written
     shutil.rmtree(first)
     lines: list[str] = []
     again = builder.build(plan, lines.append)
