@@ -38,7 +38,8 @@ from builder.docker import ImageBuilder, connect, ensure_base_image
 from builder.venv import find_uv
 from spaces_runtime.config import Settings
 from spaces_runtime.supervisor.backend import LaunchSpec
-from spaces_runtime.supervisor.docker import PLATFORM_LABEL, DockerBackend, platform_id
+from spaces_runtime.supervisor.docker import DockerBackend
+from spaces_runtime.supervisor.labels import PLATFORM_LABEL, platform_id
 
 APP = Path(__file__).resolve().parents[1] / "tests" / "docker" / "apps" / "gradio_hello"
 

@@ -32,8 +32,8 @@ from spaces_runtime.runner import catalog
 from spaces_runtime.stages import ERROR_STAGES, SERVING_STAGES, Stage
 from spaces_runtime.store import Store
 from spaces_runtime.supervisor.backend import Instance, LaunchSpec
-from spaces_runtime.supervisor.docker import TIERS
 from spaces_runtime.supervisor.loop import Supervisor
+from spaces_runtime.supervisor.tiers import TIERS
 
 log = logging.getLogger(__name__)
 

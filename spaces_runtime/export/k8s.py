@@ -26,7 +26,9 @@ import yaml
 from builder.plan import BuildPlan
 from spaces_runtime import sdk_eras
 from spaces_runtime.supervisor.backend import LaunchSpec
-from spaces_runtime.supervisor.docker import PORT_LABEL, SPACE_LABEL, Tier, runtime_env
+from spaces_runtime.supervisor.docker import runtime_env
+from spaces_runtime.supervisor.labels import PORT_LABEL, SPACE_LABEL
+from spaces_runtime.supervisor.tiers import Tier
 
 Manifest = dict[str, Any]
 MIB = 1024 * 1024

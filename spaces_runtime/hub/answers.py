@@ -17,7 +17,7 @@ from spaces_runtime.hub.tree import SpaceFiles
 from spaces_runtime.server.api import space_answer
 from spaces_runtime.server.views import space_view
 from spaces_runtime.store import SpaceRecord
-from spaces_runtime.supervisor.docker import TIERS
+from spaces_runtime.supervisor.tiers import TIERS
 from spaces_runtime.wiring.platform import Platform
 
 

@@ -44,7 +44,7 @@ from spaces_runtime.server.auth import PlatformDep, PrincipalDep, changeable, se
 from spaces_runtime.server.secrets import apply
 from spaces_runtime.stages import Stage
 from spaces_runtime.store import SpaceRecord
-from spaces_runtime.supervisor.docker import TIERS
+from spaces_runtime.supervisor.tiers import TIERS
 from spaces_runtime.wiring.platform import Platform
 
 router = APIRouter(prefix="/api", tags=["hub"])

@@ -38,7 +38,7 @@ from spaces_runtime.names import split_id
 from spaces_runtime.server.auth import PlatformDep, PrincipalDep, changeable, seen, writable
 from spaces_runtime.stages import Stage
 from spaces_runtime.store import SpaceRecord
-from spaces_runtime.supervisor.docker import TIERS
+from spaces_runtime.supervisor.tiers import TIERS
 from spaces_runtime.wiring.platform import Platform
 
 router = APIRouter(tags=["hub"])

@@ -17,8 +17,9 @@ from spaces_runtime.sandbox.disks import Disks
 from spaces_runtime.sandbox.identity import HostRegistry, Identities
 from spaces_runtime.sandbox.network import Lease, Network
 from spaces_runtime.supervisor.backend import LaunchSpec
-from spaces_runtime.supervisor.docker import TIERS, Limits, limits_for, platform_id, under_ceilings
+from spaces_runtime.supervisor.labels import platform_id
 from spaces_runtime.supervisor.launch import process_command
+from spaces_runtime.supervisor.tiers import TIERS, Limits, limits_for, under_ceilings
 
 # the platform's own code: masked if a system folder the sandbox shows holds it (an install into /usr/local)
 PLATFORM_DIRS = (str(PACKAGE_DIR), str(PACKAGE_DIR.parent / "builder"))

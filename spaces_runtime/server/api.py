@@ -26,8 +26,8 @@ from spaces_runtime.server.auth import PlatformDep, PrincipalDep, changeable, se
 from spaces_runtime.server.secrets import apply
 from spaces_runtime.server.views import space_view
 from spaces_runtime.store import SpaceRecord
-from spaces_runtime.supervisor.docker import TIERS
 from spaces_runtime.supervisor.process import memory_metrics, space_pss
+from spaces_runtime.supervisor.tiers import TIERS
 from spaces_runtime.wiring.platform import Platform
 
 LIKER_COOKIE = "spaces_liker"

@@ -20,7 +20,7 @@ from spaces_runtime.errors import ConflictError
 from spaces_runtime.export import k8s
 from spaces_runtime.names import space_id as make_space_id
 from spaces_runtime.server.auth import PlatformDep, PrincipalDep, seen
-from spaces_runtime.supervisor.docker import TIERS
+from spaces_runtime.supervisor.tiers import TIERS
 
 router = APIRouter(prefix="/api/spaces/{owner}/{name}")
 

@@ -23,7 +23,7 @@ class LaunchSpec:
     image: str | None = None  # docker backend: the image to run
     app_port: int = 7860  # port inside the container (docker); ignored by the process backend
     startup_timeout_s: float = 1800.0
-    hardware: str = "cpu-basic"  # a tier of supervisor.docker.TIERS (deploy.runchoice chose it)
+    hardware: str = "cpu-basic"  # a tier of supervisor.tiers.TIERS (deploy.runchoice chose it)
     replicas: int = 1  # instances the swarm backend runs; the others run one
     secret_keys: frozenset[str] = frozenset()  # which of env are the space's secrets (swarm: Docker secrets)
     sdk_version: str | None = None  # README sdk_version; None: the platform default (newest era, sdk_eras)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import re
@@ -34,7 +33,6 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -52,86 +50,14 @@ from spaces_runtime.sandbox.network import guard_containers
 from spaces_runtime.supervisor.backend import ExitInfo, Instance, LaunchSpec
 from spaces_runtime.supervisor.dockerdata import DataDisks, note_volumes, why_not
 from spaces_runtime.supervisor.hostpaths import host_path, host_volumes, own_mounts
+from spaces_runtime.supervisor.labels import GENERATION_LABEL, PLATFORM_LABEL, PORT_LABEL, SPACE_LABEL, platform_id
+from spaces_runtime.supervisor.tiers import MIB, TIERS, Limits, Tier, limits_for, under_ceilings
 
 log = logging.getLogger("spaces_runtime")
 
-SPACE_LABEL = "spaces-runtime.space"
-PLATFORM_LABEL = "spaces-runtime.platform"
-PORT_LABEL = "spaces-runtime.app-port"
-# launch order, a number that grows with every launch, across platform restarts too: after a crash mid-redeploy
-# the newest of a space's containers is the one adopted. The engine's creation times are no dependable order: whole
-# seconds in its listing, and RFC 3339 strings with trailing zeros trimmed (".1Z" sorts after ".12Z") when inspected
-GENERATION_LABEL = "spaces-runtime.generation"
-MIB = 1024 * 1024
 _DRAIN_S = 2.0
 RUNNER_MOUNT = "/run/spaces-runner"
 APPKIT_MOUNT = "/opt/spaces-appkit"
-
-
-@dataclass(frozen=True)
-class Tier:
-    """A named hardware tier as Hugging Face sells it: caps, not reservations."""
-
-    cpus: float
-    memory_mb: int
-    gpus: int = 0
-    pids: int = 1024
-
-
-# Hugging Face's tiers (vCPU, RAM, GPUs)
-TIERS: dict[str, Tier] = {
-    "cpu-basic": Tier(2, 16 * 1024),
-    "cpu-upgrade": Tier(8, 32 * 1024),
-    "t4-small": Tier(4, 15 * 1024, gpus=1),
-    "t4-medium": Tier(8, 30 * 1024, gpus=1),
-    "l4x1": Tier(8, 30 * 1024, gpus=1),
-    "a10g-small": Tier(4, 15 * 1024, gpus=1),
-    "a10g-large": Tier(12, 46 * 1024, gpus=1),
-    "a100-large": Tier(12, 142 * 1024, gpus=1),
-}
-
-
-@dataclass(frozen=True)
-class Limits:
-    nano_cpus: int
-    memory_bytes: int
-    pids: int
-    gpus: int
-
-    @property
-    def memory_label(self) -> str:
-        """Docker's spelling: 512m, 2g."""
-        mib = self.memory_bytes // MIB
-        return f"{mib // 1024}g" if mib % 1024 == 0 else f"{mib}m"
-
-
-def limits_for(tier_name: str, tiers: dict[str, Tier], host_cpus: int, host_memory: int,
-               host_gpus: int) -> Limits:
-    """Scale a tier to this host: never more CPUs than it has, never more than half its memory (one app must
-    not starve the platform and its neighbours), GPUs only when present."""
-    tier = tiers.get(tier_name)
-    if tier is None:
-        raise BackendError(f"hardware tier '{tier_name}' is not one of {', '.join(sorted(tiers))}")
-    cpus = min(tier.cpus, float(host_cpus))
-    memory = min(tier.memory_mb * MIB, (host_memory // 2) // MIB * MIB)
-    return Limits(nano_cpus=int(cpus * 1e9), memory_bytes=memory, pids=tier.pids,
-                  gpus=min(tier.gpus, host_gpus))
-
-
-def under_ceilings(limits: Limits, settings: Settings) -> Limits:
-    """``limits`` under the operator's ceilings (SPACES_SANDBOX_MEMORY_MB, _CPUS, _PIDS: small hosts, tests), the
-    same on every backend so an app meets the same limits wherever it runs (pure)."""
-    if settings.sandbox_memory_mb is not None:
-        limits = replace(limits, memory_bytes=min(limits.memory_bytes, settings.sandbox_memory_mb * MIB))
-    if settings.sandbox_cpus is not None:
-        limits = replace(limits, nano_cpus=min(limits.nano_cpus, int(settings.sandbox_cpus * 1e9)))
-    if settings.sandbox_pids is not None:
-        limits = replace(limits, pids=min(limits.pids, settings.sandbox_pids))
-    return limits
-
-
-def platform_id(data_dir: Path) -> str:
-    return hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:12]
 
 
 def _slug(space_id: str) -> str:

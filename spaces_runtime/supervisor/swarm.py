@@ -45,16 +45,8 @@ from spaces_runtime.config import Settings
 from spaces_runtime.errors import BackendError
 from spaces_runtime.logs import LogSink
 from spaces_runtime.supervisor.backend import ExitInfo, Instance, LaunchSpec
-from spaces_runtime.supervisor.docker import (
-    GENERATION_LABEL,
-    PLATFORM_LABEL,
-    SPACE_LABEL,
-    TIERS,
-    Limits,
-    Tier,
-    limits_for,
-    platform_id,
-)
+from spaces_runtime.supervisor.labels import GENERATION_LABEL, PLATFORM_LABEL, SPACE_LABEL, platform_id
+from spaces_runtime.supervisor.tiers import TIERS, Limits, Tier, limits_for
 from spaces_runtime.swarm.kit import KitConfigs
 from spaces_runtime.swarm.pinning import DataPins, PinBook
 from spaces_runtime.swarm.runneraccess import RunnerAccess, runner_access

@@ -25,7 +25,7 @@ import docker.errors
 from docker.types import EndpointSpec, Mount, RestartPolicy, ServiceMode
 
 from spaces_runtime.errors import BackendError
-from spaces_runtime.supervisor.docker import PLATFORM_LABEL
+from spaces_runtime.supervisor.labels import PLATFORM_LABEL
 
 MOVE_LABEL = "spaces-runtime.data-move"  # on the jobs: the space whose /data they copy
 PORT = 7999  # inside the receiver; published in host mode on an ephemeral port of its node

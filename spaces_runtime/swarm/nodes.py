@@ -24,7 +24,7 @@ import docker
 import docker.errors
 
 from spaces_runtime.errors import BackendError, ConflictError, NotFoundError, SpacesError
-from spaces_runtime.supervisor.docker import PLATFORM_LABEL, SPACE_LABEL
+from spaces_runtime.supervisor.labels import PLATFORM_LABEL, SPACE_LABEL
 from spaces_runtime.swarm import datamove, datapin
 from spaces_runtime.swarm.pinning import DataPins, Pin
 from spaces_runtime.swarm.service import GPU_LABEL

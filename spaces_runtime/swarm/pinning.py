@@ -23,7 +23,7 @@ import docker.errors
 
 from spaces_runtime.errors import BackendError, NodeUnavailableError
 from spaces_runtime.logs import LogSink
-from spaces_runtime.supervisor.docker import PLATFORM_LABEL
+from spaces_runtime.supervisor.labels import PLATFORM_LABEL
 from spaces_runtime.swarm import datapin
 
 MOVE_WAIT_S = 900.0  # a launch waits this long for a move of the space's /data (its copy's own bound is 600 s)

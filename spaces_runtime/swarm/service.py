@@ -22,8 +22,10 @@ from docker.types import (
 )
 
 from spaces_runtime.supervisor.backend import LaunchSpec
-from spaces_runtime.supervisor.docker import GENERATION_LABEL, MIB, PLATFORM_LABEL, SPACE_LABEL, Limits, runtime_env
+from spaces_runtime.supervisor.docker import runtime_env
+from spaces_runtime.supervisor.labels import GENERATION_LABEL, PLATFORM_LABEL, SPACE_LABEL
 from spaces_runtime.supervisor.probes import readiness_url
+from spaces_runtime.supervisor.tiers import MIB, Limits
 
 DRAIN_S = 3.0  # a task told to stop keeps answering this long (its stop signal is one Python apps ignore)
 NANO = 1_000_000_000

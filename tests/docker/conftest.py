@@ -17,7 +17,8 @@ from prerequisites import missing
 from builder.docker import BuiltImage, ImageBuilder, connect
 from spaces_runtime.config import Settings
 from spaces_runtime.errors import BackendError
-from spaces_runtime.supervisor.docker import PLATFORM_LABEL, DockerBackend, platform_id
+from spaces_runtime.supervisor.docker import DockerBackend
+from spaces_runtime.supervisor.labels import PLATFORM_LABEL, platform_id
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,9 @@ from polling import wait_until_async
 from builder.docker import BuiltImage, ImageBuilder
 from spaces_runtime.config import Settings
 from spaces_runtime.supervisor.backend import ExitInfo, Instance
-from spaces_runtime.supervisor.docker import PLATFORM_LABEL, SPACE_LABEL, DockerBackend, Tier
+from spaces_runtime.supervisor.docker import DockerBackend
+from spaces_runtime.supervisor.labels import PLATFORM_LABEL, SPACE_LABEL
+from spaces_runtime.supervisor.tiers import Tier
 
 pytestmark = pytest.mark.docker
 

@@ -8,15 +8,8 @@ import pytest
 
 from spaces_runtime.errors import BackendError
 from spaces_runtime.supervisor.backend import LaunchSpec
-from spaces_runtime.supervisor.docker import (
-    MIB,
-    TIERS,
-    Limits,
-    container_config,
-    describe_exit,
-    limits_for,
-    runtime_env,
-)
+from spaces_runtime.supervisor.docker import container_config, describe_exit, runtime_env
+from spaces_runtime.supervisor.tiers import MIB, TIERS, Limits, limits_for
 
 GIB = 1024 * MIB
 SPEC = LaunchSpec(space_id="alice/demo", sdk="gradio", app_dir=Path("/x"), app_file="app.py",

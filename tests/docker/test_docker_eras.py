@@ -26,7 +26,7 @@ from prerequisites import missing
 
 from spaces_harness import Platform, free_port
 from spaces_runtime.sdk_eras import stream_path
-from spaces_runtime.supervisor.docker import PLATFORM_LABEL, platform_id
+from spaces_runtime.supervisor.labels import PLATFORM_LABEL, platform_id
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1500)]
 OWNER = "eras"

@@ -18,7 +18,7 @@ from example_checks import (
     check_streamlit_script_runs,
 )
 from spaces_harness import Platform, serving_examples
-from spaces_runtime.supervisor.docker import PLATFORM_LABEL, platform_id
+from spaces_runtime.supervisor.labels import PLATFORM_LABEL, platform_id
 
 pytestmark = pytest.mark.docker
 

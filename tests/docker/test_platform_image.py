@@ -33,7 +33,7 @@ from builder.docker.build import host_ca_bundle
 from example_checks import check_sentiment
 from spaces_harness import EXAMPLES, free_port, gradio_readme, write_app
 from spaces_runtime.config import Settings
-from spaces_runtime.supervisor.docker import SPACE_LABEL
+from spaces_runtime.supervisor.labels import SPACE_LABEL
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 

@@ -15,7 +15,7 @@ import pytest
 from polling import wait_until
 
 from spaces_harness import Platform, write_app
-from spaces_runtime.supervisor.docker import PLATFORM_LABEL, platform_id
+from spaces_runtime.supervisor.labels import PLATFORM_LABEL, platform_id
 
 pytestmark = pytest.mark.docker
 README = "---\ntitle: Docker secrets\nsdk: docker\napp_port: 7860\n---\n"

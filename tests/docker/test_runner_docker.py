@@ -22,7 +22,8 @@ from spaces_runtime.client import Runner
 from spaces_runtime.config import Settings
 from spaces_runtime.runner.options import socket_path
 from spaces_runtime.runner.tokens import ADMIN, app_token, read_secret
-from spaces_runtime.supervisor.docker import MIB, RUNNER_MOUNT, DockerBackend, Limits, container_config
+from spaces_runtime.supervisor.docker import RUNNER_MOUNT, DockerBackend, container_config
+from spaces_runtime.supervisor.tiers import MIB, Limits
 
 torch = pytest.importorskip("torch") if not os.environ.get("CI") else __import__("torch")
 REPO = Path(__file__).resolve().parents[2]

@@ -39,7 +39,7 @@ from example_checks import check_streamlit_script_runs
 from spaces_harness import Platform, gradio_readme, write_app
 from spaces_runtime.sandbox.launcher import slug
 from spaces_runtime.sandbox.processes import find_app
-from spaces_runtime.supervisor.docker import platform_id
+from spaces_runtime.supervisor.labels import platform_id
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 UID_BASE = 200_000_000

@@ -27,7 +27,7 @@ from spaces_runtime.hub.ndjson import AddFile, DeleteFile, DeleteFolder, Header,
 from spaces_runtime.hub.tree import Blob, Tree
 from spaces_runtime.stages import Stage
 from spaces_runtime.store import SpaceRecord
-from spaces_runtime.supervisor.docker import TIERS
+from spaces_runtime.supervisor.tiers import TIERS
 
 PLACE = shapes.Place(base_url="http://127.0.0.1:7000/", public_host="localhost:7000")
 MACHINE = shapes.Machine(hardware="cpu-basic", sleep_after_s=48 * 3600)

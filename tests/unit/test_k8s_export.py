@@ -20,7 +20,7 @@ from spaces_runtime.config import Settings
 from spaces_runtime.export import k8s
 from spaces_runtime.export.k8s import SpaceExport
 from spaces_runtime.supervisor.backend import LaunchSpec
-from spaces_runtime.supervisor.docker import TIERS
+from spaces_runtime.supervisor.tiers import TIERS
 
 GOLDEN = Path(__file__).parent / "golden" / "k8s"
 KUBERNETES = "1.33"

@@ -9,7 +9,7 @@ import pytest
 from builder import spec as specs
 from spaces_runtime.deploy import runchoice
 from spaces_runtime.errors import InvalidNameError, SpecError
-from spaces_runtime.supervisor.docker import TIERS
+from spaces_runtime.supervisor.tiers import TIERS
 
 
 def test_the_owner_s_tier_wins_over_the_readme_s_which_wins_over_the_default() -> None:

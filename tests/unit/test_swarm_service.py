@@ -19,7 +19,7 @@ from spaces_runtime.gateway.affinity import COOKIE, key, pick, without_first
 from spaces_runtime.gateway.routes import resolve
 from spaces_runtime.gateway.targets import Upstream
 from spaces_runtime.supervisor.backend import LaunchSpec
-from spaces_runtime.supervisor.docker import TIERS, limits_for
+from spaces_runtime.supervisor.tiers import TIERS, limits_for
 from spaces_runtime.swarm.nodes import gpus_of, node_view
 from spaces_runtime.swarm.registry import registry_config
 from spaces_runtime.swarm.secrets import export_script, secret_name, wrapped_command
