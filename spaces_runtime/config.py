@@ -94,7 +94,8 @@ class Settings(BaseSettings):
     python_version: str = "3.11"
     default_gradio_version: str = "6.31.0"
     default_streamlit_version: str = "1.67.0"
-    uv_cache_dir: Path | None = None  # None: uv's own default, shared across data dirs
+    # None: jailed builds share one per build identity (sandbox.buildjail), unjailed ones uv's own default
+    uv_cache_dir: Path | None = None
     index_url: str | None = None
     extra_index_url: str | None = None
     ca_bundle: Path | None = None  # for TLS-intercepting proxies; reaches pip/uv during builds only

@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from spaces_runtime.appkit.address import NOT_LISTENING, Address, connect_pauses, quoted, unreachable
+from spaces_runtime.appkit.address import Address, ConnectAttempts, quoted
 from spaces_runtime.appkit.wire import FRAME, FRAME_MAGIC, Body, decode, error_from, frame, joined, request_body, result
 from spaces_runtime.errors import RunnerError
 
@@ -29,15 +29,16 @@ class AsyncRunner:
         roundtrip = _frame_roundtrip if self.address.unix_path else _http_roundtrip
         all_headers = {**self.address.headers, **(headers or {})}
         for attempt in (0, 1):
-            reused = bool(self._idle)
+            reused = attempt == 0 and bool(self._idle)
             reader, writer = self._idle.pop() if reused else await self._open()
             try:
                 status, keep, data = await asyncio.wait_for(
                     roundtrip(reader, writer, method, path, body, all_headers), self.address.timeout)
             except (ConnectionError, asyncio.IncompleteReadError):
                 writer.close()
-                if attempt or not reused:
+                if not reused:
                     raise
+                await self.aclose()  # a kept-alive stream went stale (the runner restarted): so did the others
                 continue
             except BaseException:
                 writer.close()  # timed out or cancelled mid-answer: the stream is out of step
@@ -52,21 +53,16 @@ class AsyncRunner:
         raise AssertionError("unreachable")
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A new stream, waiting (connect_pauses) while nothing listens at the address yet."""
+        """A new stream, waiting (ConnectAttempts) while nothing listens at the address yet."""
         a = self.address
-        pauses = connect_pauses(a)
+        attempts = ConnectAttempts(a)
         while True:
             try:
                 if a.unix_path:
                     return await asyncio.open_unix_connection(a.unix_path, limit=2**24)
                 return await asyncio.open_connection(a.host, a.port, limit=2**24)
-            except NOT_LISTENING as exc:
-                pause = next(pauses, None)
-                if pause is None:
-                    raise unreachable(a, exc) from None
-                await asyncio.sleep(pause)
             except OSError as exc:
-                raise unreachable(a, exc) from None
+                await asyncio.sleep(attempts.pause_after(exc))
 
     async def models(self) -> list[dict[str, Any]]:
         return json.loads(await self.request("GET", "/v1/models"))["models"]

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from spaces_runtime.appkit.address import NOT_LISTENING, Address, connect_pauses, quoted, unreachable
+from spaces_runtime.appkit.address import Address, ConnectAttempts, quoted
 from spaces_runtime.appkit.wire import (
     FRAME,
     FRAME_MAGIC,
@@ -117,9 +117,9 @@ class Runner:
         return conn, False
 
     def _open(self) -> _FrameConnection | http.client.HTTPConnection:
-        """A new connection, waiting (connect_pauses) while nothing listens at the address yet."""
+        """A new connection, waiting (ConnectAttempts) while nothing listens at the address yet."""
         a = self.address
-        pauses = connect_pauses(a)
+        attempts = ConnectAttempts(a)
         while True:
             try:
                 if a.unix_path:
@@ -127,13 +127,8 @@ class Runner:
                 conn = http.client.HTTPConnection(a.host, a.port, timeout=a.timeout)
                 conn.connect()  # now, not at the first request, so that a refusal is waited out here
                 return conn
-            except NOT_LISTENING as exc:
-                pause = next(pauses, None)
-                if pause is None:
-                    raise unreachable(a, exc) from None
-                time.sleep(pause)
             except OSError as exc:
-                raise unreachable(a, exc) from None
+                time.sleep(attempts.pause_after(exc))
 
     def json(self, method: str, path: str, payload: Any = None) -> Any:
         body = json.dumps(payload).encode() if payload is not None else b""

@@ -1,7 +1,9 @@
 """What the supervisor knows of one app between ticks, and the small rules read from it.
 
-Every field changes only under the app's ``lock`` (see ``loop``); ``changed`` wakes whoever waits for the app
-to settle.
+Its lifecycle (stage, instance, readiness, restarts, waits, the replacement) changes under the app's ``lock``
+(see ``loop``). Not under it: ``last_touch`` and ``last_heard`` (the gateway's visits, one assignment each),
+``live_probe`` (the liveness watch's own task) and ``changed``, which ``notify`` sets and replaces to wake whoever
+waits for the app to settle.
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ from dataclasses import dataclass, field
 
 from spaces_runtime.stages import Stage
 from spaces_runtime.supervisor.backend import Instance, LaunchSpec
-from spaces_runtime.supervisor.probes import readiness_url
 
-STARTING = frozenset({Stage.APP_STARTING, Stage.RUNNING_APP_STARTING})
+SETTLING_STAGES = frozenset({Stage.APP_STARTING, Stage.RUNNING_APP_STARTING})  # not settled yet
 
 
 @dataclass
@@ -42,7 +43,7 @@ class SupervisedApp:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-def starting(app: SupervisedApp) -> bool:
+def launched_not_ready(app: SupervisedApp) -> bool:
     """Launched and not serving yet (a replacement starting beside a serving version is ``_await_ready``'s)."""
     return app.instance is not None and not app.ready
 
@@ -51,8 +52,3 @@ def notify(app: SupervisedApp) -> None:
     """Wake everyone waiting on this app; later waiters wait on a fresh event."""
     app.changed.set()
     app.changed = asyncio.Event()
-
-
-def timeout_reason(spec: LaunchSpec, instance: Instance) -> str:
-    return (f"the app did not become ready within {spec.startup_timeout_s:g} s "
-            f"(no answer at {readiness_url(spec, instance.upstream)})")

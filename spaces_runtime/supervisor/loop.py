@@ -26,11 +26,11 @@ from spaces_runtime.config import Settings
 from spaces_runtime.errors import AppRuntimeError, NodeUnavailableError, NotFoundError, SpacesError
 from spaces_runtime.logs import LogBook
 from spaces_runtime.stages import Stage
-from spaces_runtime.supervisor.appstate import STARTING, SupervisedApp, notify, starting, timeout_reason
+from spaces_runtime.supervisor.appstate import SETTLING_STAGES, SupervisedApp, launched_not_ready, notify
 from spaces_runtime.supervisor.backend import Backend, ExitInfo, Instance, LaunchSpec
 from spaces_runtime.supervisor.backoff import RestartPolicy
 from spaces_runtime.supervisor.liveness import LivenessWatch
-from spaces_runtime.supervisor.probes import LivenessPolicy, probe
+from spaces_runtime.supervisor.probes import LivenessPolicy, probe, timeout_reason
 
 StageCallback = Callable[[str, Stage, str, str | None], Awaitable[None] | None]
 log = logging.getLogger(__name__)
@@ -48,8 +48,7 @@ class Supervisor:
         self.settings = settings
         self.on_stage = on_stage
         self.policy = RestartPolicy.from_settings(settings)
-        self.liveness = liveness or LivenessPolicy()
-        self.watch = LivenessWatch(self.liveness, backend, logs, self._http, self._hung)
+        self.watch = LivenessWatch(liveness or LivenessPolicy(), backend, logs, self._http, self._hung)
         self._apps: dict[str, SupervisedApp] = {}
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
@@ -221,7 +220,7 @@ class Supervisor:
     async def _settle(self, app: SupervisedApp) -> Stage:
         """The stage the app settles in. An app waiting for its node has settled too (APP_STARTING, the reason in
         ``waiting``): a deploy, restart or wake that waited for the node would wait for as long as it is away."""
-        while app.stage in STARTING and app.waiting is None:
+        while app.stage in SETTLING_STAGES and app.waiting is None:
             await app.changed.wait()
         return app.stage
 
@@ -348,7 +347,7 @@ class Supervisor:
         full tick. With nothing starting, this waits for a launch rather than waking up."""
         while (left := until - time.monotonic()) > 0:
             self._launched.clear()
-            pending = [app for app in self._apps.values() if starting(app)]
+            pending = [app for app in self._apps.values() if launched_not_ready(app)]
             if not pending:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._launched.wait(), left)
@@ -400,7 +399,7 @@ class Supervisor:
 
     async def _check_answers(self, app: SupervisedApp) -> None:
         """Between full ticks: a starting app that answers now is RUNNING (checked again under the lock)."""
-        if starting(app):
+        if launched_not_ready(app):
             await self._answers(app)
 
     async def _answers(self, app: SupervisedApp) -> bool:

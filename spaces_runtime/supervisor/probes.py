@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import httpx
 
 from spaces_runtime import sdk_eras
-from spaces_runtime.supervisor.backend import LaunchSpec
+from spaces_runtime.supervisor.backend import Instance, LaunchSpec
 
 PROBE_TIMEOUT = httpx.Timeout(3.0, connect=1.0)
 
@@ -26,6 +26,12 @@ def readiness_url(spec: LaunchSpec, upstream: str) -> str:
     if spec.sdk in ("gradio", "streamlit"):
         return f"{base}{prefix}/{sdk_eras.health_path(spec.sdk, spec.sdk_version)}"
     return f"{base}/"
+
+
+def timeout_reason(spec: LaunchSpec, instance: Instance) -> str:
+    """Why an app that never answered its readiness probe failed."""
+    return (f"the app did not become ready within {spec.startup_timeout_s:g} s "
+            f"(no answer at {readiness_url(spec, instance.upstream)})")
 
 
 def is_ready_status(spec: LaunchSpec, status: int) -> bool:

@@ -52,7 +52,7 @@ while b"\\r\\n" not in head and len(head) < 512:
     if not more:
         break
     head += more
-status = head.split(b" ")[1:2]
+status = head.split(b"\\r\\n", 1)[0].split(None, 2)[1:2]  # "HTTP/1.1 200 OK", or "HTTP/1.1 200" with no reason
 sys.exit(0 if status and sys.argv[3].encode() in (b"", status[0]) else 1)
 """
 

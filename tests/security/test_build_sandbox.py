@@ -158,6 +158,8 @@ def test_a_platform_with_another_uid_base_leaves_this_ones_build_cache_alone(
     from spaces_runtime.sandbox.buildjail import BuildJail
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for name in ("SPACES_UV_CACHE_DIR", "SPACES_SANDBOX_UID_BASE"):  # Settings would read them
+        monkeypatch.delenv(name, raising=False)
     tools = {"bwrap": "bwrap", "setpriv": "setpriv"}
     production = BuildJail(Settings(data_dir=tmp_path / "production"), tools, "uv")
     entry = production.cache_dir / "sdists-v11" / ".git"

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 from packaging.version import Version
 
-from spaces_runtime.appkit import address, aio, sync
+from spaces_runtime.appkit import address
 from spaces_runtime.appkit.install import SHIM_VERSION, appkit_env, kit_dir
 from spaces_runtime.appkit.wire import FRAME, frame
 from spaces_runtime.client import AsyncRunner, Runner, RunnerError
@@ -83,37 +83,62 @@ def test_the_shim_is_an_installed_package_to_importlib_metadata(tmp_path) -> Non
     assert found["found"] == [str(tmp_path / "appkit" / f"spaces-{SHIM_VERSION}.dist-info")]  # one version only
 
 
-def _late_runner(path: Path) -> None:
-    """A runner stand-in that starts listening only now and answers one /v1/models with no models."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen(1)
+class _RunnerStandIn:
+    """A runner stand-in on a Unix socket: answers every /v1/models frame with no models, on kept-alive
+    connections, until ``restart`` drops every connection and listens again on the same path."""
 
-    def answer() -> None:
-        conn, _ = listener.accept()
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.connections: list[socket.socket] = []
+        self.listener = self._listen()
+
+    def _listen(self) -> socket.socket:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self.path))
+        listener.listen(8)
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return listener
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # closed by restart
+            self.connections.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _serve(conn: socket.socket) -> None:
         with conn, conn.makefile("rb") as reader:
-            _, hlen, blen = FRAME.unpack(reader.read(FRAME.size))
-            reader.read(hlen + blen)
-            conn.sendall(b"".join(frame({"s": 200}, b'{"models": []}')))
-        listener.close()
+            while len(prefix := reader.read(FRAME.size)) == FRAME.size:
+                _, hlen, blen = FRAME.unpack(prefix)
+                reader.read(hlen + blen)
+                conn.sendall(b"".join(frame({"s": 200}, b'{"models": []}')))
 
-    threading.Thread(target=answer, daemon=True).start()
+    def restart(self) -> None:
+        self.listener.close()
+        for conn in self.connections:
+            conn.shutdown(socket.SHUT_RDWR)
+        self.connections.clear()
+        self.path.unlink()
+        self.listener = self._listen()
 
 
 def _runner_comes_up_at_the_first_pause(monkeypatch: pytest.MonkeyPatch, path: Path) -> list[float]:
     """The client's pauses, with the runner starting when the client first waits: a call that did not wait
     would fail (no socket yet), one that waited gets the answer."""
     pauses: list[float] = []
+    original = address.connect_pauses
 
     def late(a: address.Address) -> Iterator[float]:
-        for pause in address.connect_pauses(a):
+        for pause in original(a):
             if not pauses:
-                _late_runner(path)
+                _RunnerStandIn(path)
             pauses.append(pause)
             yield pause
 
-    monkeypatch.setattr(sync, "connect_pauses", late)
-    monkeypatch.setattr(aio, "connect_pauses", late)
+    monkeypatch.setattr(address, "connect_pauses", late)
     return pauses
 
 
@@ -133,9 +158,43 @@ def test_the_async_client_waits_for_a_late_runner_too(tmp_path: Path, monkeypatc
     assert pauses
 
 
+def test_the_async_client_survives_a_runner_restart_with_several_idle_streams(tmp_path: Path) -> None:
+    """Two calls at once leave two kept-alive streams; the runner restarts; the next call gets its answer
+    (both streams are stale, not only the first one tried)."""
+    runner = _RunnerStandIn(tmp_path / "runner.sock")
+
+    async def scenario() -> list[dict[str, object]]:
+        client = AsyncRunner(f"unix://{runner.path}", token="t")
+        await asyncio.gather(client.models(), client.models())
+        assert len(client._idle) == 2
+        runner.restart()
+        try:
+            return await client.models()
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(scenario()) == []
+
+
 def test_a_runner_that_never_comes_fails_the_call_after_the_wait_saying_so(tmp_path: Path) -> None:
     url = f"unix://{tmp_path / 'runner.sock'}"
     with pytest.raises(RunnerError, match=r"no model runner answers at .*runner.sock.*waited 0.3 s"):
         Runner(url, token="t", connect_wait=0.3).models()
     with pytest.raises(RunnerError, match="waited 0.3 s"):
         asyncio.run(AsyncRunner(url, token="t", connect_wait=0.3).models())
+    with pytest.raises(RunnerError, match="waited 0.2 s"):  # a call's own timeout bounds the wait too
+        Runner(url, token="t", timeout=0.2).models()
+
+
+def test_an_address_that_cannot_be_a_socket_fails_at_once_without_claiming_a_wait(tmp_path: Path) -> None:
+    """Not a runner still starting: a socket path under a file (ENOTDIR) fails at once, and says no wait."""
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(RunnerError) as caught:
+        Runner(f"unix://{tmp_path / 'file' / 'runner.sock'}", token="t").models()
+    assert "waited" not in str(caught.value) and "no model runner answers" in str(caught.value)
+
+
+def test_a_wait_that_is_no_number_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPACES_RUNNER_CONNECT_WAIT_S", "soon")
+    with pytest.raises(RunnerError, match="SPACES_RUNNER_CONNECT_WAIT_S is 'soon', not a number of seconds"):
+        Runner("unix:///nowhere/runner.sock", token="t")

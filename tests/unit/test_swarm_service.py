@@ -6,9 +6,11 @@ from __future__ import annotations
 import http.server
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,6 +78,31 @@ def answering(status: int) -> Iterator[int]:
         server.server_close()
 
 
+@contextmanager
+def answering_in_pieces(*pieces: bytes) -> Iterator[int]:
+    """A raw server that answers each connection with ``pieces``, one write each (a status line may come split,
+    and with no reason phrase); yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(1024)
+                for piece in pieces:
+                    conn.sendall(piece)
+                    time.sleep(0.05)  # not synchronisation: it keeps the pieces apart on the wire
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+
+
 def _healthy(port: int, healthy_status: str) -> bool:
     command = http_check(sys.executable, port, "/config", healthy_status)[1:]  # what the engine runs after CMD
     return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
@@ -91,6 +118,10 @@ def test_the_health_check_passes_only_on_the_status_it_names() -> None:
     with answering(401) as port:
         assert not _healthy(port, "200") and _healthy(port, "")
     assert not _healthy(port, "") and not _healthy(port, "200")  # that server is gone now
+    with answering_in_pieces(b"HTTP/1.1 20", b"0\r\ncontent-length: 0\r\n\r\n") as port:
+        assert _healthy(port, "200")
+    with answering_in_pieces(b"HTTP/1.1 2", b"04\r\n\r\n") as port:
+        assert not _healthy(port, "200")
 
 
 def test_a_docker_sdk_app_has_no_health_check_in_its_image() -> None:
