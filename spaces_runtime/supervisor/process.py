@@ -44,7 +44,8 @@ from spaces_runtime.logs import LogSink
 from spaces_runtime.sandbox.processes import find_app, signal_of_exit
 from spaces_runtime.supervisor.backend import ExitInfo, Instance, LaunchSpec
 from spaces_runtime.supervisor.launch import process_command
-from spaces_runtime.zygote.pool import Forked, Zygotes, ZygoteUnavailable, plan_fork
+from spaces_runtime.zygote.pool import Forked, Zygotes, ZygoteUnavailable
+from spaces_runtime.zygote.rules import plan_fork
 
 if TYPE_CHECKING:
     from spaces_runtime.sandbox.launcher import Prepared, Sandbox

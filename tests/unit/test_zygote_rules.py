@@ -14,7 +14,8 @@ from spaces_runtime.sandbox import forking, layout, network
 from spaces_runtime.supervisor.process import pss_of
 from spaces_runtime.zygote import wire
 from spaces_runtime.zygote.enter import Box, exit_code
-from spaces_runtime.zygote.pool import ZygoteKey, host_pid, id_map, plan_fork, startup_code
+from spaces_runtime.zygote.pool import host_pid
+from spaces_runtime.zygote.rules import ZygoteKey, id_map, plan_fork, startup_code
 
 APP_ENV = {"PATH": "/env/bin:/usr/bin", "HOME": "/home/user/app", "GRADIO_SERVER_PORT": "7860",
            "GRADIO_ROOT_PATH": "/spaces/alice/demo", "PYTHONPATH": "/appkit", "SPACE_ID": "alice/demo",
