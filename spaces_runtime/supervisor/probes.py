@@ -14,18 +14,21 @@ PROBE_TIMEOUT = httpx.Timeout(3.0, connect=1.0)
 
 
 def readiness_url(spec: LaunchSpec, upstream: str) -> str:
-    """Where to ask whether the app is up (pure).
+    """Where to ask whether the app is up (pure): ``readiness_path`` on ``upstream``."""
+    return upstream.rstrip("/") + readiness_path(spec)
+
+
+def readiness_path(spec: LaunchSpec) -> str:
+    """The path that answers once the app can serve (pure).
 
     Gradio serves its config both at /config and under GRADIO_ROOT_PATH (verified with gradio 4.44, 5.9 and
     6.31); probing under the prefix checks the path the gateway will use. Streamlit serves everything, its
     health check included, only under --server.baseUrlPath, at a path that moved in 1.18 (``sdk_eras``).
     Anything else (docker apps) just has to answer on /.
     """
-    base = upstream.rstrip("/")
-    prefix = spec.base_path.rstrip("/")
     if spec.sdk in ("gradio", "streamlit"):
-        return f"{base}{prefix}/{sdk_eras.health_path(spec.sdk, spec.sdk_version)}"
-    return f"{base}/"
+        return f"{spec.base_path.rstrip('/')}/{sdk_eras.health_path(spec.sdk, spec.sdk_version)}"
+    return "/"
 
 
 def timeout_reason(spec: LaunchSpec, instance: Instance) -> str:

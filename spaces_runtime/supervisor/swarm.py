@@ -4,7 +4,7 @@ The image is pushed to the platform's own registry (``spaces_runtime.swarm.regis
 by digest, so every node runs exactly the bytes that were built. Tasks get the docker backend's hardening (uid
 1000, every capability dropped, read-only root, a tmpfs at /tmp, a per-node volume at /data, tini as PID 1,
 the tier's CPU, memory and pids caps as service limits), labels naming the platform and the space, a health
-check that asks the SDK's readiness URL (``probes.readiness_url``) from inside the task, a restart policy, and an
+check that asks the SDK's readiness path (``probes.readiness_path``) from inside the task, a restart policy, and an
 ``update_config`` with ``order: start-first``: a redeploy is a rolling update where a new task has passed its
 health check before an old one is told to stop.
 

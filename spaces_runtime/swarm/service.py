@@ -7,7 +7,6 @@ Why the spec looks as it does (host-mode ports, dnsrr, SIGWINCH with a DRAIN_S g
 from __future__ import annotations
 
 import re
-import urllib.parse
 from typing import Any
 
 from docker.types import (
@@ -24,7 +23,7 @@ from docker.types import (
 from spaces_runtime.supervisor.backend import LaunchSpec
 from spaces_runtime.supervisor.docker import runtime_env
 from spaces_runtime.supervisor.labels import GENERATION_LABEL, PLATFORM_LABEL, SPACE_LABEL
-from spaces_runtime.supervisor.probes import readiness_url
+from spaces_runtime.supervisor.probes import readiness_path
 from spaces_runtime.supervisor.tiers import MIB, Limits
 
 DRAIN_S = 3.0  # a task told to stop keeps answering this long (its stop signal is one Python apps ignore)
@@ -69,8 +68,7 @@ def health_test(spec: LaunchSpec) -> list[str] | None:
     is ready)."""
     if spec.sdk not in ("gradio", "streamlit"):
         return None
-    path = urllib.parse.urlsplit(readiness_url(spec, f"http://127.0.0.1:{spec.app_port}")).path
-    return http_check("python3", spec.app_port, path, "200")
+    return http_check("python3", spec.app_port, readiness_path(spec), "200")
 
 
 def service_config(spec: LaunchSpec, limits: Limits, *, image: str, platform: str, generation: int,
